@@ -1,0 +1,31 @@
+# artifactctl: build, test, benchmark, install.
+CARGO ?= cargo
+PREFIX ?= $(HOME)/.cargo
+BIN := target/release/artifactctl
+
+.PHONY: build test bench install lint fmt clean
+
+build:
+	$(CARGO) build --release --locked
+
+test:
+	$(CARGO) test --locked --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+bench: build
+	python3 bench/run.py --bin $(BIN)
+
+install: build
+	install -d $(PREFIX)/bin $(PREFIX)/share/man/man1 $(PREFIX)/share/bash-completion/completions
+	install -m 0755 $(BIN) $(PREFIX)/bin/artifactctl
+	$(BIN) man > $(PREFIX)/share/man/man1/artifactctl.1
+	$(BIN) completions bash > $(PREFIX)/share/bash-completion/completions/artifactctl
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,60 @@
+//! The command registry: one module per command, each a thin wrapper that
+//! turns its flags into the library's options and prints the result.
+
+pub mod completions;
+pub mod delete;
+pub mod init;
+pub mod list;
+pub mod man;
+pub mod path;
+pub mod register;
+pub mod show;
+
+use anyhow::Result;
+use artifactctl::ExitCode;
+use clap::Subcommand;
+
+use crate::cli::GlobalArgs;
+use crate::output::Output;
+use crate::settings::Context;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Init(init::Args),
+    Register(register::Args),
+    List(list::Args),
+    Show(show::Args),
+    Path(path::Args),
+    Delete(delete::Args),
+    Completions(completions::Args),
+    Man(man::Args),
+}
+
+impl Command {
+    pub fn run(self, global: &GlobalArgs, out: &Output) -> Result<ExitCode> {
+        match self {
+            Command::Init(args) => init::run(global, out, args),
+            Command::Completions(args) => completions::run(args),
+            Command::Man(args) => man::run(args),
+            other => {
+                let ctx = Context::resolve(global, out)?;
+                match other {
+                    Command::Register(args) => register::run(&ctx, out, args),
+                    Command::List(args) => list::run(&ctx, out, args),
+                    Command::Show(args) => show::run(&ctx, out, args),
+                    Command::Path(args) => path::run(&ctx, out, args),
+                    Command::Delete(args) => delete::run(&ctx, out, args),
+                    Command::Init(_) | Command::Completions(_) | Command::Man(_) => unreachable!(),
+                }
+            }
+        }
+    }
+}
+
+/// Parse `KEY=VALUE`.
+pub fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got '{text}'")),
+    }
+}

@@ -1,0 +1,32 @@
+use anyhow::Result;
+use artifactctl::refs::RunRef;
+use artifactctl::ExitCode;
+
+use crate::output::Output;
+use crate::settings::Context;
+
+/// Print the absolute path of a run's folder, for scripts
+///
+/// Resolves directly (no scan of the store). `latest` falls back to the
+/// newest complete run when the link is missing or dangling.
+///
+/// Examples:
+///   artifactctl path latest
+///   python train.py --resume "$(artifactctl path gru/BTCEUR/latest)/model.pth"
+///   artifactctl path production/gru/BTCEUR/1.0.0
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// [stage/][namespace/](run-id|latest)
+    #[arg(value_name = "REF")]
+    pub reference: RunRef,
+}
+
+pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+    let resolved = ctx.store.resolve(&args.reference)?;
+    for warning in &resolved.warnings {
+        out.warn(warning);
+    }
+    println!("{}", resolved.location.path.display());
+    Ok(ExitCode::Success)
+}

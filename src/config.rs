@@ -1,0 +1,401 @@
+//! Configuration: `artifactctl.toml`, overlaid by `ARTIFACTCTL_<SECTION>_<KEY>`
+//! environment variables, over built-in defaults. Command-line flags are
+//! applied last by the binary. Precedence: flag > environment > file > default.
+//!
+//! Every setting has a default, so the file is optional. `artifactctl init`
+//! writes [`TEMPLATE`], which spells each default out; a test keeps the two
+//! in step.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ArtifactError;
+
+pub const CONFIG_FILE: &str = "artifactctl.toml";
+pub const ENV_PREFIX: &str = "ARTIFACTCTL_";
+pub const ROOT_ENV: &str = "ARTIFACTCTL_ROOT";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub list: ListConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: StoreConfig::default(),
+            list: ListConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// Where runs live, relative to the project root.
+    pub dir: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            dir: "artifacts".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Goal {
+    Max,
+    Min,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListConfig {
+    /// The metric shown in the BEST column. A run's value is the metric itself
+    /// or, failing that, the best of `<step>.<metric>` (one per model).
+    pub metric: String,
+    /// Whether a larger (`max`) or smaller (`min`) value is better.
+    pub metric_goal: Goal,
+    /// File names that count as models in the MODELS column.
+    pub model_patterns: Vec<String>,
+}
+
+impl Default for ListConfig {
+    fn default() -> Self {
+        ListConfig {
+            metric: "sharpe_ratio".into(),
+            metric_goal: Goal::Max,
+            model_patterns: [
+                "*.pt",
+                "*.pth",
+                "*.pkl",
+                "*.joblib",
+                "*.h5",
+                "*.hdf5",
+                "*.onnx",
+                "*.zip",
+                "*.pb",
+                "*.safetensors",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        }
+    }
+}
+
+/// The commented file `artifactctl init` writes.
+pub const TEMPLATE: &str = r#"# artifactctl configuration. Every value below is the built-in default:
+# delete what you do not change. Each key can also be set by an environment
+# variable ARTIFACTCTL_<SECTION>_<KEY>, e.g. ARTIFACTCTL_STORE_DIR=/data/runs.
+# Precedence: command-line flag > environment > this file > default.
+
+[store]
+# Where runs are kept, relative to this file's folder (or absolute).
+dir = "artifacts"
+
+[list]
+# Metric shown in the BEST column of `artifactctl list`. A run's value is this
+# metric, or else the best of the per-step metrics named <step>.<metric>.
+metric = "sharpe_ratio"
+# "max" when larger is better, "min" when smaller is better.
+metric_goal = "max"
+# File names counted in the MODELS column.
+model_patterns = ["*.pt", "*.pth", "*.pkl", "*.joblib", "*.h5", "*.hdf5", "*.onnx", "*.zip", "*.pb", "*.safetensors"]
+"#;
+
+/// A loaded configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub file: Option<PathBuf>,
+    /// Keys the file sets that this version does not know (likely typos).
+    pub warnings: Vec<String>,
+}
+
+/// The project root: `explicit` (from `--root` or `ARTIFACTCTL_ROOT`), else
+/// the nearest ancestor of `cwd` holding `artifactctl.toml`, else `cwd`.
+pub fn find_root(cwd: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(dir) = explicit {
+        let dir = cwd.join(dir);
+        return dir.canonicalize().map_err(|e| {
+            ArtifactError::usage(format!(
+                "project root {} cannot be used: {e}; pass an existing directory to --root or {ROOT_ENV}",
+                dir.display()
+            ))
+            .into()
+        });
+    }
+    let cwd = cwd
+        .canonicalize()
+        .context("the working directory cannot be resolved")?;
+    for dir in cwd.ancestors() {
+        if dir.join(CONFIG_FILE).is_file() {
+            return Ok(dir.to_path_buf());
+        }
+    }
+    Ok(cwd)
+}
+
+impl Config {
+    /// Load `<root>/artifactctl.toml` (if any) and overlay `env`.
+    pub fn load<I>(root: &Path, env: I) -> Result<Loaded>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let path = root.join(CONFIG_FILE);
+        let (mut table, file) = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                    ArtifactError::usage(format!(
+                        "{}: invalid config: {}fix the file; `artifactctl init` in an empty folder shows every setting",
+                        path.display(),
+                        e
+                    ))
+                })?;
+                (table, Some(path.clone()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (toml::Table::new(), None),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        let warnings = unknown_keys(&table, &defaults);
+        apply_env(&mut table, &defaults, env)?;
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    ArtifactError::usage(format!(
+                        "{}: invalid config: {e}",
+                        file.as_deref().unwrap_or(&path).display()
+                    ))
+                })?;
+        Ok(Loaded {
+            config,
+            file,
+            warnings,
+        })
+    }
+}
+
+/// Sections and keys set in the file that the defaults do not have.
+fn unknown_keys(file: &toml::Table, defaults: &toml::Table) -> Vec<String> {
+    let mut out = Vec::new();
+    for (section, value) in file {
+        match (defaults.get(section), value) {
+            (Some(toml::Value::Table(known)), toml::Value::Table(given)) => {
+                for key in given.keys() {
+                    if !known.contains_key(key) {
+                        out.push(format!("unknown setting [{section}] {key}"));
+                    }
+                }
+            }
+            (Some(_), _) => {}
+            (None, _) => out.push(format!("unknown section [{section}]")),
+        }
+    }
+    out
+}
+
+/// Overlay `ARTIFACTCTL_<SECTION>_<KEY>` for every scalar or list setting the
+/// defaults define, parsing the text as the default's type. Variables that
+/// name no setting (such as `ARTIFACTCTL_RUN_DIR`, set for refresh steps) are
+/// ignored.
+fn apply_env<I>(table: &mut toml::Table, defaults: &toml::Table, env: I) -> Result<()>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let vars: BTreeMap<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    if vars.is_empty() {
+        return Ok(());
+    }
+    for (section, section_defaults) in defaults {
+        let toml::Value::Table(section_defaults) = section_defaults else {
+            continue;
+        };
+        for (key, default) in section_defaults {
+            let var = format!(
+                "{ENV_PREFIX}{}_{}",
+                section.to_uppercase(),
+                key.to_uppercase()
+            );
+            let Some(text) = vars.get(&var) else { continue };
+            let value = parse_env_value(text, default)
+                .map_err(|e| ArtifactError::usage(format!("{var}={text:?}: {e}")))?;
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                t.insert(key.clone(), value);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_env_value(text: &str, like: &toml::Value) -> Result<toml::Value, String> {
+    use toml::Value;
+    Ok(match like {
+        Value::String(_) => Value::String(text.to_string()),
+        Value::Integer(_) => Value::Integer(
+            text.trim()
+                .parse()
+                .map_err(|_| "expected a whole number".to_string())?,
+        ),
+        Value::Float(_) => Value::Float(
+            text.trim()
+                .parse()
+                .map_err(|_| "expected a number".to_string())?,
+        ),
+        Value::Boolean(_) => Value::Boolean(match text.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => return Err("expected true or false".into()),
+        }),
+        Value::Array(_) => {
+            let trimmed = text.trim();
+            if trimmed.starts_with('[') {
+                let doc: toml::Table = format!("v = {trimmed}")
+                    .parse()
+                    .map_err(|e| format!("expected a TOML list: {e}"))?;
+                doc["v"].clone()
+            } else {
+                Value::Array(
+                    trimmed
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Value::String(s.to_string()))
+                        .collect(),
+                )
+            }
+        }
+        _ => return Err("this setting cannot be set from the environment".into()),
+    })
+}
+
+/// Resolve a configured path: absolute as given, relative to `root` otherwise.
+pub fn resolve_path(root: &Path, configured: &str) -> PathBuf {
+    let p = Path::new(configured);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_template_spells_out_the_defaults() {
+        let parsed: Config = toml::from_str(TEMPLATE).unwrap();
+        assert_eq!(parsed, Config::default());
+        let table: toml::Table = TEMPLATE.parse().unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        assert_eq!(table, defaults, "every default must appear in the template");
+    }
+
+    #[test]
+    fn precedence_is_env_over_file_over_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = Config::load(dir.path(), env(&[])).unwrap();
+        assert_eq!(loaded.config.store.dir, "artifacts");
+        assert!(loaded.file.is_none());
+
+        std::fs::write(dir.path().join(CONFIG_FILE), "[store]\ndir = \"runs\"\n").unwrap();
+        let loaded = Config::load(dir.path(), env(&[])).unwrap();
+        assert_eq!(loaded.config.store.dir, "runs");
+
+        let loaded = Config::load(
+            dir.path(),
+            env(&[
+                ("ARTIFACTCTL_STORE_DIR", "/data"),
+                ("ARTIFACTCTL_RUN_DIR", "/ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(loaded.config.store.dir, "/data");
+    }
+
+    #[test]
+    fn env_values_take_the_default_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = Config::load(
+            dir.path(),
+            env(&[
+                ("ARTIFACTCTL_LIST_MODEL_PATTERNS", "*.pt, *.bin"),
+                ("ARTIFACTCTL_LIST_METRIC_GOAL", "min"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(loaded.config.list.model_patterns, vec!["*.pt", "*.bin"]);
+        assert_eq!(loaded.config.list.metric_goal, Goal::Min);
+
+        let loaded = Config::load(
+            dir.path(),
+            env(&[("ARTIFACTCTL_LIST_MODEL_PATTERNS", "[\"a\", \"b\"]")]),
+        )
+        .unwrap();
+        assert_eq!(loaded.config.list.model_patterns, vec!["a", "b"]);
+
+        let err =
+            Config::load(dir.path(), env(&[("ARTIFACTCTL_LIST_METRIC_GOAL", "best")])).unwrap_err();
+        assert!(format!("{err:#}").contains("ARTIFACTCTL_LIST_METRIC_GOAL"));
+    }
+
+    #[test]
+    fn a_broken_file_names_itself_and_unknown_keys_warn() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "[store\n").unwrap();
+        let err = Config::load(dir.path(), env(&[])).unwrap_err();
+        assert!(format!("{err:#}").contains(CONFIG_FILE));
+
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[store]\ndri = \"x\"\n[nope]\n",
+        )
+        .unwrap();
+        let loaded = Config::load(dir.path(), env(&[])).unwrap();
+        assert_eq!(loaded.warnings.len(), 2);
+    }
+
+    #[test]
+    fn root_is_the_nearest_ancestor_with_a_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        std::fs::create_dir_all(&nested).unwrap();
+        assert_eq!(
+            find_root(&nested, None).unwrap(),
+            nested.canonicalize().unwrap()
+        );
+        std::fs::write(dir.path().join(CONFIG_FILE), "").unwrap();
+        assert_eq!(
+            find_root(&nested, None).unwrap(),
+            dir.path().canonicalize().unwrap()
+        );
+        let explicit = find_root(&nested, Some(Path::new(".."))).unwrap();
+        assert_eq!(explicit, dir.path().join("a").canonicalize().unwrap());
+    }
+}

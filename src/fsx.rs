@@ -1,0 +1,664 @@
+//! The only module that mutates the store. Everything that others read is
+//! published here, atomically:
+//!
+//! - [`atomic_write`]: write to a temporary sibling, fsync, rename, fsync the
+//!   parent directory;
+//! - [`set_latest`]: swap a `latest` symlink (or its pointer file where
+//!   symlinks are unavailable) by renaming a temporary link over it;
+//! - [`Staging`]: assemble a directory out of sight and publish it with a
+//!   no-replace rename, so a reader sees nothing or the whole thing;
+//! - [`StoreLock`]: the store-wide writer lock;
+//! - [`discard_dir`]: unlist a directory with one rename, then remove it
+//!   without ever following a symlink.
+//!
+//! A crash at any instant leaves at worst a temporary file, a staging folder
+//! or a trash folder, all under `.artifactctl/` or hidden by a leading dot,
+//! and all swept by the next writer ([`sweep_leftovers`]).
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Folder inside the store that holds the lock, staging, trash and journal.
+pub const INTERNAL_DIR: &str = ".artifactctl";
+pub const LATEST: &str = "latest";
+/// Seed 002's fallback where symlinks cannot be made.
+pub const LATEST_POINTER: &str = "latest_pointer.txt";
+
+const STAGING_DIR: &str = "staging";
+const TRASH_DIR: &str = "trash";
+const LOCK_FILE: &str = "lock";
+
+/// A name no other process or thread of ours will pick.
+pub fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}.{:x}{:x}", std::process::id(), nanos, n)
+}
+
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", unique_suffix()))
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Write `bytes` to `path` so that a reader sees the old content or the new,
+/// never a mix, and the new content survives a power cut once this returns.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_sibling(path);
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        fsync_dir(parent_of(path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Point `<dir>/latest` at `id`: a relative symlink swapped in by rename, or
+/// the pointer file where the filesystem refuses symlinks.
+pub fn set_latest(dir: &Path, id: &str) -> io::Result<()> {
+    let link = dir.join(LATEST);
+    let tmp = temp_sibling(&link);
+    match symlink(id, &tmp) {
+        Ok(()) => {
+            if let Err(e) = fs::rename(&tmp, &link) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+            let pointer = dir.join(LATEST_POINTER);
+            if pointer.symlink_metadata().is_ok() {
+                // A stale pointer would contradict the link for older readers.
+                atomic_write(&pointer, format!("{id}\n").as_bytes())?;
+            }
+            fsync_dir(dir)
+        }
+        Err(e) if symlinks_unsupported(&e) => {
+            atomic_write(&dir.join(LATEST_POINTER), format!("{id}\n").as_bytes())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn symlinks_unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EOPNOTSUPP))
+}
+
+/// Remove `<dir>/latest` and its pointer file, when no run is left to point at.
+pub fn remove_latest(dir: &Path) -> io::Result<()> {
+    for name in [LATEST, LATEST_POINTER] {
+        let path = dir.join(name);
+        if let Ok(meta) = path.symlink_metadata() {
+            if !meta.is_dir() {
+                fs::remove_file(&path)?;
+            }
+        }
+    }
+    fsync_dir(dir)
+}
+
+/// `rename(from, to)` that fails with `AlreadyExists` instead of replacing
+/// `to`. On Linux this is one `renameat2(RENAME_NOREPLACE)` call, so two racing
+/// publishers cannot both win; elsewhere it relies on the store lock.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let c_from = CString::new(from.as_os_str().as_bytes())?;
+        let c_to = CString::new(to.as_os_str().as_bytes())?;
+        // SAFETY: both pointers are valid NUL-terminated strings for the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                c_from.as_ptr(),
+                libc::AT_FDCWD,
+                c_to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINVAL) | Some(libc::ENOSYS) => {}
+            _ => return Err(err),
+        }
+    }
+    if to.symlink_metadata().is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} already exists", to.display()),
+        ));
+    }
+    fs::rename(from, to)
+}
+
+/// The store-wide writer lock: an exclusive `flock` on `.artifactctl/lock`,
+/// released when dropped (or when the process dies, so no lock goes stale).
+pub struct StoreLock {
+    _file: File,
+}
+
+impl StoreLock {
+    pub fn acquire(store_dir: &Path) -> io::Result<StoreLock> {
+        let internal = store_dir.join(INTERNAL_DIR);
+        fs::create_dir_all(&internal)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(internal.join(LOCK_FILE))?;
+        flock(&file, libc::LOCK_EX)?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// True when some live process holds the lock right now.
+    pub fn is_held(store_dir: &Path) -> bool {
+        let path = store_dir.join(INTERNAL_DIR).join(LOCK_FILE);
+        let Ok(file) = File::open(path) else {
+            return false;
+        };
+        match flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
+            Ok(()) => false,
+            Err(e) => e.raw_os_error() == Some(libc::EWOULDBLOCK),
+        }
+    }
+}
+
+fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    loop {
+        // SAFETY: the descriptor is owned by `file` and stays open for the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// A directory assembled out of sight under `.artifactctl/staging/`, removed
+/// on drop unless [`Staging::publish`] moved it into place.
+pub struct Staging {
+    path: PathBuf,
+    published: bool,
+    /// Where the folder came from when it was moved in, to give it back.
+    return_to: Option<PathBuf>,
+}
+
+impl Staging {
+    /// Create an empty staging directory.
+    pub fn create(store_dir: &Path, label: &str) -> io::Result<Staging> {
+        let staging = Staging::reserve(store_dir, label)?;
+        fs::create_dir(&staging.path)?;
+        Ok(staging)
+    }
+
+    /// Reserve a staging name without creating it, for callers that rename a
+    /// finished directory in.
+    pub fn reserve(store_dir: &Path, label: &str) -> io::Result<Staging> {
+        let parent = store_dir.join(INTERNAL_DIR).join(STAGING_DIR);
+        fs::create_dir_all(&parent)?;
+        let label: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        let path = parent.join(format!("{label}.{}", unique_suffix()));
+        Ok(Staging {
+            path,
+            published: false,
+            return_to: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The staged folder is the user's own (moved in, not copied): if it is
+    /// not published, rename it back to `original` instead of removing it.
+    pub fn return_on_failure(&mut self, original: PathBuf) {
+        self.return_to = Some(original);
+    }
+
+    /// fsync everything written, then rename the directory to `dest`, failing
+    /// with `AlreadyExists` if anything is there already.
+    pub fn publish(mut self, dest: &Path) -> io::Result<()> {
+        sync_tree(&self.path)?;
+        let parent = parent_of(dest);
+        fs::create_dir_all(parent)?;
+        rename_noreplace(&self.path, dest)?;
+        self.published = true;
+        fsync_dir(parent)?;
+        if let Some(staging_parent) = self.path.parent() {
+            let _ = fsync_dir(staging_parent);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.published || self.path.symlink_metadata().is_err() {
+            return;
+        }
+        if let Some(original) = &self.return_to {
+            if fs::rename(&self.path, original).is_err() {
+                // Never delete the user's folder: park it where no sweep goes.
+                if let Some(internal) = self.path.parent().and_then(Path::parent) {
+                    let kept = internal.join("recovered");
+                    let name = self.path.file_name().unwrap_or_default().to_os_string();
+                    if fs::create_dir_all(&kept).is_ok() {
+                        let _ = fs::rename(&self.path, kept.join(name));
+                    }
+                }
+            }
+            return;
+        }
+        let _ = make_tree_writable(&self.path);
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// fsync every regular file and directory below `dir` (symlinks are not followed).
+pub fn sync_tree(dir: &Path) -> io::Result<()> {
+    for entry in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .contents_first(true)
+    {
+        let entry = entry.map_err(io::Error::other)?;
+        let ft = entry.file_type();
+        if ft.is_file() {
+            File::open(entry.path())?.sync_all()?;
+        } else if ft.is_dir() {
+            fsync_dir(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Unlist `dir` with a single rename into `.artifactctl/trash/`, then remove
+/// it. Readers never see a half-removed directory under its real name, and an
+/// interrupted removal is finished by the next [`sweep_leftovers`].
+/// `std::fs::remove_dir_all` never follows symlinks (it unlinks them) and
+/// opens each level relative to its parent, so a symlink swapped in during
+/// removal cannot redirect it (CVE-2022-21658 is fixed in std since 1.58.1).
+pub fn discard_dir(store_dir: &Path, dir: &Path) -> io::Result<()> {
+    let trash = store_dir.join(INTERNAL_DIR).join(TRASH_DIR);
+    fs::create_dir_all(&trash)?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let target = trash.join(format!("{name}.{}", unique_suffix()));
+    match fs::rename(dir, &target) {
+        Ok(()) => {
+            fsync_dir(parent_of(dir))?;
+            remove_tree(&target)
+        }
+        // Another filesystem (a store folder mounted separately): remove in place.
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => remove_tree(dir),
+        Err(e) => Err(e),
+    }
+}
+
+/// Remove a tree without following symlinks, first restoring the owner's
+/// write bit on directories so read-only (promoted) trees can go.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            make_tree_writable(path)?;
+            fs::remove_dir_all(path)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Give the owner write permission on every directory below `path`.
+pub fn make_tree_writable(path: &Path) -> io::Result<()> {
+    for entry in walkdir::WalkDir::new(path).follow_links(false) {
+        let Ok(entry) = entry else { continue };
+        if entry.file_type().is_dir() {
+            let meta = entry.metadata().map_err(io::Error::other)?;
+            let mut perms = meta.permissions();
+            perms.set_mode(perms.mode() | 0o700);
+            fs::set_permissions(entry.path(), perms)?;
+        }
+    }
+    Ok(())
+}
+
+/// Make every file and directory below `path` read-only (files 0444 plus
+/// their execute bits, directories 0555). Symlinks are left alone.
+pub fn make_tree_readonly(path: &Path) -> io::Result<()> {
+    for entry in walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .contents_first(true)
+    {
+        let entry = entry.map_err(io::Error::other)?;
+        let ft = entry.file_type();
+        if ft.is_symlink() {
+            continue;
+        }
+        let meta = entry.metadata().map_err(io::Error::other)?;
+        let mode = meta.permissions().mode();
+        let ro = if ft.is_dir() {
+            0o555
+        } else {
+            (mode & 0o111) | 0o444
+        };
+        fs::set_permissions(entry.path(), fs::Permissions::from_mode(ro))?;
+    }
+    Ok(())
+}
+
+/// Leftovers of a writer that died: a staging or trash folder whose owning
+/// process is gone. Names carry the owner's pid (see [`unique_suffix`]).
+#[derive(Debug, Clone)]
+pub struct Leftover {
+    pub path: PathBuf,
+    pub age: Duration,
+    pub kind: &'static str,
+}
+
+pub fn find_leftovers(store_dir: &Path) -> Vec<Leftover> {
+    let mut found = Vec::new();
+    let now = SystemTime::now();
+    for (sub, kind) in [(STAGING_DIR, "staging"), (TRASH_DIR, "trash")] {
+        let Ok(entries) = fs::read_dir(store_dir.join(INTERNAL_DIR).join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if owner_alive(&name) {
+                continue;
+            }
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            found.push(Leftover {
+                path: entry.path(),
+                age,
+                kind,
+            });
+        }
+    }
+    found
+}
+
+/// Remove what dead writers left behind. Called by every writer once it holds
+/// the store lock.
+pub fn sweep_leftovers(store_dir: &Path) -> usize {
+    let leftovers = find_leftovers(store_dir);
+    let mut removed = 0;
+    for leftover in &leftovers {
+        if remove_tree(&leftover.path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// `label.<pid>.<nonce>`: is that pid still running?
+fn owner_alive(name: &str) -> bool {
+    let mut parts = name.rsplit('.');
+    let _nonce = parts.next();
+    let Some(pid) = parts.next().and_then(|p| p.parse::<i32>().ok()) else {
+        return false;
+    };
+    if pid == std::process::id() as i32 {
+        return true;
+    }
+    // SAFETY: signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Copy one file, sharing its blocks where the filesystem can (a reflink via
+/// `FICLONE`), and falling back to a byte copy (`copy_file_range` in std).
+pub fn clone_or_copy(src: &Path, dst: &Path) -> io::Result<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let input = File::open(src)?;
+        let output = OpenOptions::new().write(true).create_new(true).open(dst)?;
+        // FICLONE = _IOW(0x94, 9, int)
+        const FICLONE: libc::c_ulong = 0x4004_9409;
+        // SAFETY: both descriptors are open for the duration of the call.
+        let rc = unsafe { libc::ioctl(output.as_raw_fd(), FICLONE as _, input.as_raw_fd()) };
+        if rc == 0 {
+            let meta = input.metadata()?;
+            output.set_permissions(meta.permissions())?;
+            return Ok(meta.len());
+        }
+        drop(output);
+        fs::remove_file(dst)?;
+    }
+    fs::copy(src, dst)
+}
+
+/// Bring `src` into a staging tree at `dst` without copying bytes where
+/// possible: a reflink, else a hard link when `src` is already read-only (so
+/// sharing it cannot let one side change the other), else a copy.
+pub fn share_or_copy(src: &Path, dst: &Path) -> io::Result<u64> {
+    let meta = src.symlink_metadata()?;
+    if meta.permissions().mode() & 0o222 == 0 && fs::hard_link(src, dst).is_ok() {
+        return Ok(meta.len());
+    }
+    clone_or_copy(src, dst)
+}
+
+/// Copy the tree `src` into the existing empty directory `dst`, files in
+/// parallel. Symlinks are recreated as links, never followed, and only when
+/// they are relative and stay inside `src`; anything else is refused, since a
+/// run must not reach outside itself. `skip` names top-level entries to leave
+/// out. Returns the bytes copied.
+pub fn copy_tree(
+    src: &Path,
+    dst: &Path,
+    skip: &[&str],
+    on_file: &(dyn Fn(u64) + Sync),
+) -> io::Result<u64> {
+    use rayon::prelude::*;
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(src)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(io::Error::other)?;
+        if entry.depth() == 0 {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(src)
+            .expect("walkdir stays below its root");
+        if entry.depth() == 1 && skip.iter().any(|s| rel == Path::new(s)) {
+            continue;
+        }
+        let out = dst.join(rel);
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            fs::create_dir(&out)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(entry.path())?;
+            if !link_stays_inside(rel, &target) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a symlink to {}, outside the folder; artifactctl never follows links out of a run: copy the file in or remove the link",
+                        entry.path().display(),
+                        target.display()
+                    ),
+                ));
+            }
+            symlink(&target, &out)?;
+        } else if ft.is_file() {
+            files.push((entry.path().to_path_buf(), out));
+        }
+    }
+    files
+        .par_iter()
+        .map(|(from, to)| {
+            let n = clone_or_copy(from, to).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot copy {}: {e}", from.display()))
+            })?;
+            on_file(n);
+            Ok(n)
+        })
+        .sum()
+}
+
+/// Does a link at `rel` (relative to a tree's root) pointing to `target`
+/// resolve inside that tree, judged on the text alone?
+pub fn link_stays_inside(rel: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: i64 = rel.components().count() as i64 - 1;
+    for c in target.components() {
+        match c {
+            std::path::Component::ParentDir => depth -= 1,
+            std::path::Component::Normal(_) => depth += 1,
+            std::path::Component::CurDir => {}
+            _ => return false,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.json");
+        atomic_write(&path, b"one").unwrap();
+        atomic_write(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn set_latest_swaps_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("a")).unwrap();
+        fs::create_dir(dir.path().join("b")).unwrap();
+        set_latest(dir.path(), "a").unwrap();
+        set_latest(dir.path(), "b").unwrap();
+        assert_eq!(
+            fs::read_link(dir.path().join(LATEST)).unwrap(),
+            Path::new("b")
+        );
+    }
+
+    #[test]
+    fn rename_noreplace_refuses_an_existing_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        fs::create_dir(&a).unwrap();
+        fs::create_dir(&b).unwrap();
+        let err = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert!(a.exists());
+    }
+
+    #[test]
+    fn unpublished_staging_is_removed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = {
+            let staging = Staging::create(dir.path(), "run").unwrap();
+            fs::write(staging.path().join("f"), b"x").unwrap();
+            staging.path().to_path_buf()
+        };
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn leftovers_of_dead_writers_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join(INTERNAL_DIR).join(STAGING_DIR);
+        fs::create_dir_all(staging.join("run.999999999.abc")).unwrap();
+        fs::create_dir_all(staging.join(format!("run.{}.abc", std::process::id()))).unwrap();
+        let found = find_leftovers(dir.path());
+        assert_eq!(found.len(), 1);
+        assert!(found[0].path.ends_with("run.999999999.abc"));
+        assert_eq!(sweep_leftovers(dir.path()), 1);
+    }
+
+    #[test]
+    fn links_inside_and_outside() {
+        assert!(link_stays_inside(
+            Path::new("checkpoints/latest.pt"),
+            Path::new("best.pt")
+        ));
+        assert!(link_stays_inside(Path::new("a/b/c"), Path::new("../x")));
+        assert!(!link_stays_inside(Path::new("a"), Path::new("../x")));
+        assert!(!link_stays_inside(Path::new("a/b"), Path::new("../../x")));
+        assert!(!link_stays_inside(Path::new("a"), Path::new("/etc/passwd")));
+    }
+
+    #[test]
+    fn discard_dir_does_not_follow_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("keep"), b"x").unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir(&run).unwrap();
+        symlink(outside.path(), run.join("link")).unwrap();
+        discard_dir(dir.path(), &run).unwrap();
+        assert!(!run.exists());
+        assert!(outside.path().join("keep").exists());
+    }
+}

@@ -1,0 +1,33 @@
+//! The `artifactctl` binary: argument parsing, settings, output, prompts and
+//! progress. Everything else lives in the library.
+
+mod cli;
+mod cmd;
+mod output;
+mod prompt;
+mod reporters;
+mod settings;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    restore_sigpipe();
+    let cli = cli::Cli::parse();
+    let out = output::Output::new(&cli.global);
+    match cli.command.run(&cli.global, &out) {
+        Ok(code) => code.into(),
+        Err(err) => {
+            out.error(&err);
+            artifactctl::error::exit_code_for(&err).into()
+        }
+    }
+}
+
+/// `artifactctl list | head` should end quietly, as other Unix tools do,
+/// instead of panicking on a closed pipe.
+fn restore_sigpipe() {
+    // SAFETY: resetting a signal to its default disposition at start-up.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

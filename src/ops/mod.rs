@@ -1,0 +1,292 @@
+//! Operations: one module per command that changes the store, each taking a
+//! plain options struct (the binary fills it from flags and config) and
+//! returning data for the binary to print. Shared here: publishing a staged
+//! run, the producer record, and the lineage index that protects runs.
+
+pub mod delete;
+pub mod register;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+
+use crate::error::ArtifactError;
+use crate::fsx::{self, Staging, StoreLock};
+use crate::journal;
+use crate::metadata::{Metadata, Producer, RunStatus};
+use crate::refs::{self, qualified_ref, Namespace, Stage};
+use crate::store::{LatestState, ReadOptions, RunLocation, Store};
+
+/// How many same-second ids to try before giving up.
+const MAX_ID_SUFFIX: u32 = 999;
+
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub location: RunLocation,
+    pub became_latest: bool,
+}
+
+/// What to do with `latest` when a run is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatestPolicy {
+    /// Move it when the run is complete and newer than the current target.
+    Advance,
+    /// Leave it (failed or interrupted runs, backfills).
+    Keep,
+}
+
+/// Publish a staged run into `<stage>/<ns>/<id>`: under the store lock, pick
+/// the id (`requested`, or `YYYYMMDD_HHMMSS[_NNN]` from `created_at`), write
+/// `metadata.json` last, rename the folder into place without replacing
+/// anything, move `latest` forward, and journal the action.
+pub fn publish_run(
+    store: &Store,
+    staging: Staging,
+    meta: &mut Metadata,
+    requested: Option<&str>,
+    latest: LatestPolicy,
+    journal_entry: journal::Entry,
+) -> Result<Published> {
+    let ns = Namespace::parse(&meta.namespace)?;
+    let ns_dir = store.ns_dir(meta.stage, &ns)?;
+    let _lock = lock(store)?;
+    fs_create_dir_all(&ns_dir)?;
+    let base = requested
+        .map(str::to_string)
+        .unwrap_or_else(|| refs::default_id(meta.created_at));
+    let mut attempt = 0;
+    let location = loop {
+        let id = if attempt == 0 || requested.is_some() {
+            base.clone()
+        } else {
+            refs::suffixed_id(&base, attempt)
+        };
+        let location = store.location(meta.stage, &ns, &id)?;
+        if location.path.symlink_metadata().is_ok() {
+            if requested.is_some() {
+                return Err(ArtifactError::conflict(format!(
+                    "{} already exists; ids are never reused: choose another --id",
+                    location.reference()
+                ))
+                .into());
+            }
+            attempt += 1;
+            if attempt > MAX_ID_SUFFIX {
+                return Err(ArtifactError::conflict(format!(
+                    "more than {MAX_ID_SUFFIX} runs were created in the second of {base}; pass --id"
+                ))
+                .into());
+            }
+            continue;
+        }
+        break location;
+    };
+    meta.id = location.id.clone();
+    meta.write(staging.path())?;
+    let staging_path = staging.path().to_path_buf();
+    staging.publish(&location.path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::Error::new(ArtifactError::conflict(format!(
+                "{} was created by another writer at the same moment; retry",
+                location.reference()
+            )))
+        } else {
+            anyhow::Error::new(e).context(format!(
+                "cannot move {} to {}",
+                staging_path.display(),
+                location.path.display()
+            ))
+        }
+    })?;
+    let became_latest = latest == LatestPolicy::Advance
+        && meta.status == RunStatus::Complete
+        && advance_latest(store, &location, meta.created_at)?;
+    let entry = journal_entry
+        .with("became_latest", became_latest)
+        .with("total_size", meta.total_size)
+        .with("file_count", meta.file_count);
+    let entry = journal::Entry {
+        target: Some(location.qualified()),
+        ..entry
+    };
+    journal::append(store.dir(), &entry)?;
+    Ok(Published {
+        location,
+        became_latest,
+    })
+}
+
+/// Take the store lock and finish what dead writers left behind.
+pub fn lock(store: &Store) -> Result<StoreLock> {
+    let lock = StoreLock::acquire(store.dir()).with_context(|| {
+        format!(
+            "cannot take the store lock in {}; check that the folder is writable",
+            store.internal_dir().display()
+        )
+    })?;
+    fsx::sweep_leftovers(store.dir());
+    Ok(lock)
+}
+
+fn fs_create_dir_all(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Point `latest` at `location` unless the current target is newer: `latest`
+/// only moves forward in time. The caller holds the lock.
+fn advance_latest(
+    store: &Store,
+    location: &RunLocation,
+    created_at: DateTime<Utc>,
+) -> Result<bool> {
+    let ns_dir = store.ns_dir(location.stage, &location.namespace)?;
+    if let Some(current) = store.latest(location.stage, &location.namespace)?.id() {
+        if current != location.id {
+            let opts = ReadOptions::new(&[], false)?;
+            let here = store.location(location.stage, &location.namespace, current)?;
+            let current_run = store.read_run(here, &opts);
+            if current_run.status == RunStatus::Complete
+                && current_run.created_at.is_some_and(|t| t > created_at)
+            {
+                return Ok(false);
+            }
+        }
+    }
+    fsx::set_latest(&ns_dir, &location.id)
+        .with_context(|| format!("cannot update {}", ns_dir.join(fsx::LATEST).display()))?;
+    Ok(true)
+}
+
+/// After a run left a namespace, point `latest` at the newest complete run
+/// that remains, or remove it. The caller holds the lock.
+pub fn repoint_latest(store: &Store, stage: Stage, ns: &Namespace) -> Result<Option<String>> {
+    let ns_dir = store.ns_dir(stage, ns)?;
+    match store.latest(stage, ns)? {
+        LatestState::Link(id) | LatestState::Pointer(id) if ns_dir.join(&id).is_dir() => {
+            return Ok(Some(id));
+        }
+        LatestState::Escaping(_) | LatestState::NotALink => return Ok(None),
+        _ => {}
+    }
+    match store.newest_complete(stage, ns, None) {
+        Some(run) => {
+            fsx::set_latest(&ns_dir, &run.id)?;
+            Ok(Some(run.id))
+        }
+        None => {
+            if ns_dir.is_dir() {
+                fsx::remove_latest(&ns_dir)?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Who made a run: the command line, this version, the host and the git
+/// commit of the project when it is a checkout.
+pub fn producer(project_root: &Path, command: Vec<String>) -> Producer {
+    Producer {
+        command,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        hostname: journal::hostname(),
+        git_commit: git_commit(project_root),
+        extra: Default::default(),
+    }
+}
+
+/// Read the commit `HEAD` names, without running git.
+pub fn git_commit(root: &Path) -> Option<String> {
+    let dot_git = root
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|p| p.exists())?;
+    let git_dir = if dot_git.is_file() {
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        let rel = text.trim().strip_prefix("gitdir:")?.trim();
+        dot_git.parent()?.join(rel)
+    } else {
+        dot_git
+    };
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref:").map(str::trim) else {
+        return is_sha(head).then(|| head.to_string());
+    };
+    let common = std::fs::read_to_string(git_dir.join("commondir"))
+        .map(|c| git_dir.join(c.trim()))
+        .unwrap_or_else(|_| git_dir.clone());
+    for dir in [&git_dir, &common] {
+        if let Ok(sha) = std::fs::read_to_string(dir.join(reference)) {
+            let sha = sha.trim();
+            if is_sha(sha) {
+                return Some(sha.to_string());
+            }
+        }
+    }
+    let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
+    packed.lines().find_map(|line| {
+        let (sha, name) = line.split_once(' ')?;
+        (name == reference && is_sha(sha)).then(|| sha.to_string())
+    })
+}
+
+fn is_sha(s: &str) -> bool {
+    s.len() >= 40 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// For each run that a validated or production artifact came from, the
+/// artifacts that name it in their lineage (`promoted_from` or `parent`).
+/// Keys and values are qualified refs (`raw/ns/id`).
+pub fn lineage_dependents(store: &Store) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for &stage in store.stages() {
+        if stage == Stage::Raw {
+            continue;
+        }
+        for location in store.locations(&[stage], &Namespace::root()) {
+            let Ok(meta) = Metadata::read(&location.path) else {
+                continue;
+            };
+            let this = qualified_ref(stage, &location.namespace, &location.id);
+            for source in [&meta.lineage.promoted_from, &meta.lineage.parent]
+                .into_iter()
+                .flatten()
+            {
+                out.entry(source.clone()).or_default().push(this.clone());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_head_from_a_checkout() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = dir.path().join(".git");
+        std::fs::create_dir_all(git.join("refs/heads")).unwrap();
+        std::fs::write(git.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        assert_eq!(git_commit(dir.path()), None);
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        std::fs::write(
+            git.join("packed-refs"),
+            format!("# pack\n{sha} refs/heads/main\n"),
+        )
+        .unwrap();
+        assert_eq!(git_commit(dir.path()).as_deref(), Some(sha));
+        std::fs::write(
+            git.join("refs/heads/main"),
+            format!("{}\n", sha.replace('0', "f")),
+        )
+        .unwrap();
+        assert_eq!(
+            git_commit(&dir.path().join("sub")).unwrap(),
+            sha.replace('0', "f")
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! `register`: turn a folder of training outputs into a new raw run (seed
+//! 004's `register_training_session`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::ArtifactError;
+use crate::fsx::{self, Staging};
+use crate::journal;
+use crate::manifest;
+use crate::metadata::{
+    self, Features, Lineage, Metadata, RunStatus, METADATA_FILE, SCHEMA_VERSION,
+    TRAINING_METADATA_FILE,
+};
+use crate::ops::{self, LatestPolicy};
+use crate::progress::{Reporter, Unit};
+use crate::refs::{self, Namespace, Stage};
+use crate::store::{RunLocation, Store};
+
+#[derive(Debug, Clone, Default)]
+pub struct RegisterOptions {
+    pub source: PathBuf,
+    pub namespace: Namespace,
+    pub id: Option<String>,
+    /// Replaces the config found in the folder's own metadata.
+    pub config: Option<Map<String, Value>>,
+    /// Merged over the metrics found in the folder's own metadata.
+    pub metrics: BTreeMap<String, f64>,
+    pub params: BTreeMap<String, Value>,
+    pub tags: Vec<String>,
+    /// Rename the folder in instead of copying (same filesystem only).
+    pub move_in: bool,
+    pub created_at: Option<DateTime<Utc>>,
+    pub project_root: PathBuf,
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub location: RunLocation,
+    pub became_latest: bool,
+    pub moved: bool,
+    pub total_size: u64,
+    pub file_count: u64,
+    pub warnings: Vec<String>,
+}
+
+pub fn register(
+    store: &Store,
+    opts: RegisterOptions,
+    reporter: &dyn Reporter,
+) -> Result<Registered> {
+    if let Some(id) = &opts.id {
+        refs::check_id(id, "--id")?;
+    }
+    let source = check_source(store, &opts.source)?;
+    store.stage_dir(Stage::Raw)?;
+    let mut warnings = Vec::new();
+    let imported = import_metadata(&source, &mut warnings);
+
+    let label = opts.id.clone().unwrap_or_else(|| "register".into());
+    let mut moved = false;
+    let staging = if opts.move_in {
+        let mut staging = Staging::reserve(store.dir(), &label)?;
+        match std::fs::rename(&source, staging.path()) {
+            Ok(()) => {
+                moved = true;
+                staging.return_on_failure(source.clone());
+                staging
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                warnings.push(format!(
+                    "{} is on another filesystem than the store; copied it instead of moving, and left the original in place",
+                    source.display()
+                ));
+                drop(staging);
+                copy_in(store, &source, &label, reporter)?
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot move {} into the store", source.display()));
+            }
+        }
+    } else {
+        copy_in(store, &source, &label, reporter)?
+    };
+    let files = manifest::build(staging.path(), reporter)?;
+    let mut meta = Metadata {
+        schema_version: SCHEMA_VERSION,
+        id: String::new(),
+        namespace: opts.namespace.to_string(),
+        stage: Stage::Raw,
+        created_at: opts
+            .created_at
+            .unwrap_or_else(|| Utc::now().trunc_subsecs(6)),
+        status: RunStatus::Complete,
+        config: opts.config.clone().unwrap_or(imported.config),
+        params: imported.params,
+        metrics: imported.metrics,
+        tags: imported.tags,
+        files: Vec::new(),
+        total_size: 0,
+        file_count: 0,
+        features: imported.features,
+        lineage: Lineage {
+            source: Some(format!("register {}", source.display())),
+            ..Default::default()
+        },
+        producer: ops::producer(&opts.project_root, opts.command.clone()),
+        extra: imported.extra,
+    };
+    meta.metrics.extend(opts.metrics);
+    meta.params.extend(opts.params);
+    for tag in opts.tags {
+        if !meta.tags.contains(&tag) {
+            meta.tags.push(tag);
+        }
+    }
+    meta.set_files(files);
+    let entry = journal::Entry::new("register", Some(source.display().to_string()), None);
+    let published = ops::publish_run(
+        store,
+        staging,
+        &mut meta,
+        opts.id.as_deref(),
+        LatestPolicy::Advance,
+        entry,
+    )
+    .context("nothing was registered")?;
+    Ok(Registered {
+        location: published.location,
+        became_latest: published.became_latest,
+        moved,
+        total_size: meta.total_size,
+        file_count: meta.file_count,
+        warnings,
+    })
+}
+
+fn check_source(store: &Store, source: &Path) -> Result<PathBuf> {
+    let meta = source.metadata().map_err(|e| {
+        ArtifactError::usage(format!(
+            "cannot register {}: {e}; pass an existing folder",
+            source.display()
+        ))
+    })?;
+    if !meta.is_dir() {
+        return Err(ArtifactError::usage(format!(
+            "cannot register {}: not a folder; pass the folder that holds the run's files",
+            source.display()
+        ))
+        .into());
+    }
+    let source = source.canonicalize()?;
+    if let Ok(store_dir) = store.dir().canonicalize() {
+        if source.starts_with(&store_dir) || store_dir.starts_with(&source) {
+            return Err(ArtifactError::usage(format!(
+                "cannot register {}: it overlaps the store {}; register a folder outside the store",
+                source.display(),
+                store_dir.display()
+            ))
+            .into());
+        }
+    }
+    Ok(source)
+}
+
+fn copy_in(store: &Store, source: &Path, label: &str, reporter: &dyn Reporter) -> Result<Staging> {
+    let staging = Staging::create(store.dir(), label)?;
+    let total: u64 = walkdir::WalkDir::new(source)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+        .sum();
+    reporter.begin("copying", Some(total), Unit::Bytes);
+    let copied = fsx::copy_tree(source, staging.path(), &[METADATA_FILE], &|n| {
+        reporter.advance(n)
+    });
+    reporter.end();
+    copied.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            anyhow::Error::new(ArtifactError::usage(e.to_string()))
+        } else {
+            anyhow::Error::new(e)
+                .context(format!("cannot copy {} into the store", source.display()))
+        }
+    })?;
+    Ok(staging)
+}
+
+/// What a folder already says about itself.
+#[derive(Default)]
+struct Imported {
+    config: Map<String, Value>,
+    params: BTreeMap<String, Value>,
+    metrics: BTreeMap<String, f64>,
+    tags: Vec<String>,
+    features: Option<Features>,
+    extra: Map<String, Value>,
+}
+
+/// Seed 002 trainers write their own `metadata.json`, seed 003 a
+/// `training_metadata.json`: keep what they say. A `metadata.json` is replaced
+/// by the run's, so everything in it not mapped to a field is kept under
+/// `source_metadata`.
+fn import_metadata(source: &Path, warnings: &mut Vec<String>) -> Imported {
+    let mut imported = Imported::default();
+    let read = |name: &str, warnings: &mut Vec<String>| -> Option<Map<String, Value>> {
+        let bytes = std::fs::read(source.join(name)).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(obj)) => Some(obj),
+            _ => {
+                warnings.push(format!(
+                    "{} is not a JSON object; its values were not imported (the file is kept as it is)",
+                    source.join(name).display()
+                ));
+                None
+            }
+        }
+    };
+    if let Some(obj) = read(TRAINING_METADATA_FILE, warnings) {
+        if let Some(Value::Object(m)) = obj.get("metrics") {
+            imported.metrics = metadata::numeric_metrics(m);
+        }
+    }
+    let Some(mut obj) = read(METADATA_FILE, warnings) else {
+        if source.join(METADATA_FILE).exists() {
+            warnings.push(format!(
+                "{} was not imported and is not part of the run",
+                source.join(METADATA_FILE).display()
+            ));
+        }
+        return imported;
+    };
+    if let Some(Value::Object(c)) = obj.remove("config") {
+        imported.config = c;
+    }
+    if let Some(Value::Object(m)) = obj.remove("metrics") {
+        imported.metrics.extend(metadata::numeric_metrics(&m));
+    }
+    if let Some(Value::Object(p)) = obj.remove("params") {
+        imported.params = p
+            .into_iter()
+            .filter(|(_, v)| !v.is_object() && !v.is_array())
+            .collect();
+    }
+    if let Some(Value::Array(t)) = obj.remove("tags") {
+        imported.tags = t
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+    }
+    let features = obj
+        .remove("features")
+        .or_else(|| metadata::legacy_features(&obj));
+    for key in metadata::FEATURE_KEYS {
+        obj.remove(key);
+    }
+    imported.features = features.and_then(|f| serde_json::from_value(f).ok());
+    if !obj.is_empty() {
+        imported
+            .extra
+            .insert("source_metadata".into(), Value::Object(obj));
+    }
+    imported
+}
