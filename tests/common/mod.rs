@@ -1,0 +1,235 @@
+//! Shared helpers for the end-to-end tests: a temporary project, the real
+//! binary run against it, and fixtures in the seed layouts (built here, so the
+//! suite never needs ../shared).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// A temporary project root with its own store at `<root>/artifacts`.
+pub struct Project {
+    pub dir: TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        Project {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.root().join("artifacts")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    /// The binary, run in the project root with a clean environment.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = bin();
+        cmd.current_dir(self.root());
+        cmd
+    }
+
+    /// Write a file (creating parents) relative to the root.
+    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        write(&self.path(rel), bytes)
+    }
+
+    /// A folder of training outputs in seed 004's raw shape.
+    pub fn training_output(&self, rel: &str) -> PathBuf {
+        let dir = self.path(rel);
+        write(&dir.join("checkpoints/best.pt"), b"best weights");
+        write(&dir.join("checkpoints/epoch_10.pt"), b"epoch 10 weights");
+        write(&dir.join("checkpoints/epoch_70.pt"), b"epoch 70 weights");
+        write(&dir.join("checkpoints/latest.pt"), b"latest weights");
+        write(
+            &dir.join("metrics/training_metrics.json"),
+            br#"{"best_val_loss": 0.38}"#,
+        );
+        write(&dir.join("config.yaml"), b"lr: 0.01\n");
+        write(&dir.join("training.log"), b"epoch 1 loss 0.9\n");
+        dir
+    }
+
+    /// `register DIR [args]`, asserting success; returns the printed ref.
+    pub fn register(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self
+            .cmd()
+            .arg("register")
+            .arg(dir)
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "register failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// `list --json [args]` parsed.
+    pub fn list_json(&self, args: &[&str]) -> Value {
+        let out = self
+            .cmd()
+            .args(["list", "--json"])
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("list --json is JSON")
+    }
+}
+
+/// The binary with every ARTIFACTCTL_* variable removed, so the developer's
+/// environment cannot leak into a test.
+pub fn bin() -> Command {
+    let mut cmd = Command::cargo_bin("artifactctl").expect("binary");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ARTIFACTCTL_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> PathBuf {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+    path.to_path_buf()
+}
+
+/// Seed 003: `<dir>/YYYYMMDD_HHMMSS/` with models and `training_metadata.json`,
+/// plus a `latest` symlink to the newest. Run `corrupt` (if any) gets a
+/// truncated metadata file. Returns the ids, oldest first.
+pub fn legacy_versions(dir: &Path, runs: usize, corrupt: Option<usize>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..runs {
+        let id = format!("20250724_15{:02}{:02}", 8 + i / 60, i % 60);
+        let run = dir.join(&id);
+        for name in [
+            "lstm_model.h5",
+            "transformer_model.h5",
+            "random_forest_model.pkl",
+            "xgboost_model.pkl",
+            "scalers.pkl",
+        ] {
+            write(&run.join(name), vec![i as u8; 512]);
+        }
+        let meta = json!({
+            "timestamp": id,
+            "models": ["lstm", "transformer", "random_forest", "xgboost"],
+            "configs": {"lstm": {"units": 64, "layers": 2}},
+            "metrics": {"accuracy": 0.6, "sharpe_ratio": 0.5 + i as f64 / 10.0, "win_rate": 0.5, "max_drawdown": -0.2},
+            "ensemble_weights": {"lstm": 0.3, "transformer": 0.3, "random_forest": 0.2, "xgboost": 0.2},
+        });
+        let mut text = serde_json::to_string_pretty(&meta).unwrap();
+        if corrupt == Some(i) {
+            text.truncate(text.len() / 2);
+        }
+        write(&run.join("training_metadata.json"), text);
+        ids.push(id);
+    }
+    if let Some(last) = ids.last() {
+        std::os::unix::fs::symlink(last, dir.join("latest")).unwrap();
+    }
+    ids
+}
+
+/// Seed 002: `<dir>/{model_type}/{symbol}/{run_id}/` with `metadata.json`
+/// and a `latest` link per symbol. When `mismatch` is set, the first gru
+/// BTCEUR run claims `feature_count: 50` for 114 names.
+pub fn legacy_models(dir: &Path, per_symbol: usize, mismatch: bool) -> Vec<String> {
+    let mut refs = Vec::new();
+    for (t, model_type) in ["gru", "lightgbm", "ppo"].iter().enumerate() {
+        for (s, symbol) in ["BTCEUR", "ETHEUR"].iter().enumerate() {
+            let mut last = None;
+            for i in 0..per_symbol {
+                let run_id = format!("2024081{}_14{}{}0{}", 5 + i, t, s, i);
+                let run = dir.join(model_type).join(symbol).join(&run_id);
+                let main = match *model_type {
+                    "gru" => "model.pth",
+                    "lightgbm" => "model.pkl",
+                    _ => "model.zip",
+                };
+                write(&run.join(main), vec![7u8; 256]);
+                let names: Vec<String> = (0..114).map(|k| format!("feature_{k}")).collect();
+                let count = if mismatch && t == 0 && s == 0 && i == 0 {
+                    50
+                } else {
+                    114
+                };
+                let meta = json!({
+                    "model_type": model_type, "run_id": run_id, "symbol": symbol,
+                    "created_at": format!("2024-08-1{}T14:{}{}:0{}.234567", 5 + i, t, s, i),
+                    "config": {"hidden_size": 64}, "is_fitted": true,
+                    "feature_names": names, "selected_features": [0, 1, 5, 8, 12],
+                    "feature_count": count, "input_size_actual": 5,
+                    "training_config": {"epochs": 10},
+                });
+                write(
+                    &run.join("metadata.json"),
+                    serde_json::to_string_pretty(&meta).unwrap(),
+                );
+                refs.push(format!("{model_type}/{symbol}/{run_id}"));
+                last = Some(run_id);
+            }
+            if let Some(last) = last {
+                std::os::unix::fs::symlink(last, dir.join(model_type).join(symbol).join("latest"))
+                    .unwrap();
+            }
+        }
+    }
+    refs
+}
+
+/// Seed 004: `raw/`, `validated/`, `production/` with one artifact each, in
+/// the shapes the seed shows (no artifactctl metadata in raw).
+pub fn seed004(store: &Path) {
+    let raw = store.join("raw/v5_5_20251123_103epochs");
+    for f in [
+        "checkpoints/latest.pt",
+        "checkpoints/best.pt",
+        "checkpoints/epoch_70.pt",
+    ] {
+        write(&raw.join(f), b"weights");
+    }
+    write(&raw.join("checkpoints/manifest.json"), b"{}");
+    write(
+        &raw.join("metrics/training_metrics.json"),
+        br#"{"best_val_loss": 0.38, "coverage": 0.99}"#,
+    );
+    write(&raw.join("config.yaml"), b"lr: 0.01\n");
+    write(&raw.join("training.log"), b"done\n");
+    write(&raw.join("README.md"), b"# run\n");
+    let validated = store.join("validated/v5_5_epoch70_validated");
+    write(&validated.join("model.pt"), b"clean weights");
+    write(&validated.join("config.yaml"), b"lr: 0.01\n");
+    write(&validated.join("validation/test_results.json"), b"{}");
+    write(
+        &validated.join("metadata.json"),
+        br#"{"created_at": "2025-11-24T10:00:00", "metrics": {"coverage": 0.99}}"#,
+    );
+    let production = store.join("production/v5_5_prod_v1.0");
+    write(&production.join("model.pt"), b"optimized weights");
+    write(
+        &production.join("metadata.json"),
+        br#"{"created_at": "2025-11-25T10:00:00"}"#,
+    );
+    write(&production.join("CHANGELOG.md"), b"# 1.0\n");
+}
