@@ -18,20 +18,11 @@ pub const CONFIG_FILE: &str = "artifactctl.toml";
 pub const ENV_PREFIX: &str = "ARTIFACTCTL_";
 pub const ROOT_ENV: &str = "ARTIFACTCTL_ROOT";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
     pub store: StoreConfig,
     pub list: ListConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            store: StoreConfig::default(),
-            list: ListConfig::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -158,8 +158,14 @@ impl Namespace {
             return Ok(Namespace::root());
         }
         let segments: Vec<&str> = trimmed.split('/').collect();
-        Namespace::from_segments(&segments)
-            .map_err(|e| ArtifactError::usage(format!("bad namespace '{text}': {e}")))
+        let ns = Namespace::from_segments(&segments)
+            .map_err(|e| ArtifactError::usage(format!("bad namespace '{text}': {e}")))?;
+        if ns.first_is_stage_name() {
+            return Err(ArtifactError::usage(format!(
+                "bad namespace '{text}': it cannot start with a stage name (raw, validated, production), or refs to it would be ambiguous"
+            )));
+        }
+        Ok(ns)
     }
 
     fn from_segments(segments: &[&str]) -> Result<Namespace, String> {

@@ -1,0 +1,350 @@
+mod common;
+
+use std::os::unix::fs::symlink;
+
+use common::Project;
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn metadata(p: &Project, rel: &str) -> Value {
+    let text =
+        std::fs::read_to_string(p.store().join("raw").join(rel).join("metadata.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn register_copies_hashes_and_moves_latest() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    p.write("config.json", r#"{"lr": 0.01, "layers": [64, 64]}"#);
+    p.write(
+        "metrics.json",
+        r#"{"best_val_loss": 0.38, "coverage": 0.99}"#,
+    );
+    let reference = p.register(
+        &out,
+        &[
+            "--id",
+            "v5_5_20251124",
+            "--config",
+            "config.json",
+            "--metrics",
+            "metrics.json",
+            "--param",
+            "seq_length=30",
+            "--param",
+            "ticker=BTC",
+            "--metric",
+            "sharpe_ratio=1.5",
+            "--tag",
+            "nightly",
+        ],
+    );
+    assert_eq!(reference, "v5_5_20251124");
+    assert!(
+        out.join("checkpoints/best.pt").exists(),
+        "a copy leaves the source in place"
+    );
+    let meta = metadata(&p, "v5_5_20251124");
+    assert_eq!(meta["schema_version"], 1);
+    assert_eq!(meta["id"], "v5_5_20251124");
+    assert_eq!(meta["stage"], "raw");
+    assert_eq!(meta["status"], "complete");
+    assert_eq!(meta["config"]["lr"], 0.01);
+    assert_eq!(meta["params"]["seq_length"], 30);
+    assert_eq!(meta["params"]["ticker"], "BTC");
+    assert_eq!(meta["metrics"]["coverage"], 0.99);
+    assert_eq!(meta["metrics"]["sharpe_ratio"], 1.5);
+    assert_eq!(meta["tags"][0], "nightly");
+    assert_eq!(meta["file_count"], 7);
+    let best = meta["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "checkpoints/best.pt")
+        .unwrap();
+    assert_eq!(best["size"], 12);
+    assert_eq!(
+        best["blake3"],
+        blake3::hash(b"best weights").to_hex().to_string()
+    );
+    assert_eq!(meta["producer"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(meta["lineage"]["source"].as_str().unwrap().contains("out"));
+    let latest = std::fs::read_link(p.store().join("raw/latest")).unwrap();
+    assert_eq!(latest.to_str(), Some("v5_5_20251124"));
+}
+
+#[test]
+fn register_json_prints_ref_and_path() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let printed = p
+        .cmd()
+        .args(["register", "out", "--json", "-n", "gru/BTCEUR"])
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    let v: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert!(v["ref"].as_str().unwrap().starts_with("gru/BTCEUR/"));
+    assert!(std::path::Path::new(v["path"].as_str().unwrap())
+        .join("config.yaml")
+        .is_file());
+    drop(out);
+}
+
+#[test]
+fn move_renames_the_folder_in() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let reference = p.register(&out, &["--move"]);
+    assert!(!out.exists(), "--move takes the folder");
+    assert!(p
+        .store()
+        .join("raw")
+        .join(&reference)
+        .join("checkpoints/best.pt")
+        .is_file());
+}
+
+#[test]
+fn ids_in_the_same_second_get_suffixes_that_sort() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let at = "2026-11-23T10:15:00Z";
+    let ids: Vec<String> = (0..3)
+        .map(|_| p.register(&out, &["--created-at", at]))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "20261123_101500",
+            "20261123_101500_001",
+            "20261123_101500_002"
+        ]
+    );
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, ids);
+}
+
+#[test]
+fn an_older_run_does_not_take_over_latest() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let newer = p.register(&out, &["--created-at", "2026-11-23T10:00:00Z"]);
+    p.register(
+        &out,
+        &["--created-at", "2020-01-01T00:00:00Z", "--id", "backfill"],
+    );
+    let latest = std::fs::read_link(p.store().join("raw/latest")).unwrap();
+    assert_eq!(latest.to_str(), Some(newer.as_str()));
+}
+
+#[test]
+fn an_existing_id_is_never_overwritten() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    p.register(&out, &["--id", "fixed"]);
+    p.cmd()
+        .args(["register", "out", "--id", "fixed"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+}
+
+#[test]
+fn bad_ids_and_namespaces_are_usage_errors() {
+    let p = Project::new();
+    p.training_output("out");
+    for args in [
+        vec!["--id", "../escape"],
+        vec!["--id", "a/b"],
+        vec!["--id", "latest"],
+        vec!["--id", ".hidden"],
+        vec!["--namespace", "../../etc"],
+        vec!["--namespace", "gru/../x"],
+        vec!["--namespace", "raw"],
+    ] {
+        p.cmd()
+            .arg("register")
+            .arg("out")
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains("letters, digits")
+                    .or(predicate::str::contains("not allowed"))
+                    .or(predicate::str::contains("reserved"))
+                    .or(predicate::str::contains("stage")),
+            );
+    }
+    assert!(!p.root().join("escape").exists());
+    assert!(
+        !p.store().join("raw").exists()
+            || std::fs::read_dir(p.store().join("raw")).unwrap().count() == 0
+    );
+}
+
+#[test]
+fn links_out_of_the_folder_are_refused_and_nothing_is_published() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"x").unwrap();
+    symlink(outside.path().join("secret"), out.join("leak")).unwrap();
+    p.cmd()
+        .args(["register", "out"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("outside the folder"));
+    let list = p.list_json(&[]);
+    assert_eq!(list["runs"].as_array().unwrap().len(), 0);
+    let staging = p.store().join(".artifactctl/staging");
+    assert!(
+        !staging.exists() || std::fs::read_dir(staging).unwrap().count() == 0,
+        "staging cleaned up"
+    );
+}
+
+#[test]
+fn internal_links_are_kept_as_links() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    std::fs::remove_file(out.join("checkpoints/latest.pt")).unwrap();
+    symlink("epoch_70.pt", out.join("checkpoints/latest.pt")).unwrap();
+    let reference = p.register(&out, &[]);
+    let link = p
+        .store()
+        .join("raw")
+        .join(reference)
+        .join("checkpoints/latest.pt");
+    assert_eq!(
+        std::fs::read_link(link).unwrap().to_str(),
+        Some("epoch_70.pt")
+    );
+}
+
+#[test]
+fn a_seed_002_folder_keeps_its_feature_metadata() {
+    let p = Project::new();
+    let out = p.path("gru_out");
+    common::legacy_models(&p.path("legacy"), 1, false);
+    std::fs::rename(p.path("legacy/gru/BTCEUR/20240815_140000"), &out).unwrap();
+    let reference = p.register(&out, &["-n", "gru/BTCEUR"]);
+    let meta = metadata(&p, &reference);
+    assert_eq!(meta["features"]["feature_count"], 114);
+    assert_eq!(
+        meta["features"]["selected_features"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_eq!(meta["source_metadata"]["symbol"], "BTCEUR");
+    assert_eq!(meta["config"]["hidden_size"], 64);
+}
+
+#[test]
+fn registering_the_store_into_itself_is_refused() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    p.register(&out, &[]);
+    p.cmd()
+        .args(["register", "artifacts/raw"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("overlaps the store"));
+    p.cmd().args(["register", "missing"]).assert().code(2);
+}
+
+#[test]
+fn eight_concurrent_registers_make_eight_complete_runs() {
+    let p = Project::new();
+    p.training_output("out");
+    let bin = assert_cmd::cargo::cargo_bin("artifactctl");
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            std::process::Command::new(&bin)
+                .args(["register", "out", "--created-at", "2026-11-23T10:15:00Z"])
+                .current_dir(p.root())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ids: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8(o.stdout).unwrap().trim().to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8);
+    let list = p.list_json(&[]);
+    let runs = list["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 8);
+    for run in runs {
+        assert_eq!(run["status"], "complete");
+        assert_eq!(run["file_count"], 7);
+        assert!(run["problems"].as_array().unwrap().is_empty());
+    }
+    assert_eq!(runs.iter().filter(|r| r["latest"] == true).count(), 1);
+    let journal = std::fs::read_to_string(p.store().join(".artifactctl/journal.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 8);
+}
+
+#[test]
+fn git_commit_is_recorded_when_the_root_is_a_checkout() {
+    let p = Project::new();
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    p.write(".git/HEAD", "ref: refs/heads/main\n");
+    p.write(".git/refs/heads/main", format!("{sha}\n"));
+    let out = p.training_output("out");
+    let reference = p.register(&out, &[]);
+    assert_eq!(metadata(&p, &reference)["producer"]["git_commit"], sha);
+}
+
+#[test]
+fn kill_9_during_register_leaves_no_run_and_the_next_write_sweeps() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    // Enough bytes that the copy is still under way when the signal lands.
+    let big = vec![42u8; 64 << 20];
+    for i in 0..6 {
+        std::fs::write(out.join(format!("checkpoints/big_{i}.pt")), &big).unwrap();
+    }
+    let bin = assert_cmd::cargo::cargo_bin("artifactctl");
+    for delay_ms in [5u64, 40, 150] {
+        let mut child = std::process::Command::new(&bin)
+            .args(["register", "out", "--no-progress"])
+            .current_dir(p.root())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let list = p.list_json(&[]);
+        for run in list["runs"].as_array().unwrap() {
+            assert_eq!(
+                run["status"], "complete",
+                "a visible run is always complete"
+            );
+            assert!(run["problems"].as_array().unwrap().is_empty(), "{run}");
+            assert_eq!(run["file_count"], 13);
+        }
+    }
+    let small = p.training_output("small");
+    p.register(&small, &[]);
+    let staging = p.store().join(".artifactctl/staging");
+    let left: Vec<_> = std::fs::read_dir(&staging)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "dead writers' staging is swept: {left:?}");
+}
