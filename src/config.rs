@@ -161,14 +161,20 @@ impl Config {
         };
         let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
         let warnings = unknown_keys(&table, &defaults);
-        apply_env(&mut table, &defaults, env)?;
+        let applied = apply_env(&mut table, &defaults, env)?;
         let config: Config =
             toml::Value::Table(table)
                 .try_into()
                 .map_err(|e: toml::de::Error| {
+                    let from_env = if applied.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (environment overrides in effect: {})", applied.join(", "))
+                    };
                     ArtifactError::usage(format!(
-                        "{}: invalid config: {e}",
-                        file.as_deref().unwrap_or(&path).display()
+                        "{}: invalid config: {}{from_env}",
+                        file.as_deref().unwrap_or(&path).display(),
+                        e.to_string().trim_end()
                     ))
                 })?;
         Ok(Loaded {
@@ -201,8 +207,8 @@ fn unknown_keys(file: &toml::Table, defaults: &toml::Table) -> Vec<String> {
 /// Overlay `ARTIFACTCTL_<SECTION>_<KEY>` for every scalar or list setting the
 /// defaults define, parsing the text as the default's type. Variables that
 /// name no setting (such as `ARTIFACTCTL_RUN_DIR`, set for refresh steps) are
-/// ignored.
-fn apply_env<I>(table: &mut toml::Table, defaults: &toml::Table, env: I) -> Result<()>
+/// ignored. Returns the variables applied.
+fn apply_env<I>(table: &mut toml::Table, defaults: &toml::Table, env: I) -> Result<Vec<String>>
 where
     I: IntoIterator<Item = (String, String)>,
 {
@@ -210,8 +216,9 @@ where
         .into_iter()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX))
         .collect();
+    let mut applied = Vec::new();
     if vars.is_empty() {
-        return Ok(());
+        return Ok(applied);
     }
     for (section, section_defaults) in defaults {
         let toml::Value::Table(section_defaults) = section_defaults else {
@@ -232,9 +239,10 @@ where
             if let toml::Value::Table(t) = entry {
                 t.insert(key.clone(), value);
             }
+            applied.push(var);
         }
     }
-    Ok(())
+    Ok(applied)
 }
 
 fn parse_env_value(text: &str, like: &toml::Value) -> Result<toml::Value, String> {
