@@ -165,7 +165,7 @@ impl Metadata {
 /// What `list` needs from a native `metadata.json`, read without buffering
 /// unknown fields (this is the hot path of `list` over thousands of runs).
 #[derive(Debug, Deserialize)]
-pub struct Summary {
+pub struct Summary<'a> {
     pub schema_version: u32,
     pub created_at: Option<String>,
     pub status: Option<RunStatus>,
@@ -175,8 +175,8 @@ pub struct Summary {
     pub params: BTreeMap<String, Value>,
     #[serde(default)]
     pub tags: Vec<String>,
-    #[serde(default)]
-    pub files: Vec<SummaryFile>,
+    #[serde(default, borrow)]
+    pub files: Vec<SummaryFile<'a>>,
     #[serde(default)]
     pub total_size: u64,
     #[serde(default)]
@@ -186,10 +186,11 @@ pub struct Summary {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct SummaryFile {
-    pub path: String,
-    #[serde(default)]
-    pub symlink: Option<String>,
+pub struct SummaryFile<'a> {
+    #[serde(borrow)]
+    pub path: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub symlink: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Keep only finite numbers (and booleans as 0/1, for gates and `--where`).

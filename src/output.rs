@@ -99,16 +99,21 @@ impl Output {
 
     /// Print a `--json` document: `{"schema_version": 1, ...body}`.
     pub fn json<T: Serialize>(&self, body: &T) -> anyhow::Result<()> {
-        let mut value = serde_json::to_value(body)?;
-        if let serde_json::Value::Object(map) = &mut value {
-            let mut with_version = serde_json::Map::new();
-            with_version.insert("schema_version".into(), JSON_SCHEMA_VERSION.into());
-            with_version.extend(std::mem::take(map));
-            value = serde_json::Value::Object(with_version);
+        #[derive(Serialize)]
+        struct Envelope<'a, T> {
+            schema_version: u32,
+            #[serde(flatten)]
+            body: &'a T,
         }
-        let mut stdout = std::io::stdout().lock();
+        let value = Envelope {
+            schema_version: JSON_SCHEMA_VERSION,
+            body,
+        };
+        // Stdout is line-buffered: without this, every line is a syscall.
+        let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         serde_json::to_writer_pretty(&mut stdout, &value)?;
         writeln!(stdout)?;
+        stdout.flush()?;
         Ok(())
     }
 }

@@ -133,6 +133,7 @@ impl FromStr for Filter {
 /// A field's value on one run.
 enum Val<'a> {
     Num(f64),
+    Time(chrono::DateTime<chrono::Utc>),
     Text(std::borrow::Cow<'a, str>),
     Missing,
 }
@@ -153,9 +154,7 @@ fn field_value<'a>(run: &'a RunInfo, field: &Field) -> Val<'a> {
         Field::Namespace => Val::Text(Cow::Borrowed(&run.namespace)),
         Field::Stage => Val::Text(Cow::Borrowed(run.stage.as_str())),
         Field::Status => Val::Text(Cow::Borrowed(run.status.as_str())),
-        Field::Created => run
-            .created_at
-            .map_or(Val::Missing, |t| Val::Text(Cow::Owned(t.to_rfc3339()))),
+        Field::Created => run.created_at.map_or(Val::Missing, Val::Time),
         Field::Size => Val::Num(run.size_bytes as f64),
         Field::Models => Val::Num(run.model_count as f64),
         Field::Files => Val::Num(run.file_count as f64),
@@ -176,6 +175,8 @@ impl Filter {
                 Ok(wanted) => actual.partial_cmp(&wanted),
                 Err(_) => Some(format_number(actual).as_str().cmp(self.value.as_str())),
             },
+            // Times compare as RFC 3339 text, so a date prefix works.
+            Val::Time(t) => Some(t.to_rfc3339().as_str().cmp(self.value.as_str())),
             Val::Text(actual) => match (actual.parse::<f64>(), self.value.parse::<f64>()) {
                 (Ok(a), Ok(w)) => a.partial_cmp(&w),
                 _ => Some(actual.as_ref().cmp(self.value.as_str())),
@@ -230,6 +231,9 @@ impl SortKey {
                 (Val::Missing, _) => return Ordering::Greater,
                 (_, Val::Missing) => return Ordering::Less,
                 (Val::Num(x), Val::Num(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+                (Val::Time(x), Val::Time(y)) => x.cmp(y),
+                (Val::Time(_), _) => Ordering::Less,
+                (_, Val::Time(_)) => Ordering::Greater,
                 (Val::Text(x), Val::Text(y)) => x.cmp(y),
                 (Val::Num(_), Val::Text(_)) => Ordering::Less,
                 (Val::Text(_), Val::Num(_)) => Ordering::Greater,

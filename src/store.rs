@@ -436,9 +436,10 @@ fn is_hidden_or_pointer(name: &str) -> bool {
 /// A folder is a run when it holds metadata, is named like a timestamp, or
 /// holds files of its own; otherwise it is a namespace to look inside.
 fn is_run_dir(path: &Path, name: &str) -> bool {
-    if path.join(METADATA_FILE).symlink_metadata().is_ok()
+    // The name test costs no syscall and settles every default id.
+    if refs::id_time(name).is_some()
+        || path.join(METADATA_FILE).symlink_metadata().is_ok()
         || path.join(TRAINING_METADATA_FILE).symlink_metadata().is_ok()
-        || refs::id_time(name).is_some()
     {
         return true;
     }
@@ -651,7 +652,7 @@ fn corrupted(file: &str, err: impl std::fmt::Display) -> String {
 
 fn read_metadata_json(run: &mut RunInfo, bytes: &[u8], opts: &ReadOptions) {
     if !opts.detail {
-        if let Ok(summary) = serde_json::from_slice::<Summary>(bytes) {
+        if let Ok(summary) = serde_json::from_slice::<Summary<'_>>(bytes) {
             if summary.schema_version == metadata::SCHEMA_VERSION {
                 apply_summary(run, summary, opts);
                 return;
@@ -695,7 +696,7 @@ fn read_metadata_json(run: &mut RunInfo, bytes: &[u8], opts: &ReadOptions) {
     }
 }
 
-fn apply_summary(run: &mut RunInfo, s: Summary, opts: &ReadOptions) {
+fn apply_summary(run: &mut RunInfo, s: Summary<'_>, opts: &ReadOptions) {
     run.layout = RunLayout::Native;
     if let Some(t) = s.created_at.as_deref().and_then(parse_time) {
         run.created_at = Some(t);
