@@ -131,11 +131,25 @@ pub struct Metadata {
     pub extra: Map<String, Value>,
 }
 
+/// Read a metadata file without following a symlink in its place: a run's
+/// metadata is its own, never a link to somewhere else on the machine.
+pub fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut bytes = Vec::with_capacity(4096);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 impl Metadata {
     pub fn read(dir: &Path) -> Result<Metadata> {
         let path = dir.join(METADATA_FILE);
         let bytes =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            read_no_follow(&path).with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not valid metadata", path.display()))
     }

@@ -613,10 +613,10 @@ fn blank_run(location: RunLocation) -> RunInfo {
 pub fn read_run(location: RunLocation, opts: &ReadOptions) -> RunInfo {
     let mut run = blank_run(location);
     let dir = run.location.path.clone();
-    match fs::read(dir.join(METADATA_FILE)) {
+    match metadata::read_no_follow(&dir.join(METADATA_FILE)) {
         Ok(bytes) => read_metadata_json(&mut run, &bytes, opts),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            match fs::read(dir.join(TRAINING_METADATA_FILE)) {
+            match metadata::read_no_follow(&dir.join(TRAINING_METADATA_FILE)) {
                 Ok(bytes) => read_training_metadata(&mut run, &bytes, opts),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     read_plain(&mut run, opts, Map::new())

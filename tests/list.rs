@@ -307,3 +307,35 @@ fn empty_store_lists_nothing() {
         .stderr(predicate::str::contains("no runs"));
     assert!(!p.store().exists(), "reading never creates the store");
 }
+
+#[test]
+fn a_metadata_symlink_is_not_followed() {
+    let p = Project::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("secret.json"),
+        r#"{"metrics": {"sharpe_ratio": 99}}"#,
+    )
+    .unwrap();
+    let ids = legacy_versions(&p.path("backend/models"), 1, None);
+    let meta = p
+        .path("backend/models")
+        .join(&ids[0])
+        .join("training_metadata.json");
+    std::fs::remove_file(&meta).unwrap();
+    symlink(outside.path().join("secret.json"), &meta).unwrap();
+    let list: Value = serde_json::from_slice(
+        &p.cmd()
+            .args(["--store", "backend/models", "list", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let only = &list["runs"][0];
+    assert_eq!(only["metrics"], serde_json::json!({}));
+    assert!(only["problems"][0]
+        .as_str()
+        .unwrap()
+        .contains("cannot read"));
+}
