@@ -4,7 +4,10 @@
 //! run, the producer record, and the lineage index that protects runs.
 
 pub mod delete;
+pub mod promote;
 pub mod register;
+pub mod rollback;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::Path;
