@@ -40,7 +40,7 @@ use crate::settings::Context;
 ///   artifactctl promote validated/gru/BTCEUR/20261123_101500_epoch_70_validated \
 ///       --to production --version 1.0.0 --deploy-config deploy/ --notes "first release" --approve
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(verbatim_doc_comment, disable_version_flag = true)]
 pub struct Args {
     /// The run to promote: a raw run (--to validated) or a validated artifact (--to production)
     #[arg(value_name = "REF")]
@@ -58,8 +58,8 @@ pub struct Args {
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
     /// Release version (semver X.Y.Z), required with --to production
-    #[arg(long, value_name = "X.Y.Z")]
-    pub version: Option<String>,
+    #[arg(long = "version", id = "release_version", value_name = "X.Y.Z")]
+    pub release_version: Option<String>,
     /// Approve the production release without a prompt (for scripts)
     #[arg(long)]
     pub approve: bool,
@@ -109,7 +109,7 @@ fn to_validated(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
     refuse_flags(
         &args,
         &[
-            ("--version", args.version.is_some()),
+            ("--version", args.release_version.is_some()),
             ("--approve", args.approve),
             ("--deploy-config", args.deploy_config.is_some()),
             ("--notes", args.notes.is_some()),
@@ -162,7 +162,7 @@ fn to_production(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
             ("--id (the version is the id)", args.id.is_some()),
         ],
     )?;
-    let Some(version) = args.version.clone() else {
+    let Some(version) = args.release_version.clone() else {
         return Err(ArtifactError::usage(
             "--to production needs --version X.Y.Z (semantic versioning, above the current production latest)",
         )

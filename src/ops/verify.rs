@@ -157,6 +157,7 @@ fn check_run(run: &RunInfo, report: &mut Report, jobs: &mut Vec<HashJob>) {
             RunLayout::LegacyMetadata => {
                 "metadata.json without schema_version (seed 002/004 layout)"
             }
+            _ if dir.join(METADATA_FILE).exists() => "metadata.json cannot be read",
             _ => "no metadata file",
         };
         report.notes.push(Note {
