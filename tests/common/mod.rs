@@ -276,7 +276,10 @@ impl Project {
         let raw = self.raw_run(ns, "20261123_101500");
         let validated = self.promote(&raw, &["--to", "validated", "--checkpoint", "epoch_70"]);
         for v in versions {
-            self.promote(&validated, &["--to", "production", "--version", v, "--approve"]);
+            self.promote(
+                &validated,
+                &["--to", "production", "--version", v, "--approve"],
+            );
         }
         validated
     }
