@@ -1095,7 +1095,7 @@ mod tests {
     fn versions_parse_and_order_like_semver() {
         let v = |s: &str| Version::parse(s).unwrap();
         assert_eq!(v("1.2.3").to_string(), "1.2.3");
-        let mut list = vec![
+        let mut list = [
             v("1.10.0"),
             v("1.2.0"),
             v("1.0.0"),
