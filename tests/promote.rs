@@ -397,6 +397,46 @@ fn racing_promotions_have_exactly_one_winner() {
 }
 
 #[test]
+fn racing_releases_of_different_versions_leave_latest_on_the_higher() {
+    let p = Project::new();
+    let validated = p.released(NS, &["1.0.0"]);
+    for (low, high) in [("1.1.0", "1.2.0"), ("1.3.0", "1.4.0"), ("1.5.0", "1.6.0")] {
+        let children: Vec<_> = [high, low]
+            .iter()
+            .map(|v| {
+                Command::new(assert_cmd::cargo::cargo_bin("artifactctl"))
+                    .current_dir(p.root())
+                    .args([
+                        "promote",
+                        &validated,
+                        "--to",
+                        "production",
+                        "--version",
+                        v,
+                        "--approve",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let codes: Vec<_> = children
+            .into_iter()
+            .map(|mut c| c.wait().unwrap().code())
+            .collect();
+        // The lower one may be refused if the higher was already published
+        // when it was planned; either way latest is the higher version.
+        assert_eq!(codes[0], Some(0));
+        assert!(matches!(codes[1], Some(0) | Some(2)), "{codes:?}");
+        assert_eq!(
+            std::fs::read_link(p.store().join("production").join(NS).join("latest")).unwrap(),
+            Path::new(high)
+        );
+    }
+}
+
+#[test]
 fn kill_9_during_a_promotion_leaves_nothing_partial() {
     let p = Project::new();
     let validated = p.released(NS, &[]);

@@ -149,8 +149,9 @@ fn to_validated(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         );
     }
     let reporter = reporters::for_output(out);
-    let promoted = promote::promote_validated(&ctx.store, plan.clone(), reporter.as_ref())?;
-    report(out, &args, &promoted, &plan.gates, None)
+    let gates = plan.gates.clone();
+    let promoted = promote::promote_validated(&ctx.store, plan, reporter.as_ref())?;
+    report(out, &args, &promoted, &gates, None)
 }
 
 fn to_production(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
@@ -216,15 +217,9 @@ fn to_production(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         Some(ApprovalMethod::Interactive)
     };
     let reporter = reporters::for_output(out);
-    let promoted =
-        promote::promote_production(&ctx.store, plan.clone(), approval, reporter.as_ref())?;
-    report(
-        out,
-        &args,
-        &promoted,
-        &plan.gates,
-        Some(plan.version.to_string()),
-    )
+    let (gates, version) = (plan.gates.clone(), plan.version.to_string());
+    let promoted = promote::promote_production(&ctx.store, plan, approval, reporter.as_ref())?;
+    report(out, &args, &promoted, &gates, Some(version))
 }
 
 fn print_gates(out: &Output, gates: &[GateResult]) {

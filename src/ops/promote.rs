@@ -113,8 +113,9 @@ pub struct ProductionPlan {
     pub deploy_config: Option<PathBuf>,
     pub notes: Option<String>,
     pub gates: Vec<GateResult>,
-    pub allow_downgrade: bool,
     pub warnings: Vec<String>,
+    /// Release ids present when planned, to tell releases that raced in.
+    releases_when_planned: BTreeSet<String>,
     source_meta: Option<Metadata>,
     project_root: PathBuf,
     command: Vec<String>,
@@ -399,8 +400,12 @@ pub fn plan_production(store: &Store, opts: ProductionOptions) -> Result<Product
         deploy_config: opts.deploy_config,
         notes: opts.notes,
         gates,
-        allow_downgrade: opts.allow_downgrade,
         warnings,
+        releases_when_planned: store
+            .locations_in(Stage::Production, &location.namespace)
+            .into_iter()
+            .map(|l| l.id)
+            .collect(),
         source_meta,
         project_root: opts.project_root,
         command: opts.command,
@@ -512,24 +517,29 @@ pub fn promote_production(
         .with("gates", gates_json)
         .with("approval", approval_json)
         .with("notes", plan.notes.clone());
-    // `latest` follows the version order, not creation time, so it is moved
-    // below under the lock rather than by publish_run.
+    // The version order was checked when planning, so the new release takes
+    // `latest` as it is published.
     let mut promoted = publish_readonly(
         store,
         staging,
         &mut meta,
         &plan.target,
-        LatestPolicy::Keep,
+        LatestPolicy::Always,
         entry,
         linked_bytes,
     )?;
     let _lock = ops::lock(store)?;
-    promoted.became_latest = advance_production_latest(
+    if let Some(higher) = higher_concurrent_release(
         store,
-        &promoted.location,
+        &plan.target,
         &plan.version,
-        plan.allow_downgrade,
-    )?;
+        &plan.releases_when_planned,
+    )? {
+        let ns_dir = store.ns_dir(Stage::Production, &plan.target.namespace)?;
+        fsx::set_latest(&ns_dir, &higher)
+            .with_context(|| format!("cannot update {}", ns_dir.join(fsx::LATEST).display()))?;
+        promoted.became_latest = false;
+    }
     let changelog = changelog_entry(
         &plan.target,
         &plan.version,
@@ -545,25 +555,26 @@ pub fn promote_production(
     Ok(promoted)
 }
 
-/// Point production `latest` at the new version unless a higher one is
-/// there already (a release that raced ahead), or the user asked for a
-/// downgrade. The caller holds the lock.
-fn advance_production_latest(
+/// A release published by another promotion while this one ran (absent
+/// when it was planned) with a higher version than this one: `latest`
+/// follows the version order, so it belongs there. The caller holds the lock.
+fn higher_concurrent_release(
     store: &Store,
-    location: &RunLocation,
+    target: &RunLocation,
     version: &Version,
-    allow_downgrade: bool,
-) -> Result<bool> {
-    let current = store.latest(location.stage, &location.namespace)?;
-    if let Some(Ok(current)) = current.id().map(Version::parse) {
-        if current > *version && !allow_downgrade {
-            return Ok(false);
-        }
-    }
-    let ns_dir = store.ns_dir(location.stage, &location.namespace)?;
-    fsx::set_latest(&ns_dir, &location.id)
-        .with_context(|| format!("cannot update {}", ns_dir.join(fsx::LATEST).display()))?;
-    Ok(true)
+    releases_when_planned: &BTreeSet<String>,
+) -> Result<Option<String>> {
+    let read = ReadOptions::new(&[], false)?;
+    let higher = store
+        .locations_in(Stage::Production, &target.namespace)
+        .into_iter()
+        .filter(|l| l.id != target.id && !releases_when_planned.contains(&l.id))
+        .filter_map(|l| Version::parse(&l.id).ok().map(|v| (v, l)))
+        .filter(|(v, _)| *v > *version)
+        .filter(|(_, l)| store.read_run(l.clone(), &read).status == RunStatus::Complete)
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, l)| l.id);
+    Ok(higher)
 }
 
 #[allow(clippy::too_many_arguments)]
