@@ -480,3 +480,39 @@ fn kill_9_during_a_promotion_leaves_nothing_partial() {
     assert!(runs_in(&p.store().join(".artifactctl/staging")).is_empty());
     p.cmd().args(["verify", "--all"]).assert().success();
 }
+
+#[test]
+fn seed_004_layout_promotes_from_a_raw_run_without_metadata() {
+    let p = Project::new();
+    common::seed004(&p.store());
+    p.require_gates(&["coverage > 0.95", "best_val_loss < 0.5"]);
+    let validated = p.promote(
+        "v5_5_20251123_103epochs",
+        &["--to", "validated", "--checkpoint", "epoch_70"],
+    );
+    assert_eq!(
+        validated,
+        "validated/v5_5_20251123_103epochs_epoch_70_validated"
+    );
+    let release = p.promote(
+        &validated,
+        &["--to", "production", "--version", "1.0.0", "--approve"],
+    );
+    assert_eq!(release, "production/1.0.0");
+    let meta = metadata(&p.store().join("production/1.0.0"));
+    assert_eq!(meta["lineage"]["parent"], "raw/v5_5_20251123_103epochs");
+    // The legacy artifacts are noted as unchecked; the new ones verify clean.
+    let out = p
+        .cmd()
+        .args(["verify", "--all", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["checked"], 5);
+    assert_eq!(doc["notes"].as_array().unwrap().len(), 3);
+}
