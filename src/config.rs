@@ -120,10 +120,17 @@ impl Default for PromoteValidatedConfig {
         PromoteValidatedConfig {
             require: Vec::new(),
             checkpoint: "best".into(),
-            include: ["config.*", "*.yaml", "*.yml", "*.toml", "metrics/**", "README.md"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            include: [
+                "config.*",
+                "*.yaml",
+                "*.yml",
+                "*.toml",
+                "metrics/**",
+                "README.md",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         }
     }
 }
@@ -256,6 +263,17 @@ fn unknown_keys(file: &toml::Table, defaults: &toml::Table) -> Vec<String> {
                 for key in given.keys() {
                     if !known.contains_key(key) {
                         out.push(format!("unknown setting [{section}] {key}"));
+                    }
+                    // Nested sections such as [promote.validated]: a typo in
+                    // `require` must not silently drop the gates.
+                    if let (
+                        Some(toml::Value::Table(known_sub)),
+                        Some(toml::Value::Table(given_sub)),
+                    ) = (known.get(key), given.get(key))
+                    {
+                        for sub in given_sub.keys().filter(|k| !known_sub.contains_key(*k)) {
+                            out.push(format!("unknown setting [{section}.{key}] {sub}"));
+                        }
                     }
                 }
             }
@@ -494,6 +512,17 @@ mod tests {
             vec!["coverage > 0.95", "best_val_loss < 0.5"]
         );
         assert_eq!(loaded.config.promote.validated.checkpoint, "best");
+
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[promote.validated]\nrequre = [\"coverage > 0.9\"]\n",
+        )
+        .unwrap();
+        let loaded = Config::load(dir.path(), env(&[])).unwrap();
+        assert_eq!(
+            loaded.warnings,
+            vec!["unknown setting [promote.validated] requre"]
+        );
     }
 
     #[test]
