@@ -95,6 +95,8 @@ fn passing_gates_promote_one_checkpoint_with_config_metrics_and_results() {
         "validation/test_results.json"
     );
     assert_eq!(meta["metrics"]["posterior.collapse"], 0.0);
+    // The user's results file is copied, never changed.
+    assert_ne!(results.metadata().unwrap().permissions().mode() & 0o200, 0);
 
     // The raw run is now protected by lineage.
     p.cmd()

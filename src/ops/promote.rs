@@ -53,6 +53,9 @@ pub struct PlannedFile {
     pub to: String,
     pub size: u64,
     known: Option<FileEntry>,
+    /// A file of a store artifact, which may be made read-only and
+    /// hard-linked; a user's file (`--results`) is only ever copied.
+    in_store: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -220,11 +223,9 @@ pub fn plan_validated(store: &Store, opts: ValidatedOptions) -> Result<Validated
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "results.json".into());
-        files.push(planned(
-            results.clone(),
-            format!("{VALIDATION_DIR}/{name}"),
-            None,
-        )?);
+        let mut results_file = planned(results.clone(), format!("{VALIDATION_DIR}/{name}"), None)?;
+        results_file.in_store = false;
+        files.push(results_file);
     }
     let gates = gates::evaluate(&gates, &metrics);
     Ok(ValidatedPlan {
@@ -799,6 +800,7 @@ fn planned(from: PathBuf, to: String, known: Option<&FileEntry>) -> Result<Plann
         to,
         size: meta.len(),
         known,
+        in_store: true,
     })
 }
 
@@ -893,11 +895,16 @@ fn stage_files(
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        // The source is immutable from now on, so making it read-only costs
-        // nothing and lets it be hard-linked instead of copied.
-        fsx::make_tree_readonly(&file.from)
-            .with_context(|| format!("cannot make {} read-only", file.from.display()))?;
-        fsx::share_or_copy(&file.from, &dest).with_context(|| {
+        let brought = if file.in_store {
+            // The source artifact is immutable, so making its file read-only
+            // costs nothing and lets it be hard-linked instead of copied.
+            fsx::make_tree_readonly(&file.from)
+                .with_context(|| format!("cannot make {} read-only", file.from.display()))?;
+            fsx::share_or_copy(&file.from, &dest)
+        } else {
+            fsx::clone_or_copy(&file.from, &dest)
+        };
+        brought.with_context(|| {
             format!(
                 "cannot bring {} into {}",
                 file.from.display(),
