@@ -86,3 +86,30 @@ fn rollback_without_releases_says_how_to_make_one() {
         .code(2)
         .stderr(predicate::str::contains("--to production --version"));
 }
+
+#[test]
+fn rollback_in_a_seed_003_flat_store_moves_its_latest_back_in_time() {
+    let p = Project::new();
+    let ids = common::legacy_versions(&p.store(), 3, None);
+    p.cmd()
+        .args(["rollback"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(ids[1].as_str()));
+    assert_eq!(
+        std::fs::read_link(p.store().join("latest")).unwrap(),
+        Path::new(&ids[1])
+    );
+    p.cmd()
+        .args(["rollback", "--to", &ids[2]])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_link(p.store().join("latest")).unwrap(),
+        Path::new(&ids[2])
+    );
+    assert!(
+        !p.store().join("production").exists(),
+        "no stage folders are added"
+    );
+}

@@ -1,6 +1,6 @@
 use anyhow::Result;
 use artifactctl::ops::rollback::{self, RollbackOptions};
-use artifactctl::refs::{self, Namespace, Stage};
+use artifactctl::refs::{self, Namespace};
 use artifactctl::ExitCode;
 use serde_json::json;
 
@@ -10,6 +10,8 @@ use crate::settings::Context;
 /// Point production latest back to an earlier release
 ///
 /// Without --to, latest moves to the highest release below the current one.
+/// In a flat legacy store (seed 003's timestamped versions), the store's own
+/// latest moves to the previous complete run in time order.
 /// Nothing is deleted: the newer release stays, and `rollback --to` can move
 /// latest forward again. The change is journaled and noted in
 /// production/CHANGELOG.md.
@@ -18,6 +20,7 @@ use crate::settings::Context;
 ///   artifactctl rollback gru/BTCEUR
 ///   artifactctl rollback gru/BTCEUR --to 1.0.0
 ///   artifactctl rollback                # a store without namespaces
+///   artifactctl --store backend/models rollback   # seed 003's versions folder
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -38,14 +41,15 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         to: args.to,
     };
     let done = rollback::rollback(&ctx.store, &opts)?;
-    let to_ref = refs::format_ref(Stage::Production, &done.namespace, &done.to);
+    let to_ref = refs::format_ref(done.stage, &done.namespace, &done.to);
     if args.json {
         out.json(&json!({"namespace": done.namespace.to_string(), "from": done.from, "to": done.to, "ref": to_ref}))?;
     } else {
         println!("{to_ref}");
     }
     out.status(&format!(
-        "production latest: {} -> {}",
+        "{} latest: {} -> {}",
+        done.stage,
         done.from.as_deref().unwrap_or("none"),
         done.to
     ));

@@ -1,5 +1,6 @@
 //! `rollback`: re-point production `latest` to an earlier version (seed
-//! 003's rollback), and `history`: the audit journal, filtered.
+//! 003's rollback capability; in a flat legacy store, its one `latest`), and
+//! `history`: the audit journal, filtered.
 
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -11,7 +12,7 @@ use crate::metadata::RunStatus;
 use crate::ops::promote::Version;
 use crate::ops::{self, promote};
 use crate::refs::{qualified_ref, Namespace, Stage};
-use crate::store::{ReadOptions, Store};
+use crate::store::{Layout, ReadOptions, RunInfo, Store};
 
 #[derive(Debug, Clone, Default)]
 pub struct RollbackOptions {
@@ -22,76 +23,63 @@ pub struct RollbackOptions {
 
 #[derive(Debug, Clone)]
 pub struct RolledBack {
+    /// `production`, or `raw` in a flat store.
+    pub stage: Stage,
     pub namespace: Namespace,
     pub from: Option<String>,
     pub to: String,
 }
 
 pub fn rollback(store: &Store, opts: &RollbackOptions) -> Result<RolledBack> {
+    // A flat store (seed 003's versions folder, seed 002's models folder) has
+    // one stage, whose `latest` is the one to move; its versions are runs in
+    // time order. A staged store rolls back production releases, in version
+    // order.
+    let flat = store.layout() == Layout::Flat;
+    let stage = if flat { Stage::Raw } else { Stage::Production };
     let ns = &opts.namespace;
-    let ns_dir = store.ns_dir(Stage::Production, ns)?;
-    let where_ = qualified_ref(Stage::Production, ns, "");
+    let ns_dir = store.ns_dir(stage, ns)?;
+    let where_ = qualified_ref(stage, ns, "");
     let _lock = ops::lock(store)?;
-    let read = ReadOptions::new(&[], false)?;
-    let mut versions: Vec<(Version, String)> = store
-        .locations_in(Stage::Production, ns)
-        .into_iter()
-        .filter_map(|l| Version::parse(&l.id).ok().map(|v| (v, l)))
-        .filter(|(_, l)| {
-            let run = store.read_run(l.clone(), &read);
-            run.status == RunStatus::Complete && run.problems.is_empty()
-        })
-        .map(|(v, l)| (v, l.id))
-        .collect();
-    versions.sort();
-    if versions.is_empty() {
+    let ordered = ordered_versions(store, stage, ns, flat)?;
+    if ordered.is_empty() {
         return Err(ArtifactError::not_found(format!(
-            "no production release in {where_} ({}); promote one with `artifactctl promote REF --to production --version X.Y.Z`",
+            "no complete release in {where_} ({}); promote one with `artifactctl promote REF --to production --version X.Y.Z`",
             ns_dir.display()
         ))
         .into());
     }
-    let current = store
-        .latest(Stage::Production, ns)?
-        .id()
-        .map(str::to_string);
-    let listed = versions
-        .iter()
-        .map(|(_, id)| id.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let current = store.latest(stage, ns)?.id().map(str::to_string);
+    let listed = ordered.join(", ");
     let to = match &opts.to {
-        Some(wanted) => {
-            let wanted_version = Version::parse(wanted)?;
-            versions
-                .iter()
-                .find(|(v, _)| *v == wanted_version)
-                .map(|(_, id)| id.clone())
-                .ok_or_else(|| {
-                    ArtifactError::not_found(format!(
-                        "no complete release {wanted} in {where_}; releases: {listed}"
-                    ))
-                })?
-        }
+        Some(wanted) => ordered
+            .iter()
+            .find(|id| *id == wanted)
+            .cloned()
+            .ok_or_else(|| {
+                ArtifactError::not_found(format!(
+                    "no complete release {wanted} in {where_}; releases: {listed}"
+                ))
+            })?,
         None => {
-            let current_version = current.as_deref().and_then(|c| Version::parse(c).ok());
-            let Some(current_version) = current_version else {
+            let position = current
+                .as_deref()
+                .and_then(|c| ordered.iter().position(|id| id == c));
+            let Some(position) = position else {
                 return Err(ArtifactError::usage(format!(
                     "{where_}latest does not name a release ({}); pass --to VERSION (releases: {listed})",
                     current.as_deref().unwrap_or("missing")
                 ))
                 .into());
             };
-            versions
-                .iter()
-                .rev()
-                .find(|(v, _)| *v < current_version)
-                .map(|(_, id)| id.clone())
-                .ok_or_else(|| {
-                    ArtifactError::refused(format!(
-                        "{current_version} is the earliest release in {where_}; there is nothing to roll back to"
-                    ))
-                })?
+            if position == 0 {
+                return Err(ArtifactError::refused(format!(
+                    "{} is the earliest release in {where_}; there is nothing to roll back to",
+                    ordered[0]
+                ))
+                .into());
+            }
+            ordered[position - 1].clone()
         }
     };
     if current.as_deref() == Some(to.as_str()) {
@@ -102,33 +90,63 @@ pub fn rollback(store: &Store, opts: &RollbackOptions) -> Result<RolledBack> {
     }
     fsx::set_latest(&ns_dir, &to)
         .with_context(|| format!("cannot update {}", ns_dir.join(fsx::LATEST).display()))?;
-    let from_ref = current
-        .as_deref()
-        .map(|c| qualified_ref(Stage::Production, ns, c));
-    let to_ref = qualified_ref(Stage::Production, ns, &to);
+    let from_ref = current.as_deref().map(|c| qualified_ref(stage, ns, c));
+    let to_ref = qualified_ref(stage, ns, &to);
     journal::append(
         store.dir(),
         &Entry::new("rollback", from_ref.clone(), Some(to_ref.clone())),
     )?;
-    promote::append_changelog(
-        store,
-        &format!(
-            "\n## {} rollback to {to} ({})\n\n- from: {}\n- by: {}\n",
-            if ns.is_root() {
-                "production".to_string()
-            } else {
-                ns.to_string()
-            },
-            Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
-            from_ref.as_deref().unwrap_or("(no latest)"),
-            journal::current_user()
-        ),
-    )?;
+    if !flat {
+        promote::append_changelog(
+            store,
+            &format!(
+                "\n## {} rollback to {to} ({})\n\n- from: {}\n- by: {}\n",
+                if ns.is_root() {
+                    "production".to_string()
+                } else {
+                    ns.to_string()
+                },
+                Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
+                from_ref.as_deref().unwrap_or("(no latest)"),
+                journal::current_user()
+            ),
+        )?;
+    }
     Ok(RolledBack {
+        stage,
         namespace: ns.clone(),
         from: current,
         to,
     })
+}
+
+/// The complete, healthy runs of a namespace, oldest first: production
+/// releases by semantic version (other ids are not releases), flat-store
+/// runs by creation time.
+fn ordered_versions(
+    store: &Store,
+    stage: Stage,
+    ns: &Namespace,
+    flat: bool,
+) -> Result<Vec<String>> {
+    let read = ReadOptions::new(&[], false)?;
+    let runs: Vec<RunInfo> = store
+        .locations_in(stage, ns)
+        .into_iter()
+        .map(|l| store.read_run(l, &read))
+        .filter(|r| r.status == RunStatus::Complete && r.problems.is_empty())
+        .collect();
+    if flat {
+        let mut runs = runs;
+        runs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        return Ok(runs.into_iter().map(|r| r.id).collect());
+    }
+    let mut versions: Vec<(Version, String)> = runs
+        .into_iter()
+        .filter_map(|r| Version::parse(&r.id).ok().map(|v| (v, r.id)))
+        .collect();
+    versions.sort();
+    Ok(versions.into_iter().map(|(_, id)| id).collect())
 }
 
 #[derive(Debug, Clone, Default)]
