@@ -132,7 +132,8 @@ fn check_run(run: &RunInfo, report: &mut Report, jobs: &mut Vec<HashJob>) {
             fix,
         })
     };
-    let features = feature_problems(run);
+    let native = (run.layout == RunLayout::Native).then(|| Metadata::read(dir));
+    let features = feature_problems(run, native.as_ref().and_then(|m| m.as_ref().ok()));
     for f in &features {
         problem(
             "features",
@@ -169,7 +170,8 @@ fn check_run(run: &RunInfo, report: &mut Report, jobs: &mut Vec<HashJob>) {
         });
         return;
     }
-    let meta = match Metadata::read(dir) {
+    let Some(read) = native else { return };
+    let meta = match read {
         Ok(m) => m,
         Err(e) => {
             problem(
@@ -221,12 +223,11 @@ fn check_run(run: &RunInfo, report: &mut Report, jobs: &mut Vec<HashJob>) {
     }
 }
 
-fn feature_problems(run: &RunInfo) -> Vec<String> {
+fn feature_problems(run: &RunInfo, native: Option<&Metadata>) -> Vec<String> {
     let dir = &run.location.path;
     let value = match run.layout {
-        RunLayout::Native => Metadata::read(dir)
-            .ok()
-            .and_then(|m| m.features)
+        RunLayout::Native => native
+            .and_then(|m| m.features.as_ref())
             .and_then(|f| serde_json::to_value(f).ok()),
         RunLayout::LegacyMetadata => std::fs::read(dir.join(METADATA_FILE))
             .ok()
