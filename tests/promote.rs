@@ -242,6 +242,47 @@ fn production_needs_approval_without_a_terminal() {
     assert!(!p.store().join("production").join(NS).join("1.0.0").exists());
 }
 
+/// Run the binary on a pseudo-terminal (util-linux `script`), typing `answer`.
+fn on_a_terminal(p: &Project, args: &str, answer: &str) -> Option<std::process::Output> {
+    let script = ["/usr/bin/script", "/bin/script"]
+        .into_iter()
+        .find(|s| Path::new(s).exists())?;
+    let bin = assert_cmd::cargo::cargo_bin("artifactctl");
+    let mut child = Command::new(script)
+        .current_dir(p.root())
+        .env("NO_COLOR", "1")
+        .args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    use std::io::Write;
+    child.stdin.take()?.write_all(answer.as_bytes()).ok()?;
+    child.wait_with_output().ok()
+}
+
+#[test]
+fn production_approval_on_a_terminal_is_a_prompt() {
+    let p = Project::new();
+    let validated = p.released(NS, &[]);
+    let args = |v: &str| format!("promote {validated} --to production --version {v}");
+    let Some(refused) = on_a_terminal(&p, &args("1.0.0"), "n\n") else {
+        eprintln!("skipped: no `script` to make a terminal");
+        return;
+    };
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(!p.store().join("production").join(NS).join("1.0.0").exists());
+    let approved = on_a_terminal(&p, &args("1.0.0"), "y\n").unwrap();
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stdout)
+    );
+    let meta = metadata(&p.store().join("production").join(NS).join("1.0.0"));
+    assert_eq!(meta["approval"]["method"], "interactive");
+}
+
 #[test]
 fn production_release_writes_version_changelog_journal_and_latest() {
     let p = Project::new();

@@ -206,7 +206,7 @@ fn to_production(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         Some(ApprovalMethod::Flag)
     } else {
         let question = format!(
-            "release {} as {} in production?",
+            "release {} as {}?",
             plan.source.reference,
             plan.target.reference()
         );
