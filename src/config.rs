@@ -23,6 +23,7 @@ pub const ROOT_ENV: &str = "ARTIFACTCTL_ROOT";
 pub struct Config {
     pub store: StoreConfig,
     pub list: ListConfig,
+    pub promote: PromoteConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +84,54 @@ impl Default for ListConfig {
     }
 }
 
+/// `[promote.validated]` and `[promote.production]`: what each promotion
+/// requires and carries (see docs/promote.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PromoteConfig {
+    pub validated: PromoteValidatedConfig,
+    pub production: PromoteProductionConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PromoteValidatedConfig {
+    /// Gates checked against the run's metrics merged with `--results`.
+    pub require: Vec<String>,
+    /// The checkpoint promoted when `--checkpoint` is not given.
+    pub checkpoint: String,
+    /// Files of the raw run carried along with the checkpoint (globs on
+    /// paths relative to the run; `*` does not cross `/`).
+    pub include: Vec<String>,
+}
+
+impl Default for PromoteValidatedConfig {
+    fn default() -> Self {
+        PromoteValidatedConfig {
+            require: Vec::new(),
+            checkpoint: "best".into(),
+            include: [
+                "config.*",
+                "*.yaml",
+                "*.yml",
+                "*.toml",
+                "metrics/**",
+                "README.md",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PromoteProductionConfig {
+    /// Gates checked against the validated artifact's metrics.
+    pub require: Vec<String>,
+}
+
 /// The commented file `artifactctl init` writes.
 pub const TEMPLATE: &str = r#"# artifactctl configuration. Every value below is the built-in default:
 # delete what you do not change. Each key can also be set by an environment
@@ -101,6 +150,22 @@ metric = "sharpe_ratio"
 metric_goal = "max"
 # File names counted in the MODELS column.
 model_patterns = ["*.pt", "*.pth", "*.pkl", "*.joblib", "*.h5", "*.hdf5", "*.onnx", "*.zip", "*.pb", "*.safetensors"]
+
+[promote.validated]
+# Gates a raw run must pass to become validated, checked against its metrics
+# merged with `--results FILE`. Grammar: METRIC OP VALUE, OP one of
+# > >= < <= == !=, VALUE a number, true or false (docs/promote.md), e.g.
+# require = ["coverage > 0.95", "best_val_loss < 0.5", "generalization_passed == true"]
+require = []
+# Checkpoint promoted when --checkpoint is not given (checkpoints/<name>.*).
+checkpoint = "best"
+# Files of the raw run carried into the validated artifact besides the
+# checkpoint (globs relative to the run; * does not cross /).
+include = ["config.*", "*.yaml", "*.yml", "*.toml", "metrics/**", "README.md"]
+
+[promote.production]
+# Gates a validated artifact must pass to become a production release.
+require = []
 "#;
 
 /// A loaded configuration and where it came from.
@@ -195,6 +260,17 @@ fn unknown_keys(file: &toml::Table, defaults: &toml::Table) -> Vec<String> {
                     if !known.contains_key(key) {
                         out.push(format!("unknown setting [{section}] {key}"));
                     }
+                    // Nested sections such as [promote.validated]: a typo in
+                    // `require` must not silently drop the gates.
+                    if let (
+                        Some(toml::Value::Table(known_sub)),
+                        Some(toml::Value::Table(given_sub)),
+                    ) = (known.get(key), given.get(key))
+                    {
+                        for sub in given_sub.keys().filter(|k| !known_sub.contains_key(*k)) {
+                            out.push(format!("unknown setting [{section}.{key}] {sub}"));
+                        }
+                    }
                 }
             }
             (Some(_), _) => {}
@@ -225,6 +301,10 @@ where
             continue;
         };
         for (key, default) in section_defaults {
+            if let toml::Value::Table(sub_defaults) = default {
+                apply_env_nested(table, section, key, sub_defaults, &vars)?;
+                continue;
+            }
             let var = format!(
                 "{ENV_PREFIX}{}_{}",
                 section.to_uppercase(),
@@ -243,6 +323,40 @@ where
         }
     }
     Ok(applied)
+}
+
+/// The same overlay one level down, for nested sections such as
+/// `[promote.validated]`: `ARTIFACTCTL_PROMOTE_VALIDATED_REQUIRE`.
+fn apply_env_nested(
+    table: &mut toml::Table,
+    section: &str,
+    sub: &str,
+    sub_defaults: &toml::Table,
+    vars: &BTreeMap<String, String>,
+) -> Result<()> {
+    for (key, default) in sub_defaults {
+        let var = format!(
+            "{ENV_PREFIX}{}_{}_{}",
+            section.to_uppercase(),
+            sub.to_uppercase(),
+            key.to_uppercase()
+        );
+        let Some(text) = vars.get(&var) else { continue };
+        let value = parse_env_value(text, default)
+            .map_err(|e| ArtifactError::usage(format!("{var}={text:?}: {e}")))?;
+        let section_table = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(section_table) = section_table {
+            let sub_table = section_table
+                .entry(sub.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = sub_table {
+                t.insert(key.clone(), value);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_env_value(text: &str, like: &toml::Value) -> Result<toml::Value, String> {
@@ -378,6 +492,35 @@ mod tests {
         .unwrap();
         let loaded = Config::load(dir.path(), env(&[])).unwrap();
         assert_eq!(loaded.warnings.len(), 2);
+    }
+
+    #[test]
+    fn nested_sections_take_env_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = Config::load(
+            dir.path(),
+            env(&[(
+                "ARTIFACTCTL_PROMOTE_VALIDATED_REQUIRE",
+                "coverage > 0.95, best_val_loss < 0.5",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.config.promote.validated.require,
+            vec!["coverage > 0.95", "best_val_loss < 0.5"]
+        );
+        assert_eq!(loaded.config.promote.validated.checkpoint, "best");
+
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[promote.validated]\nrequre = [\"coverage > 0.9\"]\n",
+        )
+        .unwrap();
+        let loaded = Config::load(dir.path(), env(&[])).unwrap();
+        assert_eq!(
+            loaded.warnings,
+            vec!["unknown setting [promote.validated] requre"]
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod exit_codes;
 pub mod fsx;
+pub mod gates;
 pub mod journal;
 pub mod manifest;
 pub mod metadata;

@@ -3,12 +3,16 @@
 
 pub mod completions;
 pub mod delete;
+pub mod history;
 pub mod init;
 pub mod list;
 pub mod man;
 pub mod path;
+pub mod promote;
 pub mod register;
+pub mod rollback;
 pub mod show;
+pub mod verify;
 
 use anyhow::Result;
 use artifactctl::ExitCode;
@@ -26,6 +30,10 @@ pub enum Command {
     Show(show::Args),
     Path(path::Args),
     Delete(delete::Args),
+    Promote(promote::Args),
+    Verify(verify::Args),
+    Rollback(rollback::Args),
+    History(history::Args),
     Completions(completions::Args),
     Man(man::Args),
 }
@@ -44,6 +52,10 @@ impl Command {
                     Command::Show(args) => show::run(&ctx, out, args),
                     Command::Path(args) => path::run(&ctx, out, args),
                     Command::Delete(args) => delete::run(&ctx, out, args),
+                    Command::Promote(args) => promote::run(&ctx, out, args),
+                    Command::Verify(args) => verify::run(&ctx, out, args),
+                    Command::Rollback(args) => rollback::run(&ctx, out, args),
+                    Command::History(args) => history::run(&ctx, out, args),
                     Command::Init(_) | Command::Completions(_) | Command::Man(_) => unreachable!(),
                 }
             }

@@ -4,7 +4,10 @@
 //! run, the producer record, and the lineage index that protects runs.
 
 pub mod delete;
+pub mod promote;
 pub mod register;
+pub mod rollback;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,6 +38,9 @@ pub enum LatestPolicy {
     Advance,
     /// Leave it (failed or interrupted runs, backfills).
     Keep,
+    /// Point it at the run whatever its time: production releases, where the
+    /// caller has already checked the version order.
+    Always,
 }
 
 /// Publish a staged run into `<stage>/<ns>/<id>`: under the store lock, pick
@@ -103,6 +109,10 @@ pub fn publish_run(
     let became_latest = latest == LatestPolicy::Advance
         && meta.status == RunStatus::Complete
         && advance_latest(store, &location, meta.created_at)?;
+    let became_latest = became_latest
+        || (latest == LatestPolicy::Always
+            && meta.status == RunStatus::Complete
+            && point_latest(store, &location)?);
     let entry = journal_entry
         .with("became_latest", became_latest)
         .with("total_size", meta.total_size)
@@ -154,6 +164,14 @@ fn advance_latest(
             }
         }
     }
+    fsx::set_latest(&ns_dir, &location.id)
+        .with_context(|| format!("cannot update {}", ns_dir.join(fsx::LATEST).display()))?;
+    Ok(true)
+}
+
+/// Point `latest` at `location` unconditionally. The caller holds the lock.
+fn point_latest(store: &Store, location: &RunLocation) -> Result<bool> {
+    let ns_dir = store.ns_dir(location.stage, &location.namespace)?;
     fsx::set_latest(&ns_dir, &location.id)
         .with_context(|| format!("cannot update {}", ns_dir.join(fsx::LATEST).display()))?;
     Ok(true)

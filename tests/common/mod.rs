@@ -233,3 +233,54 @@ pub fn seed004(store: &Path) {
     );
     write(&production.join("CHANGELOG.md"), b"# 1.0\n");
 }
+
+/// Promotion helpers (issue 5).
+impl Project {
+    /// Write `artifactctl.toml` with these `[promote.validated] require` gates.
+    pub fn require_gates(&self, gates: &[&str]) {
+        let list: Vec<String> = gates.iter().map(|g| format!("{g:?}")).collect();
+        self.write(
+            "artifactctl.toml",
+            format!("[promote.validated]\nrequire = [{}]\n", list.join(", ")),
+        );
+    }
+
+    /// A registered seed 004 raw run in `ns`; returns its ref.
+    pub fn raw_run(&self, ns: &str, id: &str) -> String {
+        let out = self.training_output(&format!("out-{id}"));
+        self.register(
+            &out,
+            &["--namespace", ns, "--id", id, "--metric", "coverage=0.99"],
+        )
+    }
+
+    /// `promote REF [args]`, asserting success; returns the printed ref.
+    pub fn promote(&self, reference: &str, args: &[&str]) -> String {
+        let out = self
+            .cmd()
+            .args(["promote", reference])
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "promote failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// A raw run promoted to validated and then to production at each of
+    /// `versions`, in order; returns the validated ref.
+    pub fn released(&self, ns: &str, versions: &[&str]) -> String {
+        let raw = self.raw_run(ns, "20261123_101500");
+        let validated = self.promote(&raw, &["--to", "validated", "--checkpoint", "epoch_70"]);
+        for v in versions {
+            self.promote(
+                &validated,
+                &["--to", "production", "--version", v, "--approve"],
+            );
+        }
+        validated
+    }
+}

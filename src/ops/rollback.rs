@@ -1,0 +1,213 @@
+//! `rollback`: re-point production `latest` to an earlier version (seed
+//! 003's rollback capability; in a flat legacy store, its one `latest`), and
+//! `history`: the audit journal, filtered.
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+
+use crate::error::ArtifactError;
+use crate::fsx;
+use crate::journal::{self, Entry};
+use crate::metadata::RunStatus;
+use crate::ops::promote::Version;
+use crate::ops::{self, promote};
+use crate::refs::{qualified_ref, Namespace, Stage};
+use crate::store::{Layout, ReadOptions, RunInfo, Store};
+
+#[derive(Debug, Clone, Default)]
+pub struct RollbackOptions {
+    pub namespace: Namespace,
+    /// The version to return to; the one just below the current by default.
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RolledBack {
+    /// `production`, or `raw` in a flat store.
+    pub stage: Stage,
+    pub namespace: Namespace,
+    pub from: Option<String>,
+    pub to: String,
+}
+
+pub fn rollback(store: &Store, opts: &RollbackOptions) -> Result<RolledBack> {
+    // A flat store (seed 003's versions folder, seed 002's models folder) has
+    // one stage, whose `latest` is the one to move; its versions are runs in
+    // time order. A staged store rolls back production releases, in version
+    // order.
+    let flat = store.layout() == Layout::Flat;
+    let stage = if flat { Stage::Raw } else { Stage::Production };
+    let ns = &opts.namespace;
+    let ns_dir = store.ns_dir(stage, ns)?;
+    let where_ = qualified_ref(stage, ns, "");
+    let _lock = ops::lock(store)?;
+    let ordered = ordered_versions(store, stage, ns, flat)?;
+    if ordered.is_empty() {
+        return Err(ArtifactError::not_found(format!(
+            "no complete release in {where_} ({}); promote one with `artifactctl promote REF --to production --version X.Y.Z`",
+            ns_dir.display()
+        ))
+        .into());
+    }
+    let current = store.latest(stage, ns)?.id().map(str::to_string);
+    let listed = ordered.join(", ");
+    let to = match &opts.to {
+        Some(wanted) => ordered
+            .iter()
+            .find(|id| *id == wanted)
+            .cloned()
+            .ok_or_else(|| {
+                ArtifactError::not_found(format!(
+                    "no complete release {wanted} in {where_}; releases: {listed}"
+                ))
+            })?,
+        None => {
+            let position = current
+                .as_deref()
+                .and_then(|c| ordered.iter().position(|id| id == c));
+            let Some(position) = position else {
+                return Err(ArtifactError::usage(format!(
+                    "{where_}latest does not name a release ({}); pass --to VERSION (releases: {listed})",
+                    current.as_deref().unwrap_or("missing")
+                ))
+                .into());
+            };
+            if position == 0 {
+                return Err(ArtifactError::refused(format!(
+                    "{} is the earliest release in {where_}; there is nothing to roll back to",
+                    ordered[0]
+                ))
+                .into());
+            }
+            ordered[position - 1].clone()
+        }
+    };
+    if current.as_deref() == Some(to.as_str()) {
+        return Err(ArtifactError::usage(format!(
+            "{where_}latest already points to {to}; releases: {listed}"
+        ))
+        .into());
+    }
+    fsx::set_latest(&ns_dir, &to)
+        .with_context(|| format!("cannot update {}", ns_dir.join(fsx::LATEST).display()))?;
+    let from_ref = current.as_deref().map(|c| qualified_ref(stage, ns, c));
+    let to_ref = qualified_ref(stage, ns, &to);
+    journal::append(
+        store.dir(),
+        &Entry::new("rollback", from_ref.clone(), Some(to_ref.clone())),
+    )?;
+    if !flat {
+        promote::append_changelog(
+            store,
+            &format!(
+                "\n## {} rollback to {to} ({})\n\n- from: {}\n- by: {}\n",
+                if ns.is_root() {
+                    "production".to_string()
+                } else {
+                    ns.to_string()
+                },
+                Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
+                from_ref.as_deref().unwrap_or("(no latest)"),
+                journal::current_user()
+            ),
+        )?;
+    }
+    Ok(RolledBack {
+        stage,
+        namespace: ns.clone(),
+        from: current,
+        to,
+    })
+}
+
+/// The complete, healthy runs of a namespace, oldest first: production
+/// releases by semantic version (other ids are not releases), flat-store
+/// runs by creation time.
+fn ordered_versions(
+    store: &Store,
+    stage: Stage,
+    ns: &Namespace,
+    flat: bool,
+) -> Result<Vec<String>> {
+    let read = ReadOptions::new(&[], false)?;
+    let runs: Vec<RunInfo> = store
+        .locations_in(stage, ns)
+        .into_iter()
+        .map(|l| store.read_run(l, &read))
+        .filter(|r| r.status == RunStatus::Complete && r.problems.is_empty())
+        .collect();
+    if flat {
+        let mut runs = runs;
+        runs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        return Ok(runs.into_iter().map(|r| r.id).collect());
+    }
+    let mut versions: Vec<(Version, String)> = runs
+        .into_iter()
+        .filter_map(|r| Version::parse(&r.id).ok().map(|v| (v, r.id)))
+        .collect();
+    versions.sort();
+    Ok(versions.into_iter().map(|(_, id)| id).collect())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HistoryOptions {
+    /// Only entries whose source or target lies at or below this namespace.
+    pub namespace: Namespace,
+    /// Only these actions (`promote`, `rollback`, `delete`, ...); all if empty.
+    pub actions: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct History {
+    pub entries: Vec<Entry>,
+    /// Journal lines that could not be read.
+    pub problems: Vec<String>,
+}
+
+pub fn history(store: &Store, opts: &HistoryOptions) -> Result<History> {
+    let (entries, problems) = journal::read(store.dir())?;
+    let entries = entries
+        .into_iter()
+        .filter(|e| opts.actions.is_empty() || opts.actions.contains(&e.action))
+        .filter(|e| {
+            opts.namespace.is_root()
+                || [&e.source, &e.target]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| namespace_of(r))
+                    .any(|ns| ns.starts_with(&opts.namespace))
+        })
+        .collect();
+    Ok(History { entries, problems })
+}
+
+/// The namespace of a qualified ref (`production/gru/BTCEUR/1.0.0` gives
+/// `gru/BTCEUR`); `None` for anything else (a registered folder's path).
+fn namespace_of(qualified: &str) -> Option<Namespace> {
+    let mut parts: Vec<&str> = qualified.split('/').collect();
+    if parts.len() < 2 || parts[0].parse::<Stage>().is_err() {
+        return None;
+    }
+    parts.pop();
+    Some(Namespace::from_disk(
+        parts[1..].iter().map(|s| s.to_string()).collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_come_from_qualified_refs_only() {
+        assert_eq!(
+            namespace_of("production/gru/BTCEUR/1.0.0")
+                .unwrap()
+                .to_string(),
+            "gru/BTCEUR"
+        );
+        assert!(namespace_of("raw/x").unwrap().is_root());
+        assert!(namespace_of("/tmp/out").is_none());
+        assert!(namespace_of("x").is_none());
+    }
+}

@@ -1,0 +1,439 @@
+//! `verify`: re-check what the store claims. Files are re-hashed (BLAKE3, in
+//! parallel across files) against each run's manifest; metadata must parse
+//! as schema v1 and agree with its folder; every `latest` must resolve to a
+//! complete run beside it; promoted artifacts must be read-only; seed 002's
+//! feature fields must be consistent. Legacy layouts have no manifest: what
+//! cannot be checked there is said in a note, not guessed.
+//!
+//! Read-only: verify never changes the store.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::ArtifactError;
+use crate::fsx;
+use crate::manifest;
+use crate::metadata::{self, FileEntry, Metadata, METADATA_FILE, SCHEMA_VERSION};
+use crate::progress::{Reporter, Unit};
+use crate::refs::{format_ref, Namespace, RunRef, Stage};
+use crate::store::{read_latest, LatestState, ReadOptions, RunInfo, RunLayout, RunLocation, Store};
+
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    pub refs: Vec<RunRef>,
+    /// Every run of every stage, plus the store-wide checks (staging).
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// `modified`, `missing_file`, `unexpected_file`, `schema`, `metadata`,
+    /// `latest`, `writable`, `features`.
+    pub kind: &'static str,
+    pub detail: String,
+    pub fix: String,
+}
+
+/// Something worth knowing that needs no action: what could not be checked
+/// on a legacy layout, or a dead writer's staging folder (swept by the next
+/// write).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Note {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub checked: usize,
+    pub problems: Vec<Problem>,
+    pub notes: Vec<Note>,
+    pub bytes_hashed: u64,
+}
+
+/// One file to re-hash.
+struct HashJob {
+    reference: String,
+    path: PathBuf,
+    expected: FileEntry,
+}
+
+pub fn verify(store: &Store, opts: &VerifyOptions, reporter: &dyn Reporter) -> Result<Report> {
+    if opts.refs.is_empty() && !opts.all {
+        return Err(ArtifactError::usage(
+            "nothing to verify: name runs (e.g. production/gru/BTCEUR/latest) or pass --all",
+        )
+        .into());
+    }
+    let mut locations: Vec<RunLocation> = if opts.all {
+        store.locations(store.stages(), &Namespace::root())
+    } else {
+        let mut out = Vec::new();
+        for r in &opts.refs {
+            out.push(store.resolve(r)?.location);
+        }
+        out
+    };
+    locations.sort_by(|a, b| a.path.cmp(&b.path));
+    locations.dedup_by(|a, b| a.path == b.path);
+
+    let read = ReadOptions::new(&[], false)?;
+    let runs: Vec<RunInfo> = locations
+        .par_iter()
+        .map(|l| store.read_run(l.clone(), &read))
+        .collect();
+    let mut report = Report {
+        checked: runs.len(),
+        ..Report::default()
+    };
+    let mut jobs = Vec::new();
+    for run in &runs {
+        check_run(run, &mut report, &mut jobs);
+    }
+    hash_files(jobs, &mut report, reporter);
+    check_latest(store, &runs, &mut report);
+    if opts.all {
+        for leftover in fsx::find_leftovers(store.dir()) {
+            report.notes.push(Note {
+                reference: leftover.path.display().to_string(),
+                kind: "stray_staging",
+                detail: format!(
+                    "{} folder left by a writer that stopped ({}s old); it was never visible as a run and the next write removes it",
+                    leftover.kind,
+                    leftover.age.as_secs()
+                ),
+            });
+        }
+    }
+    report
+        .problems
+        .sort_by(|a, b| (&a.reference, a.kind, &a.detail).cmp(&(&b.reference, b.kind, &b.detail)));
+    Ok(report)
+}
+
+fn check_run(run: &RunInfo, report: &mut Report, jobs: &mut Vec<HashJob>) {
+    let reference = run.reference.clone();
+    let dir = &run.location.path;
+    let mut problem = |kind: &'static str, detail: String, fix: String| {
+        report.problems.push(Problem {
+            reference: reference.clone(),
+            kind,
+            detail,
+            fix,
+        })
+    };
+    let native = (run.layout == RunLayout::Native).then(|| Metadata::read(dir));
+    let features = feature_problems(run, native.as_ref().and_then(|m| m.as_ref().ok()));
+    for f in &features {
+        problem(
+            "features",
+            f.clone(),
+            format!(
+                "correct feature_names / feature_count / selected_features / input_size_actual in {} (or retrain): a model loaded with the wrong input size fails",
+                dir.join(METADATA_FILE).display()
+            ),
+        );
+    }
+    if run.layout != RunLayout::Native {
+        // Problems found while reading (a corrupted metadata file, say).
+        for p in run.problems.iter().filter(|p| !features.contains(p)) {
+            problem(
+                "metadata",
+                p.clone(),
+                "restore the file from a backup, or re-register the folder".into(),
+            );
+        }
+        let what = match run.layout {
+            RunLayout::TrainingMetadata => "seed 003 layout (training_metadata.json)",
+            RunLayout::LegacyMetadata => {
+                "metadata.json without schema_version (seed 002/004 layout)"
+            }
+            _ if dir.join(METADATA_FILE).exists() => "metadata.json cannot be read",
+            _ => "no metadata file",
+        };
+        report.notes.push(Note {
+            reference: run.reference.clone(),
+            kind: "unchecked",
+            detail: format!(
+                "{what}: there is no manifest, so file contents and completeness cannot be verified; checked: metadata readability, feature consistency, latest; `artifactctl register` a copy to get a manifest"
+            ),
+        });
+        return;
+    }
+    let Some(read) = native else { return };
+    let meta = match read {
+        Ok(m) => m,
+        Err(e) => {
+            problem(
+                "schema",
+                format!("{e:#}"),
+                "restore metadata.json from a backup; without it the run's files cannot be verified".into(),
+            );
+            return;
+        }
+    };
+    if meta.schema_version > SCHEMA_VERSION {
+        problem(
+            "schema",
+            format!(
+                "schema_version {} is newer than this artifactctl reads ({SCHEMA_VERSION})",
+                meta.schema_version
+            ),
+            "upgrade artifactctl".into(),
+        );
+    }
+    if meta.id != run.location.id
+        || meta.stage != run.location.stage
+        || meta.namespace != run.location.namespace.to_string()
+    {
+        problem(
+            "schema",
+            format!(
+                "metadata.json names {} but the folder is {}",
+                format_ref(
+                    meta.stage,
+                    &Namespace::from_disk(
+                        meta.namespace
+                            .split('/')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    ),
+                    &meta.id
+                ),
+                run.reference
+            ),
+            "move the folder back where it was created; runs are not renamed by hand".into(),
+        );
+    }
+    check_manifest(run, &meta, &mut problem, jobs);
+    let promoted = run.location.stage != Stage::Raw && meta.lineage.promoted_from.is_some();
+    if promoted {
+        check_readonly(run, &mut problem);
+    }
+}
+
+fn feature_problems(run: &RunInfo, native: Option<&Metadata>) -> Vec<String> {
+    let dir = &run.location.path;
+    let value = match run.layout {
+        RunLayout::Native => native
+            .and_then(|m| m.features.as_ref())
+            .and_then(|f| serde_json::to_value(f).ok()),
+        RunLayout::LegacyMetadata => std::fs::read(dir.join(METADATA_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Map<String, Value>>(&b).ok())
+            .and_then(|obj| metadata::legacy_features(&obj)),
+        _ => None,
+    };
+    value
+        .map(|v| metadata::feature_problems(&v))
+        .unwrap_or_default()
+}
+
+/// Compare the folder with the manifest: files missing, files added, sizes
+/// and link targets; same-size files are queued for re-hashing.
+fn check_manifest(
+    run: &RunInfo,
+    meta: &Metadata,
+    problem: &mut impl FnMut(&'static str, String, String),
+    jobs: &mut Vec<HashJob>,
+) {
+    let dir = &run.location.path;
+    let on_disk = match manifest::list_files(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            problem(
+                "missing_file",
+                format!("cannot list the folder: {e:#}"),
+                "check the folder's permissions".into(),
+            );
+            return;
+        }
+    };
+    let on_disk: BTreeMap<&str, &manifest::Found> =
+        on_disk.iter().map(|f| (f.rel.as_str(), f)).collect();
+    let expected: BTreeSet<&str> = meta.files.iter().map(|f| f.path.as_str()).collect();
+    for entry in &meta.files {
+        let Some(found) = on_disk.get(entry.path.as_str()) else {
+            problem(
+                "missing_file",
+                format!("{} is in the manifest but not in the folder", entry.path),
+                "restore it from a backup or from the run it was promoted from".into(),
+            );
+            continue;
+        };
+        match (&entry.symlink, &found.symlink) {
+            (Some(want), Some(got)) if want == got => {}
+            (None, None) if entry.size == found.size => jobs.push(HashJob {
+                reference: run.reference.clone(),
+                path: found.path.clone(),
+                expected: entry.clone(),
+            }),
+            (None, None) => problem(
+                "modified",
+                format!(
+                    "{} is {} bytes, the manifest says {}",
+                    entry.path, found.size, entry.size
+                ),
+                "restore the original from a backup; artifacts must not change once published"
+                    .into(),
+            ),
+            _ => problem(
+                "modified",
+                format!("{} changed between a file and a symlink", entry.path),
+                "restore the original from a backup".into(),
+            ),
+        }
+    }
+    for rel in on_disk.keys().filter(|r| !expected.contains(*r)) {
+        problem(
+            "unexpected_file",
+            format!("{rel} is in the folder but not in the manifest"),
+            format!("remove {} (chmod u+w its folder first if read-only); artifacts do not take new files after publishing", dir.join(rel).display()),
+        );
+    }
+}
+
+fn check_readonly(run: &RunInfo, problem: &mut impl FnMut(&'static str, String, String)) {
+    let dir = &run.location.path;
+    let writable: Vec<String> = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| !e.file_type().is_symlink())
+        .filter(|e| {
+            e.metadata()
+                .is_ok_and(|m| m.permissions().mode() & 0o222 != 0)
+        })
+        .map(|e| {
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap_or(e.path())
+                .to_string_lossy()
+                .into_owned();
+            if rel.is_empty() {
+                ".".to_string()
+            } else {
+                rel
+            }
+        })
+        .collect();
+    if let Some(first) = writable.first() {
+        problem(
+            "writable",
+            format!(
+                "{} entr{} writable in a promoted artifact (first: {first})",
+                writable.len(),
+                if writable.len() == 1 {
+                    "y is"
+                } else {
+                    "ies are"
+                }
+            ),
+            format!("chmod -R a-w {}", dir.display()),
+        );
+    }
+}
+
+fn hash_files(jobs: Vec<HashJob>, report: &mut Report, reporter: &dyn Reporter) {
+    let total: u64 = jobs.iter().map(|j| j.expected.size).sum();
+    reporter.begin("verifying", Some(total), Unit::Bytes);
+    let mismatches: Vec<Problem> = jobs
+        .par_iter()
+        .filter_map(|job| {
+            let result = manifest::hash_file(&job.path);
+            reporter.advance(job.expected.size);
+            match result {
+                Ok(hash) if hash == job.expected.blake3 => None,
+                Ok(_) => Some(Problem {
+                    reference: job.reference.clone(),
+                    kind: "modified",
+                    detail: format!("{}: content differs from the manifest (BLAKE3 mismatch)", job.expected.path),
+                    fix: "restore the original from a backup; artifacts must not change once published".into(),
+                }),
+                Err(e) => Some(Problem {
+                    reference: job.reference.clone(),
+                    kind: "missing_file",
+                    detail: format!("{}: {e:#}", job.expected.path),
+                    fix: "check the file's permissions, or restore it".into(),
+                }),
+            }
+        })
+        .collect();
+    reporter.end();
+    report.bytes_hashed = total;
+    report.problems.extend(mismatches);
+}
+
+/// Every namespace holding a checked run: its `latest` must resolve to a
+/// complete run in the same folder.
+fn check_latest(store: &Store, runs: &[RunInfo], report: &mut Report) {
+    let by_path: HashMap<&PathBuf, &RunInfo> = runs.iter().map(|r| (&r.location.path, r)).collect();
+    let namespaces: BTreeSet<(Stage, Namespace)> = runs
+        .iter()
+        .map(|r| (r.stage, r.location.namespace.clone()))
+        .collect();
+    let read = ReadOptions::new(&[], false).expect("no patterns");
+    for (stage, ns) in namespaces {
+        let Ok(ns_dir) = store.ns_dir(stage, &ns) else {
+            continue;
+        };
+        let reference = format_ref(stage, &ns, fsx::LATEST);
+        let link = ns_dir.join(fsx::LATEST);
+        let repoint = format!(
+            "re-point it with `ln -sfn <run-id> {}` (or `artifactctl rollback` in production)",
+            link.display()
+        );
+        let mut problem = |detail: String| {
+            report.problems.push(Problem {
+                reference: reference.clone(),
+                kind: "latest",
+                detail,
+                fix: repoint.clone(),
+            })
+        };
+        match read_latest(&ns_dir) {
+            LatestState::Link(id) | LatestState::Pointer(id) => {
+                let path = ns_dir.join(&id);
+                let owned;
+                let target = match by_path.get(&path) {
+                    Some(run) => *run,
+                    None => {
+                        let Ok(location) = store.location(stage, &ns, &id) else {
+                            continue;
+                        };
+                        owned = store.read_run(location, &read);
+                        &owned
+                    }
+                };
+                if target.status != metadata::RunStatus::Complete {
+                    problem(format!(
+                        "latest points to {id}, which is {}",
+                        target.status.as_str()
+                    ));
+                }
+            }
+            LatestState::Dangling(t) => {
+                problem(format!("latest points to '{t}', which does not exist"))
+            }
+            LatestState::Escaping(t) => problem(format!(
+                "latest points to '{t}', outside {}",
+                ns_dir.display()
+            )),
+            LatestState::NotALink => problem("latest is a real file or folder, not a link".into()),
+            LatestState::Missing => {}
+        }
+    }
+}

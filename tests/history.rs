@@ -1,0 +1,80 @@
+mod common;
+
+use common::Project;
+use predicates::prelude::*;
+use serde_json::Value;
+
+const NS: &str = "gru/BTCEUR";
+
+fn history(p: &Project, args: &[&str]) -> Vec<Value> {
+    let out = p
+        .cmd()
+        .arg("history")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    doc["entries"].as_array().unwrap().clone()
+}
+
+#[test]
+fn history_shows_promotions_rollbacks_and_deletions_with_who_when_from_to() {
+    let p = Project::new();
+    p.released(NS, &["1.0.0", "1.1.0"]);
+    p.cmd().args(["rollback", NS]).assert().success();
+    let other = p.raw_run("ppo/ETHEUR", "20261123_121500");
+    p.cmd().args(["delete", &other, "--yes"]).assert().success();
+
+    let entries = history(&p, &[]);
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["register", "promote", "promote", "promote", "rollback", "register", "delete"]
+    );
+    for e in &entries {
+        assert!(e["time"].is_string() && e["user"].is_string(), "{e}");
+    }
+    let promote = &entries[2];
+    assert_eq!(
+        promote["source"],
+        format!("validated/{NS}/20261123_101500_epoch_70_validated")
+    );
+    assert_eq!(promote["target"], format!("production/{NS}/1.0.0"));
+    assert_eq!(promote["version"], "1.0.0");
+
+    // A namespace filter keeps only what touched it; --action narrows further.
+    let mine = history(&p, &[NS]);
+    assert_eq!(mine.len(), 5);
+    let rollbacks = history(&p, &[NS, "--action", "rollback"]);
+    assert_eq!(rollbacks.len(), 1);
+    assert_eq!(rollbacks[0]["target"], format!("production/{NS}/1.0.0"));
+
+    p.cmd()
+        .arg("history")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("rollback"))
+        .stdout(predicate::str::contains("version=1.1.0"));
+}
+
+#[test]
+fn history_of_an_empty_store_is_empty_and_torn_lines_are_skipped() {
+    let p = Project::new();
+    assert!(history(&p, &[]).is_empty());
+    p.raw_run(NS, "20261123_101500");
+    let journal = p.store().join(".artifactctl/journal.jsonl");
+    let mut text = std::fs::read_to_string(&journal).unwrap();
+    text.push_str("{\"time\": \"torn");
+    std::fs::write(&journal, text).unwrap();
+    assert_eq!(history(&p, &[]).len(), 1);
+}
