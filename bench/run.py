@@ -12,6 +12,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # (script, extra arguments): each prints its own figures.
 BENCHES = [
     ("store.py", []),
+    ("promote.py", []),
+    ("verify.py", []),
 ]
 
 
