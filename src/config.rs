@@ -281,9 +281,11 @@ fn unknown_keys(file: &toml::Table, defaults: &toml::Table) -> Vec<String> {
 }
 
 /// Overlay `ARTIFACTCTL_<SECTION>_<KEY>` for every scalar or list setting the
-/// defaults define, parsing the text as the default's type. Variables that
-/// name no setting (such as `ARTIFACTCTL_RUN_DIR`, set for refresh steps) are
-/// ignored. Returns the variables applied.
+/// defaults define, parsing the text as the default's type; nested sections
+/// add their names (`[promote.validated] require` is
+/// `ARTIFACTCTL_PROMOTE_VALIDATED_REQUIRE`). Variables that name no setting
+/// (such as `ARTIFACTCTL_RUN_DIR`, set for refresh steps) are ignored.
+/// Returns the variables applied.
 fn apply_env<I>(table: &mut toml::Table, defaults: &toml::Table, env: I) -> Result<Vec<String>>
 where
     I: IntoIterator<Item = (String, String)>,
@@ -293,68 +295,45 @@ where
         .filter(|(k, _)| k.starts_with(ENV_PREFIX))
         .collect();
     let mut applied = Vec::new();
-    if vars.is_empty() {
-        return Ok(applied);
-    }
-    for (section, section_defaults) in defaults {
-        let toml::Value::Table(section_defaults) = section_defaults else {
-            continue;
-        };
-        for (key, default) in section_defaults {
-            if let toml::Value::Table(sub_defaults) = default {
-                apply_env_nested(table, section, key, sub_defaults, &vars)?;
-                continue;
+    if !vars.is_empty() {
+        for (section, section_defaults) in defaults {
+            if let toml::Value::Table(section_defaults) = section_defaults {
+                let prefix = format!("{ENV_PREFIX}{}", section.to_uppercase());
+                let entry = table
+                    .entry(section.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(t) = entry {
+                    overlay(t, section_defaults, &prefix, &vars, &mut applied)?;
+                }
             }
-            let var = format!(
-                "{ENV_PREFIX}{}_{}",
-                section.to_uppercase(),
-                key.to_uppercase()
-            );
-            let Some(text) = vars.get(&var) else { continue };
-            let value = parse_env_value(text, default)
-                .map_err(|e| ArtifactError::usage(format!("{var}={text:?}: {e}")))?;
-            let entry = table
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(t) = entry {
-                t.insert(key.clone(), value);
-            }
-            applied.push(var);
         }
     }
     Ok(applied)
 }
 
-/// The same overlay one level down, for nested sections such as
-/// `[promote.validated]`: `ARTIFACTCTL_PROMOTE_VALIDATED_REQUIRE`.
-fn apply_env_nested(
+fn overlay(
     table: &mut toml::Table,
-    section: &str,
-    sub: &str,
-    sub_defaults: &toml::Table,
+    defaults: &toml::Table,
+    prefix: &str,
     vars: &BTreeMap<String, String>,
+    applied: &mut Vec<String>,
 ) -> Result<()> {
-    for (key, default) in sub_defaults {
-        let var = format!(
-            "{ENV_PREFIX}{}_{}_{}",
-            section.to_uppercase(),
-            sub.to_uppercase(),
-            key.to_uppercase()
-        );
+    for (key, default) in defaults {
+        let var = format!("{prefix}_{}", key.to_uppercase());
+        if let toml::Value::Table(sub_defaults) = default {
+            let entry = table
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(sub) = entry {
+                overlay(sub, sub_defaults, &var, vars, applied)?;
+            }
+            continue;
+        }
         let Some(text) = vars.get(&var) else { continue };
         let value = parse_env_value(text, default)
             .map_err(|e| ArtifactError::usage(format!("{var}={text:?}: {e}")))?;
-        let section_table = table
-            .entry(section.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if let toml::Value::Table(section_table) = section_table {
-            let sub_table = section_table
-                .entry(sub.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(t) = sub_table {
-                t.insert(key.clone(), value);
-            }
-        }
+        table.insert(key.clone(), value);
+        applied.push(var);
     }
     Ok(())
 }

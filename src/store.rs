@@ -766,11 +766,11 @@ fn file_row(f: &FileEntry) -> FileRow {
     }
 }
 
-/// Seed 002 (and seed 004's validated) `metadata.json`: no schema version,
-/// feature fields at the top, `created_at` often without a time zone.
-fn read_legacy_metadata(run: &mut RunInfo, mut obj: Map<String, Value>, opts: &ReadOptions) {
+/// The creation time under `time_key` and the numeric `metrics` of a legacy
+/// metadata object.
+fn read_time_and_metrics(run: &mut RunInfo, obj: &Map<String, Value>, time_key: &str) {
     if let Some(t) = obj
-        .get("created_at")
+        .get(time_key)
         .and_then(Value::as_str)
         .and_then(parse_time)
     {
@@ -779,6 +779,12 @@ fn read_legacy_metadata(run: &mut RunInfo, mut obj: Map<String, Value>, opts: &R
     if let Some(Value::Object(m)) = obj.get("metrics") {
         run.metrics = metadata::numeric_metrics(m);
     }
+}
+
+/// Seed 002 (and seed 004's validated) `metadata.json`: no schema version,
+/// feature fields at the top, `created_at` often without a time zone.
+fn read_legacy_metadata(run: &mut RunInfo, mut obj: Map<String, Value>, opts: &ReadOptions) {
+    read_time_and_metrics(run, &obj, "created_at");
     let features = metadata::legacy_features(&obj);
     if let Some(f) = &features {
         run.problems.extend(metadata::feature_problems(f));
@@ -809,16 +815,7 @@ fn read_training_metadata(run: &mut RunInfo, bytes: &[u8], opts: &ReadOptions) {
             Map::new()
         }
     };
-    if let Some(t) = obj
-        .get("timestamp")
-        .and_then(Value::as_str)
-        .and_then(parse_time)
-    {
-        run.created_at = Some(t);
-    }
-    if let Some(Value::Object(m)) = obj.get("metrics") {
-        run.metrics = metadata::numeric_metrics(m);
-    }
+    read_time_and_metrics(run, &obj, "timestamp");
     let models = obj
         .get("models")
         .and_then(Value::as_array)
