@@ -8,6 +8,7 @@ pub mod list;
 pub mod man;
 pub mod path;
 pub mod register;
+pub mod refresh;
 pub mod show;
 
 use anyhow::Result;
@@ -28,6 +29,7 @@ pub enum Command {
     Delete(delete::Args),
     Completions(completions::Args),
     Man(man::Args),
+    Refresh(refresh::Args),
 }
 
 impl Command {
@@ -44,6 +46,7 @@ impl Command {
                     Command::Show(args) => show::run(&ctx, out, args),
                     Command::Path(args) => path::run(&ctx, out, args),
                     Command::Delete(args) => delete::run(&ctx, out, args),
+                    Command::Refresh(args) => refresh::run(&ctx, out, args),
                     Command::Init(_) | Command::Completions(_) | Command::Man(_) => unreachable!(),
                 }
             }

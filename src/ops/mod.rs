@@ -5,6 +5,7 @@
 
 pub mod delete;
 pub mod register;
+pub mod refresh;
 
 use std::collections::BTreeMap;
 use std::path::Path;
