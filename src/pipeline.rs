@@ -200,10 +200,7 @@ fn describe_cycle(steps: &[StepConfig], needs: &[Vec<usize>], done: &[bool]) -> 
     };
     let mut path = vec![start];
     let mut at = start;
-    loop {
-        let Some(&next) = needs[at].iter().find(|&&j| !done[j]) else {
-            break;
-        };
+    while let Some(&next) = needs[at].iter().find(|&&j| !done[j]) {
         if let Some(pos) = path.iter().position(|&p| p == next) {
             let mut names: Vec<&str> = path[pos..]
                 .iter()
@@ -252,7 +249,10 @@ pub struct Selection {
 }
 
 /// Why a step is left out, or `None` when it is to run.
-pub fn deselected(pipeline: &Pipeline, sel: &Selection) -> Result<Vec<Option<String>>, ArtifactError> {
+pub fn deselected(
+    pipeline: &Pipeline,
+    sel: &Selection,
+) -> Result<Vec<Option<String>>, ArtifactError> {
     for name in sel.skip.iter().chain(&sel.only) {
         if pipeline.index_of(name).is_none() {
             let known: Vec<&str> = pipeline.steps.iter().map(|s| s.name.as_str()).collect();
@@ -404,7 +404,9 @@ pub fn env_hash(
     dataset_hash: Option<&str>,
 ) -> String {
     let doc = serde_json::json!({"env": env, "params": params, "dataset": dataset_hash});
-    blake3::hash(doc.to_string().as_bytes()).to_hex().to_string()
+    blake3::hash(doc.to_string().as_bytes())
+        .to_hex()
+        .to_string()
 }
 
 /// One hash for a set of files: their paths and content hashes, in path order.
@@ -468,8 +470,8 @@ pub fn plan(
     let n = pipeline.steps.len();
     // Steps not selected but needed by a selected one must be carried in.
     let mut needed = vec![false; n];
-    for i in 0..n {
-        if deselected[i].is_none() {
+    for (i, left_out) in deselected.iter().enumerate() {
+        if left_out.is_none() {
             for j in pipeline.upstream_of(i) {
                 needed[j] = true;
             }
@@ -493,7 +495,10 @@ pub fn plan(
                         step.name, base.reference
                     )));
                 }
-                (Action::Carry, format!("{why}; outputs taken from {}", base.reference))
+                (
+                    Action::Carry,
+                    format!("{why}; outputs taken from {}", base.reference),
+                )
             }
             Some(why) => (Action::Skip, why.clone()),
             None => decide(pipeline, i, force, base, partial, &actions),
@@ -527,7 +532,10 @@ fn decide(
         return (Action::Run, format!("not in {}", base.reference));
     };
     let Some(recorded) = &record.fingerprint else {
-        return (Action::Run, format!("{} recorded no fingerprint", base.reference));
+        return (
+            Action::Run,
+            format!("{} recorded no fingerprint", base.reference),
+        );
     };
     let mut now = partial[i].clone();
     let mut upstream_runs = Vec::new();
@@ -603,7 +611,11 @@ mod tests {
 
     fn seed_pipeline() -> Pipeline {
         Pipeline::new(&[
-            step("model-a", Some("models"), &["training-data", "evaluation-data"]),
+            step(
+                "model-a",
+                Some("models"),
+                &["training-data", "evaluation-data"],
+            ),
             step("training-data", Some("datasets"), &[]),
             step("evaluation-data", Some("datasets"), &[]),
             step("model-b", Some("models"), &["training-data"]),
@@ -627,10 +639,18 @@ mod tests {
     #[test]
     fn config_errors_name_the_problem_and_show_the_form() {
         let err = Pipeline::new(&[]).unwrap_err().to_string();
-        assert!(err.contains("no steps") && err.contains("[[refresh.steps]]"), "{err}");
+        assert!(
+            err.contains("no steps") && err.contains("[[refresh.steps]]"),
+            "{err}"
+        );
 
-        let err = Pipeline::new(&[step("a", None, &["nope"])]).unwrap_err().to_string();
-        assert!(err.contains("needs 'nope'") && err.contains("[[refresh.steps]]"), "{err}");
+        let err = Pipeline::new(&[step("a", None, &["nope"])])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("needs 'nope'") && err.contains("[[refresh.steps]]"),
+            "{err}"
+        );
 
         let err = Pipeline::new(&[step("a", None, &[]), step("a", None, &[])])
             .unwrap_err()
@@ -647,7 +667,9 @@ mod tests {
         .to_string();
         assert!(err.contains("cycle: a needs c needs b needs a"), "{err}");
 
-        let err = Pipeline::new(&[step("a", None, &["a"])]).unwrap_err().to_string();
+        let err = Pipeline::new(&[step("a", None, &["a"])])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cycle: a needs a"), "{err}");
 
         for bad in ["", "../x", "logs", "a b", "-a"] {
@@ -661,7 +683,10 @@ mod tests {
 
     #[test]
     fn env_var_names() {
-        assert_eq!(need_dir_var("training-data"), "ARTIFACTCTL_NEED_TRAINING_DATA_DIR");
+        assert_eq!(
+            need_dir_var("training-data"),
+            "ARTIFACTCTL_NEED_TRAINING_DATA_DIR"
+        );
         assert_eq!(param_var("seq.length"), "ARTIFACTCTL_PARAM_SEQ_LENGTH");
     }
 
@@ -714,7 +739,8 @@ mod tests {
         for (i, s) in p.steps.iter().enumerate() {
             let mut f = partial[i].clone();
             for &j in &p.needs[i] {
-                f.needs.insert(p.steps[j].name.clone(), format!("out-{}", p.steps[j].name));
+                f.needs
+                    .insert(p.steps[j].name.clone(), format!("out-{}", p.steps[j].name));
             }
             steps.insert(
                 s.name.clone(),
@@ -739,7 +765,8 @@ mod tests {
         let partial: Vec<Fingerprint> = p.steps.iter().map(|s| fp(&s.run)).collect();
         let base = base_for(&p, &partial);
         let none = vec![None; 4];
-        let plan_with = |partial: &[Fingerprint], force| plan(&p, &none, force, Some(&base), partial).unwrap();
+        let plan_with =
+            |partial: &[Fingerprint], force| plan(&p, &none, force, Some(&base), partial).unwrap();
 
         let all = plan_with(&partial, false);
         assert!(all.iter().all(|s| s.action == Action::Reuse), "{all:?}");
@@ -750,11 +777,19 @@ mod tests {
         let mut changed = partial.clone();
         changed[2] = fp("echo new");
         let planned = plan_with(&changed, false);
-        let by_name = |n: &str| planned.iter().find(|s| p.steps[s.index].name == n).unwrap().clone();
+        let by_name = |n: &str| {
+            planned
+                .iter()
+                .find(|s| p.steps[s.index].name == n)
+                .unwrap()
+                .clone()
+        };
         assert_eq!(by_name("evaluation-data").action, Action::Run);
         assert_eq!(by_name("evaluation-data").reason, "its command changed");
         assert_eq!(by_name("model-a").action, Action::Run);
-        assert!(by_name("model-a").reason.contains("evaluation-data runs first"));
+        assert!(by_name("model-a")
+            .reason
+            .contains("evaluation-data runs first"));
         assert_eq!(by_name("model-b").action, Action::Reuse);
 
         let mut deps = partial.clone();
@@ -805,7 +840,8 @@ mod tests {
         let partial: Vec<Fingerprint> = p.steps.iter().map(|s| fp(&s.run)).collect();
         let base = base_for(&p, &partial);
         let mut now = partial[3].clone();
-        now.needs.insert("training-data".into(), "out-training-data".into());
+        now.needs
+            .insert("training-data".into(), "out-training-data".into());
         assert!(reusable(Some(&base), "model-b", &now).is_ok());
         now.needs.insert("training-data".into(), "other".into());
         assert_eq!(

@@ -15,8 +15,9 @@ echo "training $model on $(($(wc -l < "$train") - 1)) bonds, seq_length=$seq_len
 awk -F, -v model="$model" -v seq="$seq_length" '
     NR > 1 { n++; s += $3; if ($4 > 5) long++ }
     END {
-        k = length(model)
+        for (i = 1; i <= length(model); i++) k += index("abcdefghijklmnopqrstuvwxyz", tolower(substr(model, i, 1)))
+        k = k / 10
         printf "{\"sharpe_ratio\": %.4f, \"accuracy\": %.4f, \"evaluated\": %d}\n",
-            s / n / k * 3 + seq / 100, 0.5 + long / n / 4 + k / 200, n
+            s / n / k * 3 + seq / 100, 0.5 + long / n / 4 + k / 100, n
     }' "$eval" > "$ARTIFACTCTL_STEP_DIR/metrics.json"
 echo "$model: $(cat "$ARTIFACTCTL_STEP_DIR/metrics.json")"

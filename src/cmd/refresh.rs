@@ -126,14 +126,20 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
     if args.dry_run {
         let plan = refresh::plan(&ctx.store, &options)?;
         if args.json {
-            out.json(&serde_json::json!({"dry_run": true, "base": plan.base, "steps": plan.steps}))?;
+            out.json(
+                &serde_json::json!({"dry_run": true, "base": plan.base, "steps": plan.steps}),
+            )?;
             return Ok(ExitCode::Success);
         }
         out.status(&match &plan.base {
             Some(base) => format!("plan (compared with {base}):"),
             None => "plan (no earlier complete run to reuse from):".into(),
         });
-        let mut table = Table::new(&[("ACTION", Align::Left), ("STEP", Align::Left), ("WHY", Align::Left)]);
+        let mut table = Table::new(&[
+            ("ACTION", Align::Left),
+            ("STEP", Align::Left),
+            ("WHY", Align::Left),
+        ]);
         for step in &plan.steps {
             let action = match (step.action, &step.reused_from) {
                 ("reuse", Some(from)) => format!("reused from {from}"),
@@ -171,14 +177,20 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         count(StepStatus::Reused),
         count(StepStatus::Skipped),
         count(StepStatus::Failed),
-        if refreshed.became_latest { ", now latest" } else { "" },
+        if refreshed.became_latest {
+            ", now latest"
+        } else {
+            ""
+        },
     ));
     for step in &refreshed.steps {
         match step.status {
             StepStatus::Failed => out.status(&format!(
                 "  {} failed{}: see {}",
                 step.name,
-                step.exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default(),
+                step.exit_code
+                    .map(|c| format!(" (exit {c})"))
+                    .unwrap_or_default(),
                 refreshed
                     .location
                     .path
@@ -187,7 +199,12 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
                     .display()
             )),
             StepStatus::Skipped => out.detail(&format!("  {} skipped: {}", step.name, step.reason)),
-            _ => out.detail(&format!("  {} {}: {}", step.name, step.status.as_str(), step.reason)),
+            _ => out.detail(&format!(
+                "  {} {}: {}",
+                step.name,
+                step.status.as_str(),
+                step.reason
+            )),
         }
     }
     Ok(match refreshed.status {

@@ -33,8 +33,7 @@ use crate::manifest;
 use crate::metadata::{self, FileEntry, Lineage, Metadata, RunStatus, SCHEMA_VERSION};
 use crate::ops::{self, LatestPolicy};
 use crate::pipeline::{
-    self, Action, Base, Fingerprint, Pipeline, Planned, Selection, StepRecord, StepStatus,
-    LOGS_DIR,
+    self, Action, Base, Fingerprint, Pipeline, Planned, Selection, StepRecord, StepStatus, LOGS_DIR,
 };
 use crate::progress::{Reporter, Silent};
 use crate::refs::{self, Namespace, RunRef, Stage, Target};
@@ -351,7 +350,7 @@ fn hash_deps(
                 .unwrap_or(entry.path())
                 .to_string_lossy()
                 .into_owned();
-            if matcher.as_ref().is_none_or(|m| m.is_match(&rel)) {
+            if matcher.as_ref().map_or(true, |m| m.is_match(&rel)) {
                 found.push(manifest::Found {
                     rel,
                     path: entry.path().to_path_buf(),
@@ -386,7 +385,10 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
             .unwrap_or_default()
     ));
     for step in plan_of(&prepared).steps {
-        reporter.note(&format!("  {:<5} {}  ({})", step.action, step.name, step.reason));
+        reporter.note(&format!(
+            "  {:<5} {}  ({})",
+            step.action, step.name, step.reason
+        ));
     }
     std::fs::create_dir(staging.path().join(LOGS_DIR))
         .with_context(|| format!("cannot create {}", staging.path().display()))?;
@@ -473,11 +475,17 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
         .with("status", status.as_str())
         .with(
             "steps_ran",
-            records.iter().filter(|r| r.status == StepStatus::Ran).count(),
+            records
+                .iter()
+                .filter(|r| r.status == StepStatus::Ran)
+                .count(),
         )
         .with(
             "steps_reused",
-            records.iter().filter(|r| r.status == StepStatus::Reused).count(),
+            records
+                .iter()
+                .filter(|r| r.status == StepStatus::Reused)
+                .count(),
         );
     let published = ops::publish_run(
         store,
@@ -512,7 +520,11 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
 /// Pick the run id and create the staging folder labelled with it, under the
 /// store lock, so two refreshes started together get distinct ids and the
 /// id given to steps is the one the run is published under.
-fn reserve(store: &Store, opts: &RefreshOptions, started: DateTime<Utc>) -> Result<(String, Staging)> {
+fn reserve(
+    store: &Store,
+    opts: &RefreshOptions,
+    started: DateTime<Utc>,
+) -> Result<(String, Staging)> {
     let _lock = ops::lock(store)?;
     let busy = fsx::live_staging_labels(store.dir());
     let id = match &opts.id {
@@ -529,15 +541,25 @@ fn reserve(store: &Store, opts: &RefreshOptions, started: DateTime<Utc>) -> Resu
         }
         None => free_id(store, &opts.namespace, &refs::default_id(started), &busy)?,
     };
-    let staging = Staging::create(store.dir(), &id)
-        .with_context(|| format!("cannot create a staging folder in {}", store.internal_dir().display()))?;
+    let staging = Staging::create(store.dir(), &id).with_context(|| {
+        format!(
+            "cannot create a staging folder in {}",
+            store.internal_dir().display()
+        )
+    })?;
     Ok((id, staging))
 }
 
 /// What [`Staging`] makes of a label.
 fn staging_label(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect()
 }
@@ -567,7 +589,11 @@ fn free_id(store: &Store, ns: &Namespace, base: &str, busy: &[String]) -> Result
 
 /// Every file of the staged run: step outputs from their records (hashed
 /// when the step ended, or taken from the base run), the rest hashed now.
-fn run_manifest(staging: &Path, records: &[StepRecord], reporter: &dyn Reporter) -> Result<Vec<FileEntry>> {
+fn run_manifest(
+    staging: &Path,
+    records: &[StepRecord],
+    reporter: &dyn Reporter,
+) -> Result<Vec<FileEntry>> {
     let recorded: BTreeSet<&str> = records
         .iter()
         .filter(|r| staging.join(&r.name).is_dir())
@@ -581,7 +607,10 @@ fn run_manifest(staging: &Path, records: &[StepRecord], reporter: &dyn Reporter)
         })
         .collect();
     let mut files = manifest::hash_all(rest, reporter)?;
-    for record in records.iter().filter(|r| recorded.contains(r.name.as_str())) {
+    for record in records
+        .iter()
+        .filter(|r| recorded.contains(r.name.as_str()))
+    {
         files.extend(record.outputs.iter().map(|f| FileEntry {
             path: format!("{}/{}", record.name, f.path),
             ..f.clone()
@@ -619,7 +648,11 @@ fn step_metrics(
 
 /// Where a step stands while the pipeline runs.
 enum Running {
-    Child { pid: i32, started: DateTime<Utc>, clock: Instant },
+    Child {
+        pid: i32,
+        started: DateTime<Utc>,
+        clock: Instant,
+    },
 }
 
 struct Finished {
@@ -732,14 +765,21 @@ impl<'a> Runner<'a> {
                     progressed = true;
                     continue;
                 }
-                if !p.pipeline.needs[i].iter().all(|&j| self.records[j].is_some()) {
+                if !p.pipeline.needs[i]
+                    .iter()
+                    .all(|&j| self.records[j].is_some())
+                {
                     continue;
                 }
                 if let Some(first) = failed_first {
-                    if !self.opts.keep_going && matches!(planned.action, Action::Run | Action::Reuse) {
+                    if !self.opts.keep_going
+                        && matches!(planned.action, Action::Run | Action::Reuse)
+                    {
                         self.settle_skipped(
                             i,
-                            format!("not started: {first} failed; --keep-going runs independent steps"),
+                            format!(
+                                "not started: {first} failed; --keep-going runs independent steps"
+                            ),
                         );
                         progressed = true;
                         continue;
@@ -758,10 +798,14 @@ impl<'a> Runner<'a> {
                         };
                         match reuse {
                             Ok(record) if self.share(i, &record).is_ok() => {
-                                self.settle_reused(i, record, format!(
-                                    "unchanged since {}",
-                                    base.map(|b| b.reference.as_str()).unwrap_or_default()
-                                ));
+                                self.settle_reused(
+                                    i,
+                                    record,
+                                    format!(
+                                        "unchanged since {}",
+                                        base.map(|b| b.reference.as_str()).unwrap_or_default()
+                                    ),
+                                );
                             }
                             outcome => {
                                 if running.len() >= jobs {
@@ -878,8 +922,10 @@ impl<'a> Runner<'a> {
             }
             Err(e) => {
                 let step = &p.pipeline.steps[i];
-                self.reporter
-                    .step_finished(&name, &format!("failed: its outputs could not be taken from the base run ({e:#})"));
+                self.reporter.step_finished(
+                    &name,
+                    &format!("failed: its outputs could not be taken from the base run ({e:#})"),
+                );
                 self.records[i] = Some(StepRecord {
                     name: name.clone(),
                     group: step.group.clone(),
@@ -887,7 +933,8 @@ impl<'a> Runner<'a> {
                     status: StepStatus::Failed,
                     ..Default::default()
                 });
-                self.reasons[i] = format!("its outputs could not be taken from the base run: {e:#}");
+                self.reasons[i] =
+                    format!("its outputs could not be taken from the base run: {e:#}");
             }
         }
     }
@@ -955,7 +1002,10 @@ impl<'a> Runner<'a> {
         let step_dir = self.staging.join(&step.name);
         std::fs::create_dir(&step_dir)
             .with_context(|| format!("cannot create {}", step_dir.display()))?;
-        let log_path = self.staging.join(LOGS_DIR).join(format!("{}.log", step.name));
+        let log_path = self
+            .staging
+            .join(LOGS_DIR)
+            .join(format!("{}.log", step.name));
         let log = File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut command = Command::new("sh");
@@ -993,8 +1043,15 @@ impl<'a> Runner<'a> {
             Err(e) => {
                 let _ = writeln!(&log, "artifactctl: cannot start `sh -c`: {e}");
                 let tx = tx.clone();
-                let _ = tx.send(Finished { index: i, status: Err(e) });
-                return Ok(Running::Child { pid: 0, started, clock });
+                let _ = tx.send(Finished {
+                    index: i,
+                    status: Err(e),
+                });
+                return Ok(Running::Child {
+                    pid: 0,
+                    started,
+                    clock,
+                });
             }
         };
         let pid = child.id() as i32;
@@ -1016,7 +1073,11 @@ impl<'a> Runner<'a> {
             let status = child.wait();
             let _ = tx.send(Finished { index: i, status });
         });
-        Ok(Running::Child { pid, started, clock })
+        Ok(Running::Child {
+            pid,
+            started,
+            clock,
+        })
     }
 
     /// Record a child's end; returns whether it succeeded.
@@ -1053,14 +1114,20 @@ impl<'a> Runner<'a> {
         record.exit_code = exit_code;
         record.output_hash = ok.then(|| pipeline::output_hash(&outputs));
         record.outputs = outputs;
-        record.status = if ok { StepStatus::Ran } else { StepStatus::Failed };
+        record.status = if ok {
+            StepStatus::Ran
+        } else {
+            StepStatus::Failed
+        };
         let outcome = match (&event.status, ok) {
             (_, true) => format!("ran in {:.1}s", duration),
             (Err(e), _) => format!("failed: cannot start sh ({e})"),
             (Ok(_), false) if interrupted => "interrupted".to_string(),
             (Ok(_), false) => format!(
                 "failed (exit {}) after {:.1}s",
-                exit_code.map(|c| c.to_string()).unwrap_or_else(|| "?".into()),
+                exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "?".into()),
                 duration
             ),
         };
