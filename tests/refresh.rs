@@ -450,7 +450,8 @@ fn a_failing_step_gives_a_failed_run_that_never_becomes_latest() {
     let good_ref = good["run"].as_str().unwrap().to_string();
 
     let q = project_with(FAILING);
-    let (code, doc) = refresh(&q, &[]);
+    // -q: no streaming, the child writes its log file directly.
+    let (code, doc) = refresh(&q, &["-q"]);
     assert_eq!(code, 1, "{doc}");
     assert_eq!(doc["status"], "failed");
     assert_eq!(step(&doc, "broken")["status"], "failed");

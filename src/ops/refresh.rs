@@ -13,11 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{Arc, Mutex};
+use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -43,8 +45,11 @@ use crate::store::{RunLocation, Store};
 pub const STEP_METRICS_FILE: &str = "metrics.json";
 /// How long children get to exit after SIGTERM before SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
-/// How often the scheduler looks at the interrupt flag while steps run.
-const POLL: Duration = Duration::from_millis(25);
+/// How often the scheduler looks at the interrupt flag while steps run
+/// (a step's end wakes it at once).
+const POLL: Duration = Duration::from_millis(50);
+/// How often children are polled where the kernel has no pidfd.
+const FALLBACK_POLL: Duration = Duration::from_millis(2);
 
 #[derive(Debug, Clone, Default)]
 pub struct RefreshOptions {
@@ -188,6 +193,8 @@ fn prepare(store: &Store, opts: &RefreshOptions) -> Result<Prepared> {
         &params,
         dataset.as_ref().map(|(_, h)| h.as_str()),
     );
+    // Steps often share patterns (`src/**`): hash each once per refresh.
+    let mut dep_hashes = BTreeMap::new();
     let partial = pipeline
         .steps
         .iter()
@@ -196,7 +203,13 @@ fn prepare(store: &Store, opts: &RefreshOptions) -> Result<Prepared> {
             let deps = if left_out.is_some() {
                 BTreeMap::new()
             } else {
-                hash_deps(&opts.project_root, store.dir(), &step.name, &step.deps)?
+                hash_deps(
+                    &opts.project_root,
+                    store.dir(),
+                    &step.name,
+                    &step.deps,
+                    &mut dep_hashes,
+                )?
             };
             Ok(Fingerprint {
                 command: step.run.clone(),
@@ -301,10 +314,15 @@ fn hash_deps(
     store_dir: &Path,
     step: &str,
     patterns: &[String],
+    known: &mut BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let store_dir = store_dir.canonicalize().unwrap_or(store_dir.to_path_buf());
     for pattern in patterns {
+        if let Some(hash) = known.get(pattern) {
+            out.insert(pattern.clone(), hash.clone());
+            continue;
+        }
         let bad = |why: String| {
             ArtifactError::usage(format!(
                 "deps pattern '{pattern}' of step '{step}' {why}; patterns are globs relative to the project root {}, e.g. deps = [\"scripts/make_dataset.sh\", \"data/**\"]",
@@ -363,7 +381,9 @@ fn hash_deps(
             return Err(bad("matches no file".into()).into());
         }
         let entries = manifest::hash_all(found, &Silent)?;
-        out.insert(pattern.clone(), pipeline::output_hash(&entries));
+        let hash = pipeline::output_hash(&entries);
+        known.insert(pattern.clone(), hash.clone());
+        out.insert(pattern.clone(), hash);
     }
     Ok(out)
 }
@@ -646,18 +666,17 @@ fn step_metrics(
     metrics
 }
 
-/// Where a step stands while the pipeline runs.
-enum Running {
-    Child {
-        pid: i32,
-        started: DateTime<Utc>,
-        clock: Instant,
-    },
-}
-
-struct Finished {
-    index: usize,
-    status: std::io::Result<ExitStatus>,
+/// A step's process while it runs.
+struct Running<'s> {
+    child: Child,
+    /// Readable once the child exits (a Linux pidfd), so the scheduler sleeps
+    /// in one `poll` until a step ends; `None` where unsupported, and the
+    /// child is then polled.
+    exited: Option<OwnedFd>,
+    /// Threads copying its output to the log and the reporter.
+    readers: Vec<ScopedJoinHandle<'s, ()>>,
+    started: DateTime<Utc>,
+    clock: Instant,
 }
 
 struct Runner<'a> {
@@ -683,43 +702,36 @@ impl<'a> Runner<'a> {
     fn run_all(&mut self) -> Result<bool> {
         let p = self.prepared;
         let jobs = self.opts.jobs.max(1);
-        let (tx, rx) = mpsc::channel::<Finished>();
-        let mut running: BTreeMap<usize, Running> = BTreeMap::new();
         let mut failed_first: Option<String> = None;
         let mut interrupted = false;
         std::thread::scope(|scope| -> Result<()> {
+            let mut running: BTreeMap<usize, Running> = BTreeMap::new();
+            let mut kill_at: Option<Instant> = None;
             loop {
-                if !interrupted && self.interrupted() {
+                if kill_at.is_none() && self.interrupted() {
                     interrupted = true;
+                    kill_at = Some(Instant::now() + KILL_GRACE);
                     signal_groups(&running, libc::SIGTERM);
                 }
                 if !interrupted {
-                    self.start_ready(scope, &tx, &mut running, jobs, &failed_first)?;
+                    self.start_ready(scope, &mut running, jobs, &failed_first)?;
                 }
                 if running.is_empty() {
                     break;
                 }
-                let event = if interrupted {
-                    let deadline = Instant::now() + KILL_GRACE;
-                    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                        Ok(event) => Some(event),
-                        Err(_) => {
-                            signal_groups(&running, libc::SIGKILL);
-                            rx.recv().ok()
-                        }
+                if kill_at.is_some_and(|at| Instant::now() >= at) {
+                    signal_groups(&running, libc::SIGKILL);
+                }
+                for (i, status) in wait_any(&mut running, POLL) {
+                    let step = running.remove(&i).expect("a running step");
+                    for reader in step.readers {
+                        let _ = reader.join();
                     }
-                } else {
-                    rx.recv_timeout(POLL).ok()
-                };
-                let Some(event) = event else { continue };
-                let Some(Running::Child { started, clock, .. }) = running.remove(&event.index)
-                else {
-                    continue;
-                };
-                let name = p.pipeline.steps[event.index].name.clone();
-                let ok = self.finish(event, started, clock, interrupted || self.interrupted())?;
-                if !ok && failed_first.is_none() {
-                    failed_first = Some(name);
+                    let stopped = interrupted || self.interrupted();
+                    let ok = self.finish(i, status, step.started, step.clock, stopped)?;
+                    if !ok && failed_first.is_none() {
+                        failed_first = Some(p.pipeline.steps[i].name.clone());
+                    }
                 }
             }
             Ok(())
@@ -742,9 +754,8 @@ impl<'a> Runner<'a> {
     /// Settle or start every step whose needs are settled.
     fn start_ready<'s>(
         &mut self,
-        scope: &'s std::thread::Scope<'s, '_>,
-        tx: &mpsc::Sender<Finished>,
-        running: &mut BTreeMap<usize, Running>,
+        scope: &'s Scope<'s, '_>,
+        running: &mut BTreeMap<usize, Running<'s>>,
         jobs: usize,
         failed_first: &Option<String>,
     ) -> Result<()>
@@ -816,8 +827,9 @@ impl<'a> Runner<'a> {
                                     Ok(_) => "its recorded outputs could not be brought in".into(),
                                 };
                                 self.reasons[i] = reason;
-                                let child = self.spawn(i, now, scope, tx)?;
-                                running.insert(i, child);
+                                if let Some(child) = self.spawn(i, now, scope)? {
+                                    running.insert(i, child);
+                                }
                             }
                         }
                     }
@@ -987,13 +999,13 @@ impl<'a> Runner<'a> {
         env
     }
 
+    /// Start step `i`; `None` when it could not start (recorded as failed).
     fn spawn<'s>(
         &mut self,
         i: usize,
         fingerprint: Fingerprint,
-        scope: &'s std::thread::Scope<'s, '_>,
-        tx: &mpsc::Sender<Finished>,
-    ) -> Result<Running>
+        scope: &'s Scope<'s, '_>,
+    ) -> Result<Option<Running<'s>>>
     where
         'a: 's,
     {
@@ -1037,65 +1049,58 @@ impl<'a> Runner<'a> {
                 ..Default::default()
             },
         );
-        let spawned = command.spawn();
-        let mut child = match spawned {
+        let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
                 let _ = writeln!(&log, "artifactctl: cannot start `sh -c`: {e}");
-                let tx = tx.clone();
-                let _ = tx.send(Finished {
-                    index: i,
-                    status: Err(e),
-                });
-                return Ok(Running::Child {
-                    pid: 0,
-                    started,
-                    clock,
-                });
+                self.finish(i, Err(e), started, clock, false)?;
+                return Ok(None);
             }
         };
-        let pid = child.id() as i32;
-        let tx = tx.clone();
+        let exited = pidfd(child.id());
+        let mut readers = Vec::new();
+        let log = Arc::new(Mutex::new(log));
         let reporter = self.reporter;
-        let name = step.name.clone();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        scope.spawn(move || {
-            let log = Mutex::new(log);
-            std::thread::scope(|inner| {
-                if let Some(out) = stdout {
-                    inner.spawn(|| pump(out, &log, &name, reporter));
-                }
-                if let Some(err) = stderr {
-                    inner.spawn(|| pump(err, &log, &name, reporter));
-                }
-            });
-            let status = child.wait();
-            let _ = tx.send(Finished { index: i, status });
-        });
-        Ok(Running::Child {
-            pid,
+        let pipes: [Option<Box<dyn Read + Send>>; 2] = [
+            child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|e| Box::new(e) as Box<dyn Read + Send>),
+        ];
+        for pipe in pipes.into_iter().flatten() {
+            let log = Arc::clone(&log);
+            let name = step.name.clone();
+            readers.push(scope.spawn(move || pump(pipe, &log, &name, reporter)));
+        }
+        Ok(Some(Running {
+            child,
+            exited,
+            readers,
             started,
             clock,
-        })
+        }))
     }
 
     /// Record a child's end; returns whether it succeeded.
     fn finish(
         &mut self,
-        event: Finished,
+        i: usize,
+        status: std::io::Result<ExitStatus>,
         started: DateTime<Utc>,
         clock: Instant,
         interrupted: bool,
     ) -> Result<bool> {
-        let i = event.index;
         let mut record = self
             .pending
             .remove(&i)
             .expect("a started step has a pending record");
         let name = record.name.clone();
         let duration = clock.elapsed().as_secs_f64();
-        let (exit_code, ok) = match &event.status {
+        let (exit_code, ok) = match &status {
             Ok(status) => (
                 status.code().or_else(|| status.signal().map(|s| 128 + s)),
                 status.success(),
@@ -1119,16 +1124,16 @@ impl<'a> Runner<'a> {
         } else {
             StepStatus::Failed
         };
-        let outcome = match (&event.status, ok) {
-            (_, true) => format!("ran in {:.1}s", duration),
+        let outcome = match (&status, ok) {
+            (_, true) => format!("ran in {}", took(duration)),
             (Err(e), _) => format!("failed: cannot start sh ({e})"),
             (Ok(_), false) if interrupted => "interrupted".to_string(),
             (Ok(_), false) => format!(
-                "failed (exit {}) after {:.1}s",
+                "failed (exit {}) after {}",
                 exit_code
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "?".into()),
-                duration
+                took(duration)
             ),
         };
         if interrupted && !ok {
@@ -1141,18 +1146,75 @@ impl<'a> Runner<'a> {
 }
 
 fn signal_groups(running: &BTreeMap<usize, Running>, signal: libc::c_int) {
-    for Running::Child { pid, .. } in running.values() {
-        if *pid > 0 {
-            // SAFETY: a negative pid signals the process group the child leads.
-            unsafe {
-                libc::kill(-pid, signal);
-            }
+    for step in running.values() {
+        // SAFETY: a negative pid signals the process group the child leads;
+        // the child is not reaped yet, so its pid cannot have been reused.
+        unsafe {
+            libc::kill(-(step.child.id() as i32), signal);
         }
     }
 }
 
+/// A descriptor that becomes readable when process `pid` exits.
+fn pidfd(pid: u32) -> Option<OwnedFd> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new
+        // descriptor, or -1 (old kernels: ENOSYS).
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd >= 0 {
+            // SAFETY: the descriptor was just opened and is owned by no one else.
+            return Some(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        }
+    }
+    let _ = pid;
+    None
+}
+
+/// Sleep until a running child exits, `timeout` passes or a signal arrives;
+/// returns the steps whose child exited, with its status.
+fn wait_any(
+    running: &mut BTreeMap<usize, Running>,
+    timeout: Duration,
+) -> Vec<(usize, std::io::Result<ExitStatus>)> {
+    use std::os::fd::AsRawFd;
+    let mut fds: Vec<libc::pollfd> = running
+        .values()
+        .filter_map(|r| r.exited.as_ref())
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let timeout = if fds.len() == running.len() {
+        timeout
+    } else {
+        timeout.min(FALLBACK_POLL)
+    };
+    // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs. An error
+    // (EINTR on a signal) only ends the wait early.
+    unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            timeout.as_millis() as libc::c_int,
+        );
+    }
+    let mut exited = Vec::new();
+    for (&i, step) in running.iter_mut() {
+        match step.child.try_wait() {
+            Ok(Some(status)) => exited.push((i, Ok(status))),
+            Ok(None) => {}
+            Err(e) => exited.push((i, Err(e))),
+        }
+    }
+    exited
+}
+
 /// Copy a child's output into its log, line by line, and to the reporter.
-fn pump(mut from: impl Read, log: &Mutex<File>, step: &str, reporter: &dyn Reporter) {
+fn pump(mut from: Box<dyn Read + Send>, log: &Mutex<File>, step: &str, reporter: &dyn Reporter) {
     let mut reader = BufReader::new(&mut from);
     let mut line = Vec::new();
     loop {
@@ -1167,6 +1229,15 @@ fn pump(mut from: impl Read, log: &Mutex<File>, step: &str, reporter: &dyn Repor
                 reporter.step_log(step, text.trim_end_matches(['\n', '\r']));
             }
         }
+    }
+}
+
+/// `12ms`, `3.4s`.
+fn took(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{}ms", (seconds * 1000.0).round())
+    } else {
+        format!("{seconds:.1}s")
     }
 }
 
