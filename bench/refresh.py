@@ -57,10 +57,17 @@ def timed(cmd, cwd, env=None):
     return (time.perf_counter() - start) * 1000.0
 
 
-def median_of(fn, reps, warmup=1):
+def side_by_side(ours, peer, reps, warmup=1):
+    """Medians of `ours` and `peer`, run alternately so that a change in the
+    machine's load (it is shared) hits both alike."""
     for _ in range(warmup):
-        fn()
-    return statistics.median(fn() for _ in range(reps))
+        ours()
+        peer()
+    a, b = [], []
+    for _ in range(reps):
+        a.append(ours())
+        b.append(peer())
+    return statistics.median(a), statistics.median(b)
 
 
 def clean_env():
@@ -78,8 +85,11 @@ def bench_overhead(bin_path, work, reps):
     with open(script, "w") as f:
         f.write("".join("sh -c true\n" for _ in range(STEPS)))
     env = clean_env()
-    ours = median_of(lambda: timed([bin_path, "-q", "refresh", "--force"], root, env), reps)
-    peer = median_of(lambda: timed(["sh", script], root, env), reps)
+    ours, peer = side_by_side(
+        lambda: timed([bin_path, "-q", "refresh", "--force"], root, env),
+        lambda: timed(["sh", script], root, env),
+        reps,
+    )
     per_step = (ours - peer) / STEPS
     print(
         f"step overhead ({STEPS} steps of true): artifactctl {ours:.1f} ms, "
@@ -113,8 +123,7 @@ def bench_reuse(bin_path, work, reps, mib):
     dataset_dir = os.path.join(root, "bench-artifacts", "raw", run, "training-data")
 
     def refresh_reusing():
-        elapsed = timed([bin_path, "-q", "refresh"], root, env)
-        return elapsed
+        return timed([bin_path, "-q", "refresh"], root, env)
 
     def copy_dataset():
         target = os.path.join(work, "copied")
@@ -122,14 +131,13 @@ def bench_reuse(bin_path, work, reps, mib):
         shutil.rmtree(target)
         return elapsed
 
-    ours = median_of(refresh_reusing, reps)
+    ours, peer = side_by_side(refresh_reusing, copy_dataset, reps)
     check = subprocess.run(
         [bin_path, "-q", "refresh", "--json"], cwd=root, env=env, check=True, capture_output=True
     )
     status = json.loads(check.stdout)["steps"][0]["status"]
     if status != "reused":
         print(f"warning: the dataset step was {status}, not reused", file=sys.stderr)
-    peer = median_of(copy_dataset, reps)
     ratio = ours / peer
     print(
         f"dataset reuse ({mib} MiB): artifactctl {ours:.1f} ms, peer {peer:.1f} ms (cp -r), "

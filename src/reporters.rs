@@ -98,12 +98,14 @@ impl Reporter for StepBars {
     fn step_started(&self, step: &str) {
         let bar = self.multi.add(ProgressBar::new_spinner());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} {elapsed}")
-                .expect("valid template"),
+            ProgressStyle::with_template("{spinner} {prefix} {elapsed}").expect("valid template"),
         );
         bar.set_prefix(step.to_string());
         bar.enable_steady_tick(Duration::from_millis(120));
-        self.bars.lock().expect("progress lock").insert(step.to_string(), bar);
+        self.bars
+            .lock()
+            .expect("progress lock")
+            .insert(step.to_string(), bar);
     }
 
     fn step_log(&self, step: &str, line: &str) {

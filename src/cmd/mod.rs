@@ -7,8 +7,8 @@ pub mod init;
 pub mod list;
 pub mod man;
 pub mod path;
-pub mod register;
 pub mod refresh;
+pub mod register;
 pub mod show;
 
 use anyhow::Result;

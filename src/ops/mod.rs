@@ -4,8 +4,8 @@
 //! run, the producer record, and the lineage index that protects runs.
 
 pub mod delete;
-pub mod register;
 pub mod refresh;
+pub mod register;
 
 use std::collections::BTreeMap;
 use std::path::Path;
