@@ -328,13 +328,10 @@ pub fn sync_tree(dir: &Path) -> io::Result<()> {
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked")))
-            })
-            .collect()
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked")))
+        })
     })
 }
 
