@@ -406,9 +406,16 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
             .map(|(_, b)| format!(", compared with {}", b.reference))
             .unwrap_or_default()
     ));
+    let width = prepared
+        .pipeline
+        .steps
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
     for step in plan_of(&prepared).steps {
         reporter.note(&format!(
-            "  {:<5} {}  ({})",
+            "  {:<5} {:<width$}  {}",
             step.action, step.name, step.reason
         ));
     }
@@ -1245,4 +1252,93 @@ fn took(seconds: f64) -> String {
 
 fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn deps(root: &Path, patterns: &[&str]) -> Result<BTreeMap<String, String>> {
+        let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+        hash_deps(
+            root,
+            &root.join("artifacts"),
+            "step",
+            &patterns,
+            &mut BTreeMap::new(),
+        )
+    }
+
+    #[test]
+    fn deps_hash_what_the_globs_match_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "bondtrader/ml/train.py", "fit()");
+        write(root, "bondtrader/ml/deep/net.py", "layers");
+        write(root, "bondtrader/data/load.py", "read()");
+        write(root, "scripts/make_dataset.sh", "echo");
+        let before = deps(
+            root,
+            &[
+                "bondtrader/ml/**",
+                "scripts/make_dataset.sh",
+                "bondtrader/*/load.py",
+            ],
+        )
+        .unwrap();
+        assert_eq!(before.len(), 3);
+
+        // Files outside the pattern, in .git or in the store change nothing.
+        write(root, "bondtrader/data/other.py", "x");
+        write(root, "bondtrader/ml/.git/HEAD", "ref");
+        write(root, "artifacts/raw/r/model.pt", "w");
+        assert_eq!(
+            deps(
+                root,
+                &[
+                    "bondtrader/ml/**",
+                    "scripts/make_dataset.sh",
+                    "bondtrader/*/load.py"
+                ]
+            )
+            .unwrap(),
+            before
+        );
+
+        // A change below `**` does.
+        write(root, "bondtrader/ml/deep/net.py", "more layers");
+        let after = deps(root, &["bondtrader/ml/**"]).unwrap();
+        assert_ne!(after["bondtrader/ml/**"], before["bondtrader/ml/**"]);
+        // A plain folder path means everything below it.
+        assert_eq!(deps(root, &["bondtrader/ml"]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn deps_that_match_nothing_or_leave_the_project_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [
+            "missing/**",
+            "../etc/passwd",
+            "/etc/passwd",
+            "src/[",
+            "a/../../b",
+        ] {
+            let err = deps(dir.path(), &[bad]).unwrap_err();
+            assert!(format!("{err:#}").contains(bad), "{bad}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn staging_labels_match_what_staging_makes() {
+        assert_eq!(staging_label("20261123_101500_001"), "20261123_101500_001");
+        assert_eq!(staging_label("v1.2+rc"), "v1_2_rc");
+        assert_eq!(took(0.0123), "12ms");
+        assert_eq!(took(3.44), "3.4s");
+    }
 }
