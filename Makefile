@@ -29,3 +29,17 @@ install: build
 
 clean:
 	$(CARGO) clean
+
+# Seed 000's refresh targets, run on the example pipeline in examples/ (in a
+# project of your own, drop `--root $(REFRESH_ROOT)` and the build).
+REFRESH_ROOT ?= examples
+.PHONY: refresh-models refresh-datasets refresh-models-only
+
+refresh-models: build
+	$(BIN) --root $(REFRESH_ROOT) refresh
+
+refresh-datasets: build
+	$(BIN) --root $(REFRESH_ROOT) refresh --datasets-only
+
+refresh-models-only: build
+	$(BIN) --root $(REFRESH_ROOT) refresh --models-only

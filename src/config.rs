@@ -24,6 +24,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub list: ListConfig,
     pub promote: PromoteConfig,
+    pub refresh: RefreshConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +133,18 @@ pub struct PromoteProductionConfig {
     pub require: Vec<String>,
 }
 
+/// `[refresh]`: the pipeline `artifactctl refresh` runs (see docs/refresh.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RefreshConfig {
+    /// Recorded in every refresh run's params and given to steps as
+    /// `ARTIFACTCTL_PARAM_<KEY>`.
+    pub params: BTreeMap<String, toml::Value>,
+    /// Extra environment for every step.
+    pub env: BTreeMap<String, String>,
+    pub steps: Vec<crate::pipeline::StepConfig>,
+}
+
 /// The commented file `artifactctl init` writes.
 pub const TEMPLATE: &str = r#"# artifactctl configuration. Every value below is the built-in default:
 # delete what you do not change. Each key can also be set by an environment
@@ -166,6 +179,32 @@ include = ["config.*", "*.yaml", "*.yml", "*.toml", "metrics/**", "README.md"]
 [promote.production]
 # Gates a validated artifact must pass to become a production release.
 require = []
+
+[refresh]
+# The pipeline `artifactctl refresh` runs (docs/refresh.md). Replace the line
+# `steps = []` with one [[refresh.steps]] table per step, for example:
+#
+# [[refresh.steps]]
+# name = "training-data"        # outputs go to <run>/training-data/
+# group = "datasets"            # --datasets-only / --models-only select by group
+# run = "sh scripts/make_dataset.sh"   # sh -c in the project root; write to $ARTIFACTCTL_STEP_DIR
+# deps = ["scripts/make_dataset.sh", "data/**"]   # a change here re-runs the step
+#
+# [[refresh.steps]]
+# name = "MLBondAdjuster"
+# group = "models"
+# needs = ["training-data"]     # read it from $ARTIFACTCTL_NEED_TRAINING_DATA_DIR
+# run = "sh scripts/train.sh MLBondAdjuster"
+steps = []
+
+[refresh.params]
+# Recorded in every refresh run's params, given to steps as
+# ARTIFACTCTL_PARAM_<KEY>; --param K=V overrides. For example:
+# seq_length = 30
+
+[refresh.env]
+# Extra environment for every step. For example:
+# PYTHONHASHSEED = "0"
 "#;
 
 /// A loaded configuration and where it came from.

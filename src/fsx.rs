@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Folder inside the store that holds the lock, staging, trash and journal.
@@ -300,21 +300,43 @@ impl Drop for Staging {
 }
 
 /// fsync every regular file and directory below `dir` (symlinks are not followed).
+/// The fsyncs are issued from several threads at once: the filesystem then
+/// commits them together instead of one journal commit each, which matters
+/// for runs of many small files (a refresh's step folders and logs).
 pub fn sync_tree(dir: &Path) -> io::Result<()> {
+    let mut entries = Vec::new();
     for entry in walkdir::WalkDir::new(dir)
         .follow_links(false)
         .contents_first(true)
     {
         let entry = entry.map_err(io::Error::other)?;
         let ft = entry.file_type();
-        if ft.is_file() {
-            File::open(entry.path())?.sync_all()?;
-        } else if ft.is_dir() {
-            fsync_dir(entry.path())?;
+        if ft.is_file() || ft.is_dir() {
+            entries.push(entry.into_path());
         }
     }
-    Ok(())
+    let next = AtomicUsize::new(0);
+    let threads = entries.len().clamp(1, SYNC_THREADS);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> io::Result<()> {
+                    while let Some(path) = entries.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        File::open(path)?.sync_all()?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked")))
+        })
+    })
 }
+
+/// fsyncs in flight at once in [`sync_tree`]; they wait on the disk, not the CPU.
+const SYNC_THREADS: usize = 16;
 
 /// Unlist `dir` with a single rename into `.artifactctl/trash/`, then remove
 /// it. Readers never see a half-removed directory under its real name, and an
@@ -443,6 +465,24 @@ pub fn sweep_leftovers(store_dir: &Path) -> usize {
     removed
 }
 
+/// Labels of the staging folders whose writer is still running, so a writer
+/// can avoid an id another one is assembling (refresh reserves its id early).
+pub fn live_staging_labels(store_dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(store_dir.join(INTERNAL_DIR).join(STAGING_DIR)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| owner_alive(name))
+        .filter_map(|name| {
+            let mut parts = name.rsplitn(3, '.');
+            let (_nonce, _pid) = (parts.next(), parts.next());
+            parts.next().map(str::to_string)
+        })
+        .collect()
+}
+
 /// `label.<pid>.<nonce>`: is that pid still running?
 fn owner_alive(name: &str) -> bool {
     let mut parts = name.rsplit('.');
@@ -503,6 +543,23 @@ pub fn copy_tree(
     skip: &[&str],
     on_file: &(dyn Fn(u64) + Sync),
 ) -> io::Result<u64> {
+    transfer_tree(src, dst, skip, on_file, clone_or_copy)
+}
+
+/// Like [`copy_tree`], but files are brought in with [`share_or_copy`]: a
+/// reflink, or a hard link of a read-only file, so no bytes are copied where
+/// the filesystem allows (refresh reusing a step's recorded outputs).
+pub fn share_tree(src: &Path, dst: &Path) -> io::Result<u64> {
+    transfer_tree(src, dst, &[], &|_| {}, share_or_copy)
+}
+
+fn transfer_tree(
+    src: &Path,
+    dst: &Path,
+    skip: &[&str],
+    on_file: &(dyn Fn(u64) + Sync),
+    transfer: fn(&Path, &Path) -> io::Result<u64>,
+) -> io::Result<u64> {
     use rayon::prelude::*;
     let mut files = Vec::new();
     for entry in walkdir::WalkDir::new(src)
@@ -544,7 +601,7 @@ pub fn copy_tree(
     files
         .par_iter()
         .map(|(from, to)| {
-            let n = clone_or_copy(from, to).map_err(|e| {
+            let n = transfer(from, to).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot copy {}: {e}", from.display()))
             })?;
             on_file(n);
@@ -647,6 +704,37 @@ mod tests {
         assert!(!link_stays_inside(Path::new("a"), Path::new("../x")));
         assert!(!link_stays_inside(Path::new("a/b"), Path::new("../../x")));
         assert!(!link_stays_inside(Path::new("a"), Path::new("/etc/passwd")));
+    }
+
+    #[test]
+    fn share_tree_links_read_only_files_and_keeps_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("sub/data.bin"), b"data").unwrap();
+        symlink("data.bin", src.join("sub/alias")).unwrap();
+        make_tree_readonly(&src).unwrap();
+        let dst = dir.path().join("dst");
+        fs::create_dir(&dst).unwrap();
+        assert_eq!(share_tree(&src, &dst).unwrap(), 4);
+        use std::os::unix::fs::MetadataExt;
+        let a = fs::metadata(src.join("sub/data.bin")).unwrap();
+        let b = fs::metadata(dst.join("sub/data.bin")).unwrap();
+        assert_eq!(a.ino(), b.ino());
+        assert_eq!(
+            fs::read_link(dst.join("sub/alias")).unwrap(),
+            Path::new("data.bin")
+        );
+        make_tree_writable(&src).unwrap();
+    }
+
+    #[test]
+    fn live_staging_labels_skip_dead_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::create(dir.path(), "20261123_101500").unwrap();
+        let parent = staging.path().parent().unwrap();
+        fs::create_dir(parent.join("20261123_101501.999999999.abc")).unwrap();
+        assert_eq!(live_staging_labels(dir.path()), ["20261123_101500"]);
     }
 
     #[test]

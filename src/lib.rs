@@ -15,6 +15,7 @@ pub mod journal;
 pub mod manifest;
 pub mod metadata;
 pub mod ops;
+pub mod pipeline;
 pub mod progress;
 pub mod query;
 pub mod refs;

@@ -14,6 +14,12 @@ pub trait Reporter: Send + Sync {
     fn end(&self) {}
     /// A line of status for the user (never data).
     fn note(&self, _message: &str) {}
+    /// A pipeline step started running (refresh).
+    fn step_started(&self, _step: &str) {}
+    /// One line a running step wrote to stdout or stderr.
+    fn step_log(&self, _step: &str, _line: &str) {}
+    /// A step ended; `outcome` reads like "ran in 1.2s" or "failed (exit 3)".
+    fn step_finished(&self, _step: &str, _outcome: &str) {}
 }
 
 /// For callers that want no progress at all (tests, `--no-progress`).

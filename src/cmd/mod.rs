@@ -9,6 +9,7 @@ pub mod list;
 pub mod man;
 pub mod path;
 pub mod promote;
+pub mod refresh;
 pub mod register;
 pub mod rollback;
 pub mod show;
@@ -36,6 +37,7 @@ pub enum Command {
     History(history::Args),
     Completions(completions::Args),
     Man(man::Args),
+    Refresh(refresh::Args),
 }
 
 impl Command {
@@ -56,6 +58,7 @@ impl Command {
                     Command::Verify(args) => verify::run(&ctx, out, args),
                     Command::Rollback(args) => rollback::run(&ctx, out, args),
                     Command::History(args) => history::run(&ctx, out, args),
+                    Command::Refresh(args) => refresh::run(&ctx, out, args),
                     Command::Init(_) | Command::Completions(_) | Command::Man(_) => unreachable!(),
                 }
             }

@@ -5,6 +5,7 @@
 
 pub mod delete;
 pub mod promote;
+pub mod refresh;
 pub mod register;
 pub mod rollback;
 pub mod verify;
