@@ -14,6 +14,7 @@ BENCHES = [
     ("store.py", []),
     ("promote.py", []),
     ("verify.py", []),
+    ("refresh.py", []),
 ]
 
 
