@@ -23,6 +23,7 @@ pub const ROOT_ENV: &str = "ARTIFACTCTL_ROOT";
 pub struct Config {
     pub store: StoreConfig,
     pub list: ListConfig,
+    pub cleanup: CleanupConfig,
 }
 
 impl Default for Config {
@@ -30,6 +31,7 @@ impl Default for Config {
         Config {
             store: StoreConfig::default(),
             list: ListConfig::default(),
+            cleanup: CleanupConfig::default(),
         }
     }
 }
@@ -92,6 +94,35 @@ impl Default for ListConfig {
     }
 }
 
+/// The default policy of `artifactctl cleanup`, used when no retention flag
+/// is given. Zero and "" leave a rule unset; with every rule unset (the
+/// built-in default) cleanup refuses rather than guess.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CleanupConfig {
+    pub keep: u32,
+    pub keep_within: String,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    pub max_size: String,
+    pub failed_older_than: String,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        CleanupConfig {
+            keep: 0,
+            keep_within: String::new(),
+            keep_daily: 0,
+            keep_weekly: 0,
+            keep_monthly: 0,
+            max_size: String::new(),
+            failed_older_than: "7d".into(),
+        }
+    }
+}
+
 /// The commented file `artifactctl init` writes.
 pub const TEMPLATE: &str = r#"# artifactctl configuration. Every value below is the built-in default:
 # delete what you do not change. Each key can also be set by an environment
@@ -110,6 +141,23 @@ metric = "sharpe_ratio"
 metric_goal = "max"
 # File names counted in the MODELS column.
 model_patterns = ["*.pt", "*.pth", "*.pkl", "*.joblib", "*.h5", "*.hdf5", "*.onnx", "*.zip", "*.pb", "*.safetensors"]
+
+[cleanup]
+# The policy plain `artifactctl cleanup` applies (any retention flag replaces
+# it). A run is kept if ANY rule keeps it; 0 or "" leaves a rule unset, and
+# with no rule set cleanup refuses. Seed 003's `cleanup --keep 5` is keep = 5.
+# Keep the N newest complete runs of each namespace.
+keep = 0
+# Keep runs created within this span before now: "7d", "12h", "2w".
+keep_within = ""
+# Keep the newest run of each of the last N days / ISO weeks / months that have runs.
+keep_daily = 0
+keep_weekly = 0
+keep_monthly = 0
+# Remove the oldest unprotected runs until a namespace fits: "50GB", "1.5GiB".
+max_size = ""
+# Failed and interrupted runs go once older than this.
+failed_older_than = "7d"
 "#;
 
 /// A loaded configuration and where it came from.

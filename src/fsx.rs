@@ -323,6 +323,17 @@ pub fn sync_tree(dir: &Path) -> io::Result<()> {
 /// opens each level relative to its parent, so a symlink swapped in during
 /// removal cannot redirect it (CVE-2022-21658 is fixed in std since 1.58.1).
 pub fn discard_dir(store_dir: &Path, dir: &Path) -> io::Result<()> {
+    let doomed = unlist_dir(store_dir, dir)?;
+    fsync_dir(parent_of(dir))?;
+    remove_tree(&doomed)
+}
+
+/// The first half of [`discard_dir`], for callers removing many directories:
+/// unlist `dir` with one rename into `.artifactctl/trash/` and return where it
+/// went, for [`remove_tree`] to finish. The caller fsyncs `dir`'s parent once
+/// per batch. A directory on another filesystem (a separately mounted store
+/// folder) cannot be moved and is returned as it is, to be removed in place.
+pub fn unlist_dir(store_dir: &Path, dir: &Path) -> io::Result<PathBuf> {
     let trash = store_dir.join(INTERNAL_DIR).join(TRASH_DIR);
     fs::create_dir_all(&trash)?;
     let name = dir
@@ -331,14 +342,25 @@ pub fn discard_dir(store_dir: &Path, dir: &Path) -> io::Result<()> {
         .unwrap_or_default();
     let target = trash.join(format!("{name}.{}", unique_suffix()));
     match fs::rename(dir, &target) {
-        Ok(()) => {
-            fsync_dir(parent_of(dir))?;
-            remove_tree(&target)
-        }
-        // Another filesystem (a store folder mounted separately): remove in place.
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => remove_tree(dir),
+        Ok(()) => Ok(target),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(dir.to_path_buf()),
         Err(e) => Err(e),
     }
+}
+
+/// [`atomic_write`] into a directory that may be read-only (a promoted run):
+/// the owner's write bit is lent to the directory for the rename and taken
+/// back afterwards, whatever the outcome.
+pub fn atomic_write_in_readonly_dir(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = parent_of(path);
+    let mode = fs::symlink_metadata(dir)?.permissions().mode();
+    if mode & 0o200 != 0 {
+        return atomic_write(path, bytes);
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o200))?;
+    let written = atomic_write(path, bytes);
+    let restored = fs::set_permissions(dir, fs::Permissions::from_mode(mode));
+    written.and(restored)
 }
 
 /// Remove a tree without following symlinks, first restoring the owner's
@@ -647,6 +669,33 @@ mod tests {
         assert!(!link_stays_inside(Path::new("a"), Path::new("../x")));
         assert!(!link_stays_inside(Path::new("a/b"), Path::new("../../x")));
         assert!(!link_stays_inside(Path::new("a"), Path::new("/etc/passwd")));
+    }
+
+    #[test]
+    fn unlisted_dirs_wait_in_the_trash_for_the_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir_all(run.join("sub")).unwrap();
+        fs::write(run.join("sub/f"), b"x").unwrap();
+        let doomed = unlist_dir(dir.path(), &run).unwrap();
+        assert!(!run.exists());
+        assert!(doomed.starts_with(dir.path().join(INTERNAL_DIR).join(TRASH_DIR)));
+        assert!(doomed.join("sub/f").is_file());
+        remove_tree(&doomed).unwrap();
+        assert!(!doomed.exists());
+    }
+
+    #[test]
+    fn writes_into_a_readonly_dir_restore_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir(&run).unwrap();
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o555)).unwrap();
+        atomic_write_in_readonly_dir(&run.join("metadata.json"), b"{}").unwrap();
+        assert_eq!(fs::read(run.join("metadata.json")).unwrap(), b"{}");
+        let mode = fs::metadata(&run).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o555);
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).unwrap();
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod ops;
 pub mod progress;
 pub mod query;
 pub mod refs;
+pub mod retention;
 pub mod store;
 
 pub use error::{ArtifactError, ErrorKind};

@@ -1,14 +1,17 @@
 //! The command registry: one module per command, each a thin wrapper that
 //! turns its flags into the library's options and prints the result.
 
+pub mod cleanup;
 pub mod completions;
 pub mod delete;
 pub mod init;
 pub mod list;
 pub mod man;
 pub mod path;
+pub mod pin;
 pub mod register;
 pub mod show;
+pub mod unpin;
 
 use anyhow::Result;
 use artifactctl::ExitCode;
@@ -26,6 +29,9 @@ pub enum Command {
     Show(show::Args),
     Path(path::Args),
     Delete(delete::Args),
+    Cleanup(cleanup::Args),
+    Pin(pin::Args),
+    Unpin(unpin::Args),
     Completions(completions::Args),
     Man(man::Args),
 }
@@ -44,6 +50,9 @@ impl Command {
                     Command::Show(args) => show::run(&ctx, out, args),
                     Command::Path(args) => path::run(&ctx, out, args),
                     Command::Delete(args) => delete::run(&ctx, out, args),
+                    Command::Cleanup(args) => cleanup::run(&ctx, out, args),
+                    Command::Pin(args) => pin::run(&ctx, out, args),
+                    Command::Unpin(args) => unpin::run(&ctx, out, args),
                     Command::Init(_) | Command::Completions(_) | Command::Man(_) => unreachable!(),
                 }
             }

@@ -3,8 +3,11 @@
 //! returning data for the binary to print. Shared here: publishing a staged
 //! run, the producer record, and the lineage index that protects runs.
 
+pub mod cleanup;
 pub mod delete;
+pub mod pin;
 pub mod register;
+pub mod removal;
 
 use std::collections::BTreeMap;
 use std::path::Path;
