@@ -342,6 +342,8 @@ pub fn execute(
             Subject::Leftover(path) => leftovers.push((row, path)),
         }
     }
+    // Oldest first: an interrupted cleanup has then removed what mattered least.
+    requests.sort_by(|a, b| (a.run.created_at, &a.run.id).cmp(&(b.run.created_at, &b.run.id)));
     let mut failed = Vec::new();
     let mut entries = Vec::new();
     for (row, path) in leftovers {
