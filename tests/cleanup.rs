@@ -471,10 +471,20 @@ fn a_killed_cleanup_never_leaves_a_half_removed_run_and_the_next_one_finishes() 
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(StdDuration::from_millis(60));
-    child.kill().unwrap(); // SIGKILL
+    // Kill as soon as removal has begun (something sits in the trash), or
+    // give up waiting once the child is done.
+    let trash = p.store().join(".artifactctl/trash");
+    while child.try_wait().unwrap().is_none() {
+        if trash.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+            break;
+        }
+        std::thread::sleep(StdDuration::from_millis(1));
+    }
+    let killed_midway = child.try_wait().unwrap().is_none();
+    let _ = child.kill(); // SIGKILL
     child.wait().unwrap();
 
+    eprintln!("killed mid-way: {killed_midway}");
     // Whatever is still listed is whole: every file its metadata names exists.
     let listed = p.list_json(&[]);
     for run in listed["runs"].as_array().unwrap() {
@@ -503,7 +513,6 @@ fn a_killed_cleanup_never_leaves_a_half_removed_run_and_the_next_one_finishes() 
         .map(|r| r["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["20260101_000119"]);
-    let trash = p.store().join(".artifactctl/trash");
     if let Ok(mut left) = trash.read_dir() {
         assert!(left.next().is_none(), "the trash was not emptied");
     }
