@@ -166,7 +166,8 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::Success);
     }
     let question = format!(
-        "remove {removals} run(s) and leftovers, freeing {}?",
+        "remove {removals} of {} planned row(s), freeing {}?",
+        plan.runs.len(),
         human_size(plan.freed_bytes)
     );
     if !prompt::confirm(&question, args.yes, "--yes")? {
@@ -191,7 +192,7 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
     }
     let removed = outcome.plan.to_remove().count() - outcome.failed.len();
     out.status(&format!(
-        "removed {removed} run(s) and leftovers, freed {}",
+        "removed {removed} run(s) and leftover folder(s), freed {}",
         human_size(outcome.plan.freed_bytes)
     ));
     Ok(if outcome.failed.is_empty() {
