@@ -344,6 +344,17 @@ pub fn unlist_dir(store_dir: &Path, dir: &Path) -> io::Result<PathBuf> {
     match fs::rename(dir, &target) {
         Ok(()) => Ok(target),
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(dir.to_path_buf()),
+        // Moving a directory rewrites its `..`, which needs write permission on
+        // it: a read-only (promoted) run gets its owner write bit back first.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            let mode = fs::symlink_metadata(dir)?.permissions().mode();
+            if mode & 0o200 != 0 {
+                return Err(e);
+            }
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o200))?;
+            fs::rename(dir, &target)?;
+            Ok(target)
+        }
         Err(e) => Err(e),
     }
 }
