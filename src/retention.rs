@@ -138,8 +138,12 @@ pub fn apply(policy: &Policy, candidates: &[Candidate], now: DateTime<Utc>) -> V
         verdicts[i].kept_by.push(KeepReason::Last(rank + 1));
     }
     if let Some(span) = policy.keep_within {
+        // A span reaching before the calendar's start keeps everything.
+        let since = now
+            .checked_sub_signed(span)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         for &i in &order {
-            if candidates[i].created_at >= now - span {
+            if candidates[i].created_at >= since {
                 verdicts[i].kept_by.push(KeepReason::Within(span));
             }
         }
@@ -442,6 +446,17 @@ mod tests {
         for (name, policy, want) in cases {
             assert_eq!(kept(&policy, &candidates, now), want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_span_longer_than_the_calendar_keeps_everything() {
+        let candidates = runs(&[at(2026, 1, 1, 0)]);
+        let span = parse_duration("99999999999d").unwrap();
+        let policy = Policy {
+            keep_within: Some(span),
+            ..Default::default()
+        };
+        assert_eq!(kept(&policy, &candidates, at(2026, 2, 1, 0)).len(), 1);
     }
 
     #[test]
