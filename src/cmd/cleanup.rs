@@ -166,8 +166,8 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::Success);
     }
     let question = format!(
-        "remove {removals} of {} planned row(s), freeing {}?",
-        plan.runs.len(),
+        "remove {removals} and keep {}, freeing {}?",
+        plan.runs.len() - removals,
         human_size(plan.freed_bytes)
     );
     if !prompt::confirm(&question, args.yes, "--yes")? {
