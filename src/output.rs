@@ -106,12 +106,9 @@ impl Output {
             with_version.extend(std::mem::take(map));
             value = serde_json::Value::Object(with_version);
         }
-        // Buffered: stdout is line-buffered, and a document of 10,000 runs
-        // would otherwise cost a write(2) per line.
-        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut stdout = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut stdout, &value)?;
         writeln!(stdout)?;
-        stdout.flush()?;
         Ok(())
     }
 }

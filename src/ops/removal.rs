@@ -95,8 +95,14 @@ pub struct Guard {
 impl Guard {
     /// Read the lineage of every validated and production artifact.
     pub fn load(store: &Store, allow_production: bool) -> Guard {
+        let mut dependents = ops::lineage_dependents(store);
+        // An artifact naming the run as both `promoted_from` and `parent` counts once.
+        for children in dependents.values_mut() {
+            children.sort();
+            children.dedup();
+        }
         Guard {
-            dependents: ops::lineage_dependents(store),
+            dependents,
             allow_production,
         }
     }
