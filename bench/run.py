@@ -15,6 +15,7 @@ BENCHES = [
     ("promote.py", []),
     ("verify.py", []),
     ("refresh.py", []),
+    ("cleanup.py", []),
 ]
 
 

@@ -25,6 +25,7 @@ pub struct Config {
     pub list: ListConfig,
     pub promote: PromoteConfig,
     pub refresh: RefreshConfig,
+    pub cleanup: CleanupConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +127,35 @@ impl Default for PromoteValidatedConfig {
     }
 }
 
+/// The default policy of `artifactctl cleanup`, used when no retention flag
+/// is given. Zero and "" leave a rule unset; with every rule unset (the
+/// built-in default) cleanup refuses rather than guess.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CleanupConfig {
+    pub keep: u32,
+    pub keep_within: String,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    pub max_size: String,
+    pub failed_older_than: String,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        CleanupConfig {
+            keep: 0,
+            keep_within: String::new(),
+            keep_daily: 0,
+            keep_weekly: 0,
+            keep_monthly: 0,
+            max_size: String::new(),
+            failed_older_than: "7d".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PromoteProductionConfig {
@@ -205,6 +235,23 @@ steps = []
 [refresh.env]
 # Extra environment for every step. For example:
 # PYTHONHASHSEED = "0"
+
+[cleanup]
+# The policy plain `artifactctl cleanup` applies (any retention flag replaces
+# it). A run is kept if ANY rule keeps it; 0 or "" leaves a rule unset, and
+# with no rule set cleanup refuses. Seed 003's `cleanup --keep 5` is keep = 5.
+# Keep the N newest complete runs of each namespace.
+keep = 0
+# Keep runs created within this span before now: "7d", "12h", "2w".
+keep_within = ""
+# Keep the newest run of each of the last N days / ISO weeks / months that have runs.
+keep_daily = 0
+keep_weekly = 0
+keep_monthly = 0
+# Remove the oldest unprotected runs until a namespace fits: "50GB", "1.5GiB".
+max_size = ""
+# Failed and interrupted runs go once older than this.
+failed_older_than = "7d"
 "#;
 
 /// A loaded configuration and where it came from.

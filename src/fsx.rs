@@ -345,6 +345,17 @@ const SYNC_THREADS: usize = 16;
 /// opens each level relative to its parent, so a symlink swapped in during
 /// removal cannot redirect it (CVE-2022-21658 is fixed in std since 1.58.1).
 pub fn discard_dir(store_dir: &Path, dir: &Path) -> io::Result<()> {
+    let doomed = unlist_dir(store_dir, dir)?;
+    fsync_dir(parent_of(dir))?;
+    remove_tree(&doomed)
+}
+
+/// The first half of [`discard_dir`], for callers removing many directories:
+/// unlist `dir` with one rename into `.artifactctl/trash/` and return where it
+/// went, for [`remove_tree`] to finish. The caller fsyncs `dir`'s parent once
+/// per batch. A directory on another filesystem (a separately mounted store
+/// folder) cannot be moved and is returned as it is, to be removed in place.
+pub fn unlist_dir(store_dir: &Path, dir: &Path) -> io::Result<PathBuf> {
     let trash = store_dir.join(INTERNAL_DIR).join(TRASH_DIR);
     fs::create_dir_all(&trash)?;
     let name = dir
@@ -353,14 +364,36 @@ pub fn discard_dir(store_dir: &Path, dir: &Path) -> io::Result<()> {
         .unwrap_or_default();
     let target = trash.join(format!("{name}.{}", unique_suffix()));
     match fs::rename(dir, &target) {
-        Ok(()) => {
-            fsync_dir(parent_of(dir))?;
-            remove_tree(&target)
+        Ok(()) => Ok(target),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(dir.to_path_buf()),
+        // Moving a directory rewrites its `..`, which needs write permission on
+        // it: a read-only (promoted) run gets its owner write bit back first.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            let mode = fs::symlink_metadata(dir)?.permissions().mode();
+            if mode & 0o200 != 0 {
+                return Err(e);
+            }
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o200))?;
+            fs::rename(dir, &target)?;
+            Ok(target)
         }
-        // Another filesystem (a store folder mounted separately): remove in place.
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => remove_tree(dir),
         Err(e) => Err(e),
     }
+}
+
+/// [`atomic_write`] into a directory that may be read-only (a promoted run):
+/// the owner's write bit is lent to the directory for the rename and taken
+/// back afterwards, whatever the outcome.
+pub fn atomic_write_in_readonly_dir(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = parent_of(path);
+    let mode = fs::symlink_metadata(dir)?.permissions().mode();
+    if mode & 0o200 != 0 {
+        return atomic_write(path, bytes);
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o200))?;
+    let written = atomic_write(path, bytes);
+    let restored = fs::set_permissions(dir, fs::Permissions::from_mode(mode));
+    written.and(restored)
 }
 
 /// Remove a tree without following symlinks, first restoring the owner's
@@ -735,6 +768,33 @@ mod tests {
         let parent = staging.path().parent().unwrap();
         fs::create_dir(parent.join("20261123_101501.999999999.abc")).unwrap();
         assert_eq!(live_staging_labels(dir.path()), ["20261123_101500"]);
+    }
+
+    #[test]
+    fn unlisted_dirs_wait_in_the_trash_for_the_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir_all(run.join("sub")).unwrap();
+        fs::write(run.join("sub/f"), b"x").unwrap();
+        let doomed = unlist_dir(dir.path(), &run).unwrap();
+        assert!(!run.exists());
+        assert!(doomed.starts_with(dir.path().join(INTERNAL_DIR).join(TRASH_DIR)));
+        assert!(doomed.join("sub/f").is_file());
+        remove_tree(&doomed).unwrap();
+        assert!(!doomed.exists());
+    }
+
+    #[test]
+    fn writes_into_a_readonly_dir_restore_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir(&run).unwrap();
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o555)).unwrap();
+        atomic_write_in_readonly_dir(&run.join("metadata.json"), b"{}").unwrap();
+        assert_eq!(fs::read(run.join("metadata.json")).unwrap(), b"{}");
+        let mode = fs::metadata(&run).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o555);
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).unwrap();
     }
 
     #[test]

@@ -53,17 +53,30 @@ impl Entry {
 /// Append one entry. The caller holds the store lock; the line is written
 /// with one `write` on an `O_APPEND` descriptor and fsynced.
 pub fn append(store_dir: &Path, entry: &Entry) -> Result<()> {
+    append_all(store_dir, std::slice::from_ref(entry))
+}
+
+/// Append several entries with one write and one fsync (a cleanup removing
+/// thousands of runs would otherwise pay an fsync per run). The caller holds
+/// the store lock.
+pub fn append_all(store_dir: &Path, entries: &[Entry]) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
     let dir = store_dir.join(INTERNAL_DIR);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(JOURNAL_FILE);
-    let mut line = serde_json::to_string(entry)?;
-    line.push('\n');
+    let mut text = String::new();
+    for entry in entries {
+        text.push_str(&serde_json::to_string(entry)?);
+        text.push('\n');
+    }
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
         .with_context(|| format!("cannot open the journal {}", path.display()))?;
-    file.write_all(line.as_bytes())
+    file.write_all(text.as_bytes())
         .and_then(|()| file.sync_data())
         .with_context(|| format!("cannot append to the journal {}", path.display()))
 }

@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod query;
 pub mod refs;
+pub mod retention;
 pub mod store;
 
 pub use error::{ArtifactError, ErrorKind};

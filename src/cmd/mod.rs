@@ -1,6 +1,7 @@
 //! The command registry: one module per command, each a thin wrapper that
 //! turns its flags into the library's options and prints the result.
 
+pub mod cleanup;
 pub mod completions;
 pub mod delete;
 pub mod history;
@@ -8,11 +9,13 @@ pub mod init;
 pub mod list;
 pub mod man;
 pub mod path;
+pub mod pin;
 pub mod promote;
 pub mod refresh;
 pub mod register;
 pub mod rollback;
 pub mod show;
+pub mod unpin;
 pub mod verify;
 
 use anyhow::Result;
@@ -35,6 +38,9 @@ pub enum Command {
     Verify(verify::Args),
     Rollback(rollback::Args),
     History(history::Args),
+    Cleanup(cleanup::Args),
+    Pin(pin::Args),
+    Unpin(unpin::Args),
     Completions(completions::Args),
     Man(man::Args),
     Refresh(refresh::Args),
@@ -59,6 +65,9 @@ impl Command {
                     Command::Rollback(args) => rollback::run(&ctx, out, args),
                     Command::History(args) => history::run(&ctx, out, args),
                     Command::Refresh(args) => refresh::run(&ctx, out, args),
+                    Command::Cleanup(args) => cleanup::run(&ctx, out, args),
+                    Command::Pin(args) => pin::run(&ctx, out, args),
+                    Command::Unpin(args) => unpin::run(&ctx, out, args),
                     Command::Init(_) | Command::Completions(_) | Command::Man(_) => unreachable!(),
                 }
             }

@@ -1,13 +1,14 @@
-//! `delete REF`: remove one run (seed 003's `manage_models.py delete`), with
-//! the protections every removal honours.
+//! `delete REF`: remove one run (seed 003's `manage_models.py delete`),
+//! through the removal engine that `cleanup` uses, with the same protections.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use serde_json::Value;
 
 use crate::error::ArtifactError;
-use crate::fsx;
-use crate::journal;
 use crate::ops;
-use crate::refs::{RunRef, Stage};
+use crate::ops::removal::{self, Guard, Request};
+use crate::progress::Silent;
+use crate::refs::RunRef;
 use crate::store::{ReadOptions, RunInfo, Store};
 
 #[derive(Debug, Clone, Default)]
@@ -45,48 +46,61 @@ pub fn plan(store: &Store, r: &RunRef, opts: &DeleteOptions) -> Result<DeletePla
 
 /// Why `run` must not be removed, if it must not.
 pub fn check_protections(store: &Store, run: &RunInfo, opts: &DeleteOptions) -> Result<()> {
-    let reference = &run.reference;
-    if run.stage == Stage::Production && !opts.allow_production {
-        return Err(ArtifactError::refused(format!(
-            "{reference} is a production release and is immutable; roll back instead, or pass --unsafe-allow-production to remove it"
-        ))
-        .into());
+    let guard = Guard::load(store, opts.allow_production);
+    match guard.protections(run).first() {
+        Some(p) => Err(ArtifactError::refused(p.refusal(&run.reference)).into()),
+        None => Ok(()),
     }
-    if run.pinned {
-        return Err(ArtifactError::refused(format!(
-            "{reference} is pinned; `artifactctl unpin {reference}` first if it really should go"
-        ))
-        .into());
-    }
-    let dependents = ops::lineage_dependents(store);
-    if let Some(children) = dependents.get(&run.location.qualified()) {
-        return Err(ArtifactError::refused(format!(
-            "{reference} is the source of promoted artifact(s) {}; their lineage needs it, so it is kept",
-            children.join(", ")
-        ))
-        .into());
-    }
-    Ok(())
 }
 
-/// Remove the planned run: unlist it with one rename, remove its files, move
-/// `latest` to the newest remaining complete run if it pointed here, and
-/// journal the removal.
+/// Remove the planned run: unlist it with one rename, move `latest` to the
+/// newest remaining complete run if it pointed here, journal the removal,
+/// then remove its files.
 pub fn execute(store: &Store, plan: DeletePlan, opts: &DeleteOptions) -> Result<Deleted> {
     let _lock = ops::lock(store)?;
     // Re-check under the lock: a promotion may have landed since planning.
-    check_protections(store, &plan.run, opts)?;
+    let guard = Guard::load(store, opts.allow_production);
     let location = plan.run.location.clone();
     let was_latest = store.latest(location.stage, &location.namespace)?.id()
         == Some(location.id.as_str())
         || plan.run.latest;
-    fsx::discard_dir(store.dir(), &location.path)
-        .with_context(|| format!("cannot remove {}", location.path.display()))?;
-    let latest_now = ops::repoint_latest(store, location.stage, &location.namespace)?;
-    let entry = journal::Entry::new("delete", Some(location.qualified()), None)
-        .with("size_bytes", plan.run.size_bytes)
-        .with("latest_now", latest_now.clone());
-    journal::append(store.dir(), &entry)?;
+    let mut latest_now = None;
+    let report = removal::remove_runs(
+        store,
+        vec![Request {
+            run: plan.run.clone(),
+            reasons: Vec::new(),
+        }],
+        &guard,
+        &removal::Options {
+            action: "delete",
+            protect_latest: false,
+        },
+        &Silent,
+        &mut |run| {
+            latest_now = ops::repoint_latest(store, run.stage, &run.location.namespace)?;
+            Ok(vec![(
+                "latest_now".to_string(),
+                Value::from(latest_now.clone()),
+            )])
+        },
+    )?;
+    if let Some((_, protection)) = report.skipped.first() {
+        return Err(ArtifactError::refused(protection.refusal(&plan.run.reference)).into());
+    }
+    if let Some((_, problem)) = report.failed.first() {
+        return Err(anyhow::anyhow!(
+            "cannot remove {}: {problem}",
+            location.path.display()
+        ));
+    }
+    if report.removed.is_empty() {
+        return Err(ArtifactError::not_found(format!(
+            "{} was removed by another process meanwhile",
+            plan.run.reference
+        ))
+        .into());
+    }
     Ok(Deleted {
         run: plan.run,
         latest_now,

@@ -3,10 +3,13 @@
 //! returning data for the binary to print. Shared here: publishing a staged
 //! run, the producer record, and the lineage index that protects runs.
 
+pub mod cleanup;
 pub mod delete;
+pub mod pin;
 pub mod promote;
 pub mod refresh;
 pub mod register;
+pub mod removal;
 pub mod rollback;
 pub mod verify;
 

@@ -284,3 +284,64 @@ impl Project {
         validated
     }
 }
+
+/// A run in artifactctl's own layout, `<store>/<stage>/<ns>/<id>/`, written
+/// directly (no `register`) so tests can set any time, status, pin or
+/// lineage: `files` files of `file_bytes` bytes each, and a schema v1
+/// `metadata.json` with `extra` merged in at the top level.
+pub struct NativeRun<'a> {
+    pub stage: &'a str,
+    pub ns: &'a str,
+    pub id: &'a str,
+    pub created_at: &'a str,
+    pub status: &'a str,
+    pub files: usize,
+    pub file_bytes: usize,
+    pub extra: Value,
+}
+
+impl Default for NativeRun<'_> {
+    fn default() -> Self {
+        NativeRun {
+            stage: "raw",
+            ns: "",
+            id: "20260101_000000",
+            created_at: "2026-01-01T00:00:00Z",
+            status: "complete",
+            files: 2,
+            file_bytes: 1000,
+            extra: json!({}),
+        }
+    }
+}
+
+impl NativeRun<'_> {
+    pub fn write(&self, store: &Path) -> PathBuf {
+        let mut run = store.join(self.stage);
+        if !self.ns.is_empty() {
+            run = run.join(self.ns);
+        }
+        let run = run.join(self.id);
+        let mut entries = Vec::new();
+        for k in 0..self.files {
+            let name = format!("part_{k:03}.pt");
+            write(&run.join(&name), vec![k as u8; self.file_bytes]);
+            entries.push(json!({"path": name, "size": self.file_bytes, "blake3": "0".repeat(64)}));
+        }
+        let mut meta = json!({
+            "schema_version": 1, "id": self.id, "namespace": self.ns, "stage": self.stage,
+            "created_at": self.created_at, "status": self.status,
+            "files": entries, "total_size": self.files * self.file_bytes,
+            "file_count": self.files,
+            "lineage": {"source": "test", "parent": null, "promoted_from": null},
+        });
+        if let (Value::Object(meta), Value::Object(extra)) = (&mut meta, &self.extra) {
+            meta.extend(extra.clone());
+        }
+        write(
+            &run.join("metadata.json"),
+            serde_json::to_string_pretty(&meta).unwrap(),
+        );
+        run
+    }
+}

@@ -1,0 +1,26 @@
+use anyhow::Result;
+use artifactctl::refs::RunRef;
+use artifactctl::ExitCode;
+
+use crate::output::Output;
+use crate::settings::Context;
+
+/// Remove a run's pin, so that cleanup may remove it again
+///
+/// Removes "pinned" from the run's metadata.json, atomically under the store
+/// lock, and journals it. Unpinning a run that is not pinned changes nothing.
+///
+/// Examples:
+///   artifactctl unpin 20261123_101500
+///   artifactctl unpin gru/BTCEUR/latest
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// [stage/][namespace/](run-id|latest)
+    #[arg(value_name = "REF")]
+    pub reference: RunRef,
+}
+
+pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+    super::pin::set(ctx, out, &args.reference, false)
+}

@@ -1,0 +1,283 @@
+//! The one removal engine: `delete REF` and `cleanup` both remove runs here,
+//! so both honour the same protections and leave the same trail.
+//!
+//! Pointer first: each run is unlisted with ONE rename of its whole folder
+//! into `.artifactctl/trash/` ([`fsx::unlist_dir`]), so its `metadata.json`
+//! leaves the listing in the same instant as its files; only then are the
+//! files removed. A removal interrupted at any point (even `kill -9`) leaves
+//! either the complete run or nothing under the run's name, and the trash
+//! folder of the dead process is finished by the next writer's sweep
+//! ([`crate::ops::lock`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use rayon::prelude::*;
+use serde_json::Value;
+
+use crate::fsx;
+use crate::journal;
+use crate::metadata::RunStatus;
+use crate::ops;
+use crate::progress::{Reporter, Unit};
+use crate::refs::{Namespace, Stage};
+use crate::store::{self, ReadOptions, RunInfo, RunLocation, Store};
+
+/// Runs unlisted and journaled between two fsyncs: bounds the journal
+/// entries an interrupted cleanup can lose while keeping fsyncs rare.
+const BATCH: usize = 256;
+
+/// Why a run must stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protection {
+    /// A production release, and the caller did not unlock production.
+    Production,
+    Pinned,
+    /// Promoted artifacts (qualified refs) name this run in their lineage.
+    SourceOf(Vec<String>),
+    /// A namespace's `latest` points here (or would resolve here).
+    Latest,
+    /// Its `metadata.json` cannot be read, so a pin or lineage cannot be ruled out.
+    UnreadableMetadata,
+}
+
+impl Protection {
+    /// The reason as a plan prints it.
+    pub fn reason(&self) -> String {
+        match self {
+            Protection::Production => {
+                "production release (needs --stage production --unsafe-allow-production)".into()
+            }
+            Protection::Pinned => "pinned".into(),
+            Protection::SourceOf(children) => {
+                format!("lineage: promoted to {}", children.join(", "))
+            }
+            Protection::Latest => "latest".into(),
+            Protection::UnreadableMetadata => {
+                "metadata unreadable, so pins and lineage are unknown".into()
+            }
+        }
+    }
+
+    /// Why removing `reference` by name is refused, and what to do instead.
+    pub fn refusal(&self, reference: &str) -> String {
+        match self {
+            Protection::Production => format!(
+                "{reference} is a production release and is immutable; roll back instead, or pass --unsafe-allow-production to remove it"
+            ),
+            Protection::Pinned => format!(
+                "{reference} is pinned; `artifactctl unpin {reference}` first if it really should go"
+            ),
+            Protection::SourceOf(children) => format!(
+                "{reference} is the source of promoted artifact(s) {}; their lineage needs it, so it is kept",
+                children.join(", ")
+            ),
+            Protection::Latest => format!(
+                "{reference} is what latest points to; delete it by name to move latest back"
+            ),
+            Protection::UnreadableMetadata => format!(
+                "{reference} has an unreadable metadata.json, so it may be pinned or promoted; repair the file or remove the folder by hand"
+            ),
+        }
+    }
+}
+
+/// The protections that hold for every removal, asked for by name or by
+/// policy. `latest` is not among them: `delete` may remove the latest run
+/// (latest then moves back), and `cleanup` adds it to what it protects.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    dependents: BTreeMap<String, Vec<String>>,
+    allow_production: bool,
+}
+
+impl Guard {
+    /// Read the lineage of every validated and production artifact.
+    pub fn load(store: &Store, allow_production: bool) -> Guard {
+        let mut dependents = ops::lineage_dependents(store);
+        // An artifact naming the run as both `promoted_from` and `parent` counts once.
+        for children in dependents.values_mut() {
+            children.sort();
+            children.dedup();
+        }
+        Guard {
+            dependents,
+            allow_production,
+        }
+    }
+
+    pub fn protections(&self, run: &RunInfo) -> Vec<Protection> {
+        let mut found = Vec::new();
+        if run.stage == Stage::Production && !self.allow_production {
+            found.push(Protection::Production);
+        }
+        if run.pinned {
+            found.push(Protection::Pinned);
+        }
+        if let Some(children) = self.dependents.get(&run.location.qualified()) {
+            found.push(Protection::SourceOf(children.clone()));
+        }
+        if run.status == RunStatus::Unknown {
+            found.push(Protection::UnreadableMetadata);
+        }
+        found
+    }
+}
+
+/// Extra journal fields for a run just unlisted, from the caller.
+pub type Annotate<'a> = dyn FnMut(&RunInfo) -> Result<Vec<(String, Value)>> + 'a;
+
+/// One run to remove, with the reasons recorded in the journal.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub run: RunInfo,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options<'a> {
+    /// The journal's `action`: `delete`, `cleanup`.
+    pub action: &'a str,
+    /// Refuse runs that `latest` points to at removal time (cleanup).
+    pub protect_latest: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Qualified refs removed, with their sizes.
+    pub removed: Vec<(RunLocation, u64)>,
+    /// Runs found protected when re-checked under the lock.
+    pub skipped: Vec<(RunLocation, Protection)>,
+    /// Runs that could not be unlisted, or whose files could not all be
+    /// removed after unlisting (the next writer's sweep retries those).
+    pub failed: Vec<(RunLocation, String)>,
+}
+
+/// Remove `requests`; the caller holds the store lock. Each run is re-read
+/// and re-checked first, since a pin, a promotion or a rollback may have
+/// landed since it was planned. `annotate` runs once a run is unlisted and
+/// before its journal entry is written, so the entry can record what the
+/// caller did about it (delete moves `latest`).
+pub fn remove_runs(
+    store: &Store,
+    requests: Vec<Request>,
+    guard: &Guard,
+    opts: &Options,
+    reporter: &dyn Reporter,
+    annotate: &mut Annotate,
+) -> Result<Report> {
+    let mut report = Report::default();
+    let read = ReadOptions::new(&[], false)?;
+    let latest = if opts.protect_latest {
+        latest_links(store, &requests)
+    } else {
+        HashMap::new()
+    };
+    let fresh: Vec<(Request, RunInfo)> = requests
+        .into_par_iter()
+        .map(|r| {
+            let now = store::read_run(r.run.location.clone(), &read);
+            (r, now)
+        })
+        .collect();
+    let mut doomed = Vec::new();
+    for (request, now) in fresh {
+        let location = &request.run.location;
+        if location.path.symlink_metadata().is_err() {
+            // Gone already (another cleanup finished it): nothing to do.
+            continue;
+        }
+        let mut protections = guard.protections(&now);
+        let key = (location.stage, location.namespace.clone());
+        if latest.get(&key) == Some(&location.id) {
+            protections.push(Protection::Latest);
+        }
+        match protections.into_iter().next() {
+            Some(p) => report.skipped.push((location.clone(), p)),
+            None => doomed.push(request),
+        }
+    }
+
+    reporter.begin("unlisting", Some(doomed.len() as u64), Unit::Items);
+    let mut trash: Vec<(RunLocation, PathBuf)> = Vec::new();
+    for batch in doomed.chunks(BATCH) {
+        let mut parents = BTreeSet::new();
+        let mut unlisted = Vec::new();
+        for request in batch {
+            let location = &request.run.location;
+            match fsx::unlist_dir(store.dir(), &location.path) {
+                Ok(doomed_path) => {
+                    parents.insert(parent_dir(&location.path));
+                    trash.push((location.clone(), doomed_path));
+                    unlisted.push(request);
+                }
+                Err(e) => report
+                    .failed
+                    .push((location.clone(), format!("cannot unlist it: {e}"))),
+            }
+            reporter.advance(1);
+        }
+        for parent in &parents {
+            fsx::fsync_dir(parent)?;
+        }
+        let mut entries = Vec::with_capacity(unlisted.len());
+        for request in unlisted {
+            let run = &request.run;
+            let mut entry = journal::Entry::new(opts.action, Some(run.location.qualified()), None)
+                .with("size_bytes", run.size_bytes);
+            if !request.reasons.is_empty() {
+                entry = entry.with("reasons", request.reasons.clone());
+            }
+            for (key, value) in annotate(run)? {
+                entry = entry.with(&key, value);
+            }
+            entries.push(entry);
+            report.removed.push((run.location.clone(), run.size_bytes));
+        }
+        journal::append_all(store.dir(), &entries)?;
+    }
+    reporter.end();
+
+    reporter.begin("removing", Some(trash.len() as u64), Unit::Items);
+    let failures: Vec<(RunLocation, String)> = trash
+        .par_iter()
+        .filter_map(|(location, path)| {
+            let result = fsx::remove_tree(path);
+            reporter.advance(1);
+            result.err().map(|e| {
+                (
+                    location.clone(),
+                    format!(
+                        "unlisted, but {} could not be removed ({e}); the next artifactctl writer retries",
+                        path.display()
+                    ),
+                )
+            })
+        })
+        .collect();
+    reporter.end();
+    report.failed.extend(failures);
+    Ok(report)
+}
+
+/// Where each namespace's `latest` link or pointer file points right now.
+fn latest_links(store: &Store, requests: &[Request]) -> HashMap<(Stage, Namespace), String> {
+    let namespaces: BTreeSet<(Stage, Namespace)> = requests
+        .iter()
+        .map(|r| (r.run.location.stage, r.run.location.namespace.clone()))
+        .collect();
+    namespaces
+        .into_iter()
+        .filter_map(|(stage, ns)| {
+            let id = store.latest(stage, &ns).ok()?.id()?.to_string();
+            Some(((stage, ns), id))
+        })
+        .collect()
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
