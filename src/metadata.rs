@@ -140,8 +140,22 @@ pub fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
-    let mut bytes = Vec::with_capacity(4096);
-    file.read_to_end(&mut bytes)?;
+    // Read until EOF without the size probe `read_to_end` makes: `list`
+    // reads thousands of small files and each saved syscall counts.
+    let mut bytes = vec![0u8; 8192];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(len);
     Ok(bytes)
 }
 
@@ -208,8 +222,10 @@ pub struct SummaryFile<'a> {
 }
 
 /// Keep only finite numbers (and booleans as 0/1, for gates and `--where`).
-pub fn numeric_metrics(raw: &Map<String, Value>) -> BTreeMap<String, f64> {
-    raw.iter()
+pub fn numeric_metrics<'a>(
+    raw: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> BTreeMap<String, f64> {
+    raw.into_iter()
         .filter_map(|(k, v)| match v {
             Value::Number(n) => n.as_f64().map(|f| (k.clone(), f)),
             Value::Bool(b) => Some((k.clone(), if *b { 1.0 } else { 0.0 })),

@@ -702,7 +702,7 @@ fn apply_summary(run: &mut RunInfo, s: Summary<'_>, opts: &ReadOptions) {
         run.created_at = Some(t);
     }
     run.status = s.status.unwrap_or(RunStatus::Unknown);
-    run.metrics = metadata::numeric_metrics(&s.metrics.into_iter().collect());
+    run.metrics = metadata::numeric_metrics(&s.metrics);
     run.params = s.params;
     run.tags = s.tags;
     run.pinned = s.pinned;
