@@ -34,7 +34,9 @@ const STAGING_DIR: &str = "staging";
 const TRASH_DIR: &str = "trash";
 const LOCK_FILE: &str = "lock";
 
-/// A name no other process or thread of ours will pick.
+/// A name no other process or thread will pick: `<host>-<pid>.<nonce>`. The
+/// owner part lets a later writer tell whether the process that made a
+/// staging or trash folder is still running.
 pub fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -42,8 +44,27 @@ pub fn unique_suffix() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{}.{:x}{:x}", std::process::id(), nanos, n)
+    format!("{}-{}.{:x}{:x}", host_tag(), std::process::id(), nanos, n)
 }
+
+/// This machine's tag in owner names, a short hash of the host name: a store
+/// shared over the network must not take another machine's live writer for a
+/// dead one just because the pid is unknown here.
+fn host_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let name = crate::journal::hostname().unwrap_or_default();
+        // FNV-1a: stable across versions and platforms, unlike std's hasher.
+        let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ b as u32).wrapping_mul(0x0100_0193)
+        });
+        format!("{hash:08x}")
+    })
+}
+
+/// How long a staging or trash folder made on another machine is left alone:
+/// its owner cannot be asked whether it is alive.
+pub const FOREIGN_GRACE: Duration = Duration::from_secs(3600);
 
 fn temp_sibling(path: &Path) -> PathBuf {
     let name = path
@@ -449,7 +470,8 @@ pub fn make_tree_readonly(path: &Path) -> io::Result<()> {
 }
 
 /// Leftovers of a writer that died: a staging or trash folder whose owning
-/// process is gone. Names carry the owner's pid (see [`unique_suffix`]).
+/// process on this machine is gone, or one made on another machine more than
+/// [`FOREIGN_GRACE`] ago. Names carry the owner (see [`unique_suffix`]).
 #[derive(Debug, Clone)]
 pub struct Leftover {
     pub path: PathBuf,
@@ -466,15 +488,17 @@ pub fn find_leftovers(store_dir: &Path) -> Vec<Leftover> {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if owner_alive(&name) {
-                continue;
-            }
             let age = entry
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
                 .unwrap_or_default();
+            match owner_of(&name) {
+                Owner::Alive => continue,
+                Owner::Elsewhere if age < FOREIGN_GRACE => continue,
+                Owner::Elsewhere | Owner::Dead => {}
+            }
             found.push(Leftover {
                 path: entry.path(),
                 age,
@@ -507,7 +531,7 @@ pub fn live_staging_labels(store_dir: &Path) -> Vec<String> {
     entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| owner_alive(name))
+        .filter(|name| owner_of(name) != Owner::Dead)
         .filter_map(|name| {
             let mut parts = name.rsplitn(3, '.');
             let (_nonce, _pid) = (parts.next(), parts.next());
@@ -516,19 +540,42 @@ pub fn live_staging_labels(store_dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `label.<pid>.<nonce>`: is that pid still running?
-fn owner_alive(name: &str) -> bool {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Alive,
+    Dead,
+    /// Made on another machine: liveness unknown.
+    Elsewhere,
+}
+
+/// The owner of `label.<host>-<pid>.<nonce>` (or the older
+/// `label.<pid>.<nonce>`, taken as this machine's).
+fn owner_of(name: &str) -> Owner {
     let mut parts = name.rsplit('.');
     let _nonce = parts.next();
-    let Some(pid) = parts.next().and_then(|p| p.parse::<i32>().ok()) else {
-        return false;
+    let Some(owner) = parts.next() else {
+        return Owner::Dead;
     };
+    let (host, pid) = match owner.split_once('-') {
+        Some((host, pid)) => (Some(host), pid),
+        None => (None, owner),
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return Owner::Dead;
+    };
+    if host.is_some_and(|h| h != host_tag()) {
+        return Owner::Elsewhere;
+    }
     if pid == std::process::id() as i32 {
-        return true;
+        return Owner::Alive;
     }
     // SAFETY: signal 0 only checks for existence and permission.
     let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    if rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
+        Owner::Alive
+    } else {
+        Owner::Dead
+    }
 }
 
 /// Copy one file, sharing its blocks where the filesystem can (a reflink via
@@ -759,6 +806,30 @@ mod tests {
             Path::new("data.bin")
         );
         make_tree_writable(&src).unwrap();
+    }
+
+    #[test]
+    fn another_machines_leftovers_wait_out_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join(INTERNAL_DIR).join(STAGING_DIR);
+        let foreign = staging.join("run.0badc0de-1.abc");
+        fs::create_dir_all(&foreign).unwrap();
+        assert!(
+            find_leftovers(dir.path()).is_empty(),
+            "a young foreign folder is left alone"
+        );
+        let old = SystemTime::now() - FOREIGN_GRACE - Duration::from_secs(60);
+        File::open(&foreign).unwrap().set_modified(old).unwrap();
+        let found = find_leftovers(dir.path());
+        assert_eq!(found.len(), 1);
+        assert!(found[0].age >= FOREIGN_GRACE);
+        let ours = staging.join(format!("run.{}-999999999.abc", host_tag()));
+        fs::create_dir_all(&ours).unwrap();
+        assert_eq!(
+            find_leftovers(dir.path()).len(),
+            2,
+            "a dead local owner goes at once"
+        );
     }
 
     #[test]
