@@ -29,3 +29,13 @@ install: build
 
 clean:
 	$(CARGO) clean
+
+.PHONY: clear-artifacts clear-artifacts-force
+
+# Show the regenerable artifacts `artifactctl clear` would remove (seed 000).
+clear-artifacts: build
+	$(BIN) clear
+
+# Remove them.
+clear-artifacts-force: build
+	$(BIN) clear --force

@@ -23,6 +23,7 @@ pub const ROOT_ENV: &str = "ARTIFACTCTL_ROOT";
 pub struct Config {
     pub store: StoreConfig,
     pub list: ListConfig,
+    pub clear: ClearConfig,
 }
 
 impl Default for Config {
@@ -30,6 +31,7 @@ impl Default for Config {
         Config {
             store: StoreConfig::default(),
             list: ListConfig::default(),
+            clear: ClearConfig::default(),
         }
     }
 }
@@ -92,6 +94,55 @@ impl Default for ListConfig {
     }
 }
 
+/// `artifactctl clear`: what counts as a regenerable artifact (seed 000).
+/// Pattern semantics are in `docs/clear.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClearConfig {
+    /// What is removed; setting it replaces the defaults.
+    pub patterns: Vec<String>,
+    /// Added to `patterns`, to extend the defaults without repeating them.
+    pub extra_patterns: Vec<String>,
+    /// Never removed, whatever `patterns` says.
+    pub keep: Vec<String>,
+    /// Enter folders mounted from another filesystem.
+    pub cross_filesystems: bool,
+}
+
+impl Default for ClearConfig {
+    fn default() -> Self {
+        ClearConfig {
+            patterns: [
+                "*.joblib",
+                "*.pkl",
+                "*.h5",
+                "*.hdf5",
+                "*.pb",
+                "*.onnx",
+                "*.db",
+                "trained_models/",
+                "training_data/",
+                "evaluation_data/",
+                "evaluation_results/",
+                "training_checkpoints/",
+                "mlruns/",
+                "htmlcov/",
+                ".pytest_cache/",
+                ".mypy_cache/",
+                ".hypothesis/",
+                "coverage.xml",
+                ".coverage",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            extra_patterns: Vec::new(),
+            keep: Vec::new(),
+            cross_filesystems: false,
+        }
+    }
+}
+
 /// The commented file `artifactctl init` writes.
 pub const TEMPLATE: &str = r#"# artifactctl configuration. Every value below is the built-in default:
 # delete what you do not change. Each key can also be set by an environment
@@ -110,6 +161,18 @@ metric = "sharpe_ratio"
 metric_goal = "max"
 # File names counted in the MODELS column.
 model_patterns = ["*.pt", "*.pth", "*.pkl", "*.joblib", "*.h5", "*.hdf5", "*.onnx", "*.zip", "*.pb", "*.safetensors"]
+
+[clear]
+# What `artifactctl clear` removes (see docs/clear.md). A pattern without "/"
+# matches a name at any depth; with "/", the path from the project root; a
+# trailing "/" matches folders only. Setting this list replaces the defaults.
+patterns = ["*.joblib", "*.pkl", "*.h5", "*.hdf5", "*.pb", "*.onnx", "*.db", "trained_models/", "training_data/", "evaluation_data/", "evaluation_results/", "training_checkpoints/", "mlruns/", "htmlcov/", ".pytest_cache/", ".mypy_cache/", ".hypothesis/", "coverage.xml", ".coverage"]
+# Patterns added to the list above, keeping the defaults.
+extra_patterns = []
+# Never removed, whatever the patterns say, e.g. ["data/reference/*.pkl"].
+keep = []
+# Enter folders mounted from another filesystem.
+cross_filesystems = false
 "#;
 
 /// A loaded configuration and where it came from.

@@ -1,6 +1,7 @@
 //! The command registry: one module per command, each a thin wrapper that
 //! turns its flags into the library's options and prints the result.
 
+pub mod clear;
 pub mod completions;
 pub mod delete;
 pub mod init;
@@ -26,6 +27,7 @@ pub enum Command {
     Show(show::Args),
     Path(path::Args),
     Delete(delete::Args),
+    Clear(clear::Args),
     Completions(completions::Args),
     Man(man::Args),
 }
@@ -44,6 +46,7 @@ impl Command {
                     Command::Show(args) => show::run(&ctx, out, args),
                     Command::Path(args) => path::run(&ctx, out, args),
                     Command::Delete(args) => delete::run(&ctx, out, args),
+                    Command::Clear(args) => clear::run(&ctx, out, args),
                     Command::Init(_) | Command::Completions(_) | Command::Man(_) => unreachable!(),
                 }
             }

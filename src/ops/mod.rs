@@ -3,6 +3,7 @@
 //! returning data for the binary to print. Shared here: publishing a staged
 //! run, the producer record, and the lineage index that protects runs.
 
+pub mod clear;
 pub mod delete;
 pub mod register;
 
