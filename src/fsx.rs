@@ -1068,9 +1068,8 @@ mod tests {
 
     fn run_walk(root: &Path, name: &str, remove: bool) -> (TreeTotals, Vec<String>) {
         let errors = std::sync::Mutex::new(Vec::new());
-        let on_error = |p: &Path, e: &io::Error| {
-            errors.lock().unwrap().push(format!("{}: {e}", p.display()))
-        };
+        let on_error =
+            |p: &Path, e: &io::Error| errors.lock().unwrap().push(format!("{}: {e}", p.display()));
         let parent = DirFd::open(root).unwrap();
         let dir = parent.open_dir(&c(name)).unwrap();
         let walk = TreeWalk {
@@ -1108,7 +1107,10 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(removed, counted);
         assert!(tree.symlink_metadata().is_err());
-        assert_eq!(fs::read(outside.path().join("precious")).unwrap(), b"keep me");
+        assert_eq!(
+            fs::read(outside.path().join("precious")).unwrap(),
+            b"keep me"
+        );
     }
 
     #[test]
