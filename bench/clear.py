@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark `artifactctl clear` against find(1) on a generated ML project.
 
-    python3 bench/clear.py --bin target/release/artifactctl [--scale 100] [--reps 5]
+    python3 bench/clear.py --bin target/release/artifactctl [--scale 100] [--reps 3]
 
 Builds the fixture once (../shared/bench/mkfixture.py when it exists, else a
 small generator of its own), then for each figure runs artifactctl and the
@@ -168,7 +168,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bin", default=os.path.join(REPO, "target", "release", "artifactctl"))
     p.add_argument("--scale", type=int, default=100)
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--reps", type=int, default=3)
     p.add_argument("--fixture", help="reuse an already built fixture (it is never modified)")
     p.add_argument("--work", help="scratch folder (default: a temporary one)")
     args = p.parse_args()
@@ -188,14 +188,14 @@ def main():
             fixture = os.path.join(work, "fixture")
             expected = build_fixture(fixture, args.scale)
             print(f"fixture: {json.dumps(expected)}")
-        keep_set = None
         # The set a correct clear keeps: every file find's own removal spares.
         probe = fresh_copy(fixture, work, "probe")
         subprocess.run(find_delete(probe), check=True)
         keep_set = tree_listing(probe)
         shutil.rmtree(probe)
         if expected and len(keep_set) != expected["keep_files"]:
-            print(f"warning: find keeps {len(keep_set)} files, the fixture expects {expected['keep_files']}")
+            print(f"FAILED: find keeps {len(keep_set)} files, the fixture expects {expected['keep_files']}")
+            ok = False
 
         ours = [binary, "--root", fixture, "--no-progress", "clear", "--json"]
         dry = subprocess.run(ours, capture_output=True, text=True)
@@ -212,29 +212,30 @@ def main():
             ok = False
 
         n = [0]
+        survivors_ok = [True]
 
         def delete_with(make_cmd):
             n[0] += 1
             copy = fresh_copy(fixture, work, n[0])
+            os.sync()  # neither side pays for writing back the copy
             cmd = make_cmd(copy)
             ms = timed(cmd)
             survivors = tree_listing(copy)
             if survivors != keep_set:
                 print(f"FAILED: {cmd[0]} left {len(survivors)} files, expected {len(keep_set)}: "
                       f"extra {sorted(survivors - keep_set)[:5]} missing {sorted(keep_set - survivors)[:5]}")
-                nonlocal_ok[0] = False
+                survivors_ok[0] = False
             shutil.rmtree(copy)
             return ms
 
-        nonlocal_ok = [True]
 
         def ours_delete(root):
             return [binary, "--root", root, "--no-progress", "-q", "clear", "--force"]
 
         ok &= report("deletion", median_of(args.reps, lambda: delete_with(ours_delete)),
                      median_of(args.reps, lambda: delete_with(find_delete)), 0.8)
-        ok &= nonlocal_ok[0]
-        if nonlocal_ok[0]:
+        ok &= survivors_ok[0]
+        if survivors_ok[0]:
             print(f"keep set: exactly {len(keep_set)} files survive every deletion")
 
         copy = fresh_copy(fixture, work, "rss")

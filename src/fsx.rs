@@ -702,55 +702,60 @@ impl DirFd {
         self.stat_at(name).map(|(kind, _)| kind)
     }
 
-    /// Every name in the directory except `.` and `..`.
+    /// Every name in the directory except `.` and `..`. Read with
+    /// `getdents64` straight from this descriptor (no `fdopendir`, which
+    /// would cost a reopen, an `fcntl` and an `fstat` per folder); call it
+    /// once per `DirFd`, since it consumes the read offset.
     pub fn entries(&self) -> io::Result<Vec<RawEntry>> {
-        // fdopendir takes ownership of the descriptor it is given, and shares
-        // the read offset with ours: give it a fresh one opened on ".".
-        let dot = CString::new(".").expect("no NUL");
-        // SAFETY: valid descriptor and name; result checked.
-        let fd = cvt(unsafe { libc::openat(self.raw(), dot.as_ptr(), DIR_OPEN_FLAGS) })?;
-        // SAFETY: `fd` is a directory descriptor we own; on failure we close it.
-        let dir = unsafe { libc::fdopendir(fd) };
-        if dir.is_null() {
-            let err = io::Error::last_os_error();
-            unsafe { libc::close(fd) };
-            return Err(err);
-        }
+        // Header of `struct linux_dirent64`: d_ino u64, d_off i64, d_reclen
+        // u16, d_type u8, then the NUL-terminated name.
+        const NAME_OFFSET: usize = 19;
+        let mut buf = vec![0u8; 32 * 1024];
         let mut out = Vec::new();
-        let result = loop {
-            // SAFETY: errno is thread-local; readdir reports errors only through it.
-            unsafe { *libc::__errno_location() = 0 };
-            let ent = unsafe { libc::readdir(dir) };
-            if ent.is_null() {
-                let errno = unsafe { *libc::__errno_location() };
-                break if errno == 0 {
-                    Ok(())
-                } else {
-                    Err(io::Error::from_raw_os_error(errno))
-                };
-            }
-            // SAFETY: readdir returned a valid entry that lives until the next call.
-            let ent = unsafe { &*ent };
-            let name = unsafe { CStr::from_ptr(ent.d_name.as_ptr()) };
-            let bytes = name.to_bytes();
-            if bytes == b"." || bytes == b".." {
-                continue;
-            }
-            let kind = match ent.d_type {
-                libc::DT_REG => Some(EntryKind::File),
-                libc::DT_DIR => Some(EntryKind::Dir),
-                libc::DT_LNK => Some(EntryKind::Symlink),
-                libc::DT_UNKNOWN => None,
-                _ => Some(EntryKind::Other),
+        loop {
+            // SAFETY: the buffer is valid for `buf.len()` bytes for the call.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    self.raw(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
             };
-            out.push(RawEntry {
-                name: name.to_owned(),
-                kind,
-            });
-        };
-        // SAFETY: `dir` came from fdopendir and is closed exactly once.
-        unsafe { libc::closedir(dir) };
-        result.map(|()| out)
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            if n == 0 {
+                return Ok(out);
+            }
+            let mut at = 0usize;
+            while at < n as usize {
+                let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+                let d_type = buf[at + 18];
+                let record = &buf[at + NAME_OFFSET..at + reclen];
+                let len = record.iter().position(|&b| b == 0).unwrap_or(record.len());
+                let name = &record[..len];
+                at += reclen;
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                let kind = match d_type {
+                    libc::DT_REG => Some(EntryKind::File),
+                    libc::DT_DIR => Some(EntryKind::Dir),
+                    libc::DT_LNK => Some(EntryKind::Symlink),
+                    libc::DT_UNKNOWN => None,
+                    _ => Some(EntryKind::Other),
+                };
+                out.push(RawEntry {
+                    name: CString::new(name).expect("no NUL inside a name"),
+                    kind,
+                });
+            }
+        }
     }
 
     /// Remove the non-directory `name` here (a symlink goes as a link).

@@ -127,15 +127,17 @@ pub fn clear(
         None,
         Unit::Items,
     );
-    for (target, rel) in opened.into_iter().zip(&targets) {
-        match target {
-            Target::Root => scan.scan_dir(&root_fd, Path::new("")),
-            Target::Entry { parent, entry } => {
-                let parent_rel = rel.parent().unwrap_or(Path::new(""));
-                scan.visit(&parent, parent_rel, &entry);
+    walker_pool()?.install(|| {
+        for (target, rel) in opened.into_iter().zip(&targets) {
+            match target {
+                Target::Root => scan.scan_dir(&root_fd, Path::new("")),
+                Target::Entry { parent, entry } => {
+                    let parent_rel = rel.parent().unwrap_or(Path::new(""));
+                    scan.visit(&parent, parent_rel, &entry);
+                }
             }
         }
-    }
+    });
     reporter.end();
     let mut items = scan.items.into_inner().expect("items lock");
     items.sort_by(|a, b| a.path.cmp(&b.path));
@@ -149,6 +151,20 @@ pub fn clear(
         errors,
     })
 }
+
+/// Threads for the walk. Reading and unlinking metadata mostly waits on the
+/// disk and its journal, not on the CPU, so a few threads per core keep the
+/// device busy; the stacks are small and nothing per file is kept.
+fn walker_pool() -> Result<rayon::ThreadPool> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads((cores * WALKERS_PER_CORE).clamp(4, 32))
+        .thread_name(|i| format!("clear-{i}"))
+        .build()
+        .context("cannot start the walker threads")
+}
+
+const WALKERS_PER_CORE: usize = 4;
 
 /// Refuse `/` and the home directory as a root unless a config file there
 /// says the user really means it.
