@@ -797,6 +797,11 @@ impl DirFd {
     }
 }
 
+/// Says whether an entry (by path) must stay.
+pub type KeepFilter<'a> = &'a (dyn Fn(&Path, EntryKind) -> bool + Sync);
+/// Told each file (or link) with its size.
+pub type FileListener<'a> = &'a (dyn Fn(&Path, u64) + Sync);
+
 /// Callbacks and limits for [`walk_tree`].
 pub struct TreeWalk<'a> {
     /// Remove what is walked; `false` only counts (a dry run).
@@ -804,9 +809,9 @@ pub struct TreeWalk<'a> {
     /// Never enter a directory on another device than this one.
     pub device: u64,
     /// Entries (by path) to leave in place, with their parents.
-    pub keep: Option<&'a (dyn Fn(&Path, EntryKind) -> bool + Sync)>,
+    pub keep: Option<KeepFilter<'a>>,
     /// Told each file (or link) counted or removed, with its size.
-    pub on_file: Option<&'a (dyn Fn(&Path, u64) + Sync)>,
+    pub on_file: Option<FileListener<'a>>,
     /// Told each entry that could not be read or removed; the walk goes on.
     pub on_error: &'a (dyn Fn(&Path, &io::Error) + Sync),
     /// Told how many more files were done, in batches.

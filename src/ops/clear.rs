@@ -87,7 +87,7 @@ pub struct ClearReport {
 }
 
 /// Called with each file (relative to the root) and its size, for `-v`.
-pub type FileListener<'a> = &'a (dyn Fn(&Path, u64) + Sync);
+pub use crate::fsx::FileListener;
 
 /// Plan, or with `opts.force` carry out, the clear. Refusals (a bad root or
 /// PATH) are errors before anything is touched; failures on single entries
@@ -422,7 +422,7 @@ impl Scan<'_> {
                     Err(_) => return,
                 }
                 let keep = |p: &Path, k: EntryKind| self.rules.keeps(p, k);
-                let keep: &(dyn Fn(&Path, EntryKind) -> bool + Sync) = &keep;
+                let keep: fsx::KeepFilter = &keep;
                 let on_error = |p: &Path, e: &io::Error| self.fail(p, e);
                 let on_progress = |n: u64| self.reporter.advance(n);
                 let walk = TreeWalk {
