@@ -602,6 +602,8 @@ pub enum EntryKind {
 pub struct RawEntry {
     pub name: CString,
     pub kind: Option<EntryKind>,
+    /// Inode number, to work through big folders in inode order.
+    pub ino: u64,
 }
 
 impl RawEntry {
@@ -734,6 +736,7 @@ impl DirFd {
             }
             let mut at = 0usize;
             while at < n as usize {
+                let ino = u64::from_ne_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
                 let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
                 let d_type = buf[at + 18];
                 let record = &buf[at + NAME_OFFSET..at + reclen];
@@ -753,6 +756,7 @@ impl DirFd {
                 out.push(RawEntry {
                     name: CString::new(name).expect("no NUL inside a name"),
                     kind,
+                    ino,
                 });
             }
         }
@@ -880,9 +884,12 @@ fn walk_contents(dir: &DirFd, path: &Path, walk: &TreeWalk) -> TreeTotals {
             };
         }
     };
-    let (subdirs, others): (Vec<RawEntry>, Vec<RawEntry>) = entries
+    let (subdirs, mut others): (Vec<RawEntry>, Vec<RawEntry>) = entries
         .into_iter()
         .partition(|e| e.kind == Some(EntryKind::Dir));
+    // Directory order is hash order on ext4; inode order touches each inode
+    // table block once instead of at random (what `rm -rf` does too).
+    others.sort_unstable_by_key(|e| e.ino);
     let file_totals = others
         .par_chunks(WALK_BATCH)
         .map(|batch| {

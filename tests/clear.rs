@@ -284,6 +284,11 @@ fn path_arguments_stay_inside_the_root() {
         .code(1)
         .stderr(predicate::str::contains(".git"));
     p.cmd()
+        .args(["clear", "--force", "scripts/../.git"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("protected"));
+    p.cmd()
         .args(["clear", "--force", ".venv/lib"])
         .assert()
         .code(1)

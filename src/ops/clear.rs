@@ -153,8 +153,9 @@ pub fn clear(
 }
 
 /// Threads for the walk. Reading and unlinking metadata mostly waits on the
-/// disk and its journal, not on the CPU, so a few threads per core keep the
-/// device busy; the stacks are small and nothing per file is kept.
+/// disk and its journal, not on the CPU, so several threads per core keep
+/// the device busy: on 2 cores, 16 threads deleted as fast as 8 or faster,
+/// and much faster than 2. The stacks are small and nothing per file is kept.
 fn walker_pool() -> Result<rayon::ThreadPool> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     rayon::ThreadPoolBuilder::new()
@@ -164,7 +165,7 @@ fn walker_pool() -> Result<rayon::ThreadPool> {
         .context("cannot start the walker threads")
 }
 
-const WALKERS_PER_CORE: usize = 4;
+const WALKERS_PER_CORE: usize = 8;
 
 /// Refuse `/` and the home directory as a root unless a config file there
 /// says the user really means it.
@@ -323,11 +324,15 @@ impl Scan<'_> {
                 rel.display()
             )))
         })?;
+        if kind == EntryKind::Dir && clear_rules::is_protected_dir_name(name.as_bytes()) {
+            return Err(refuse(rel, "is a protected folder"));
+        }
         Ok(Target::Entry {
             parent,
             entry: RawEntry {
                 name: c,
                 kind: Some(kind),
+                ino: 0,
             },
         })
     }
