@@ -43,3 +43,13 @@ refresh-datasets: build
 
 refresh-models-only: build
 	$(BIN) --root $(REFRESH_ROOT) refresh --models-only
+
+.PHONY: clear-artifacts clear-artifacts-force
+
+# Show the regenerable artifacts `artifactctl clear` would remove (seed 000).
+clear-artifacts: build
+	$(BIN) clear
+
+# Remove them.
+clear-artifacts-force: build
+	$(BIN) clear --force

@@ -26,6 +26,7 @@ pub struct Config {
     pub promote: PromoteConfig,
     pub refresh: RefreshConfig,
     pub cleanup: CleanupConfig,
+    pub clear: ClearConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +83,55 @@ impl Default for ListConfig {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+        }
+    }
+}
+
+/// `artifactctl clear`: what counts as a regenerable artifact (seed 000).
+/// Pattern semantics are in `docs/clear.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClearConfig {
+    /// What is removed; setting it replaces the defaults.
+    pub patterns: Vec<String>,
+    /// Added to `patterns`, to extend the defaults without repeating them.
+    pub extra_patterns: Vec<String>,
+    /// Never removed, whatever `patterns` says.
+    pub keep: Vec<String>,
+    /// Enter folders mounted from another filesystem.
+    pub cross_filesystems: bool,
+}
+
+impl Default for ClearConfig {
+    fn default() -> Self {
+        ClearConfig {
+            patterns: [
+                "*.joblib",
+                "*.pkl",
+                "*.h5",
+                "*.hdf5",
+                "*.pb",
+                "*.onnx",
+                "*.db",
+                "trained_models/",
+                "training_data/",
+                "evaluation_data/",
+                "evaluation_results/",
+                "training_checkpoints/",
+                "mlruns/",
+                "htmlcov/",
+                ".pytest_cache/",
+                ".mypy_cache/",
+                ".hypothesis/",
+                "coverage.xml",
+                ".coverage",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            extra_patterns: Vec::new(),
+            keep: Vec::new(),
+            cross_filesystems: false,
         }
     }
 }
@@ -252,6 +302,18 @@ keep_monthly = 0
 max_size = ""
 # Failed and interrupted runs go once older than this.
 failed_older_than = "7d"
+
+[clear]
+# What `artifactctl clear` removes (see docs/clear.md). A pattern without "/"
+# matches a name at any depth; with "/", the path from the project root; a
+# trailing "/" matches folders only. Setting this list replaces the defaults.
+patterns = ["*.joblib", "*.pkl", "*.h5", "*.hdf5", "*.pb", "*.onnx", "*.db", "trained_models/", "training_data/", "evaluation_data/", "evaluation_results/", "training_checkpoints/", "mlruns/", "htmlcov/", ".pytest_cache/", ".mypy_cache/", ".hypothesis/", "coverage.xml", ".coverage"]
+# Patterns added to the list above, keeping the defaults.
+extra_patterns = []
+# Never removed, whatever the patterns say, e.g. ["data/reference/*.pkl"].
+keep = []
+# Enter folders mounted from another filesystem.
+cross_filesystems = false
 "#;
 
 /// A loaded configuration and where it came from.

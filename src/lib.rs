@@ -6,6 +6,7 @@
 //!
 //! Read `docs/architecture.md` for the bird's-eye view and the invariants.
 
+pub mod clear_rules;
 pub mod config;
 pub mod error;
 pub mod exit_codes;

@@ -2,6 +2,7 @@
 //! turns its flags into the library's options and prints the result.
 
 pub mod cleanup;
+pub mod clear;
 pub mod completions;
 pub mod delete;
 pub mod history;
@@ -41,6 +42,7 @@ pub enum Command {
     Cleanup(cleanup::Args),
     Pin(pin::Args),
     Unpin(unpin::Args),
+    Clear(clear::Args),
     Completions(completions::Args),
     Man(man::Args),
     Refresh(refresh::Args),
@@ -68,6 +70,7 @@ impl Command {
                     Command::Cleanup(args) => cleanup::run(&ctx, out, args),
                     Command::Pin(args) => pin::run(&ctx, out, args),
                     Command::Unpin(args) => unpin::run(&ctx, out, args),
+                    Command::Clear(args) => clear::run(&ctx, out, args),
                     Command::Init(_) | Command::Completions(_) | Command::Man(_) => unreachable!(),
                 }
             }

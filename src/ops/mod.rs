@@ -4,6 +4,7 @@
 //! run, the producer record, and the lineage index that protects runs.
 
 pub mod cleanup;
+pub mod clear;
 pub mod delete;
 pub mod pin;
 pub mod promote;

@@ -345,3 +345,55 @@ impl NativeRun<'_> {
         run
     }
 }
+
+/// Seed 000: a training repository in the shape of `mkfixture.py project` at
+/// a small scale: source that must survive (including a `.git` folder and a
+/// virtualenv holding `pyvenv.cfg`) and every kind of regenerable artifact
+/// `clear` removes by default.
+pub fn seed000(root: &Path) {
+    for pkg in ["bondtrader", "bondtrader/ml", "scripts", "tests", "docs"] {
+        for i in 0..3 {
+            write(
+                &root.join(format!("{pkg}/module_{i}.py")),
+                format!("VALUE = {i}\n"),
+            );
+        }
+    }
+    write(&root.join("README.md"), b"# bondtrader\n");
+    write(
+        &root.join("bondtrader/ml/pickle_utils.py"),
+        b"import pickle\n",
+    );
+    write(&root.join("docs/onnx_export.md"), b"how we export\n");
+    write(&root.join(".git/HEAD"), b"ref: refs/heads/main\n");
+    write(&root.join(".git/objects/ab/model.pkl"), b"not ours");
+    write(&root.join(".venv/pyvenv.cfg"), b"home = /usr/bin\n");
+    write(&root.join(".venv/lib/iris.pkl"), b"not ours");
+    for i in 0..6 {
+        write(
+            &root.join(format!("trained_models/Model_{i}.joblib")),
+            vec![1u8; 100],
+        );
+        write(
+            &root.join(format!("training_data/dataset_{i}.joblib")),
+            vec![2u8; 50],
+        );
+        write(
+            &root.join(format!("training_checkpoints/epoch_{i}/checkpoint.joblib")),
+            vec![3u8; 25],
+        );
+        write(
+            &root.join(format!("mlruns/0/run{i}/metrics/loss")),
+            b"1700000000 0.5 0\n",
+        );
+        write(&root.join(format!("htmlcov/m_{i}.html")), b"<html></html>");
+        write(&root.join(format!(".pytest_cache/v/{i}")), b"cache");
+    }
+    write(&root.join("bondtrader/ml/stray.pkl"), vec![4u8; 10]);
+    write(&root.join("scripts/export.onnx"), vec![5u8; 10]);
+    write(&root.join("experiments/exp_0/model.pb"), vec![6u8; 10]);
+    write(&root.join("bondtrader.db"), vec![7u8; 40]);
+    write(&root.join("coverage.xml"), b"<coverage/>");
+    write(&root.join(".coverage"), b"SQLite format 3");
+    std::os::unix::fs::symlink("../bondtrader", root.join("trained_models/src_link")).unwrap();
+}
