@@ -16,6 +16,7 @@ BENCHES = [
     ("verify.py", []),
     ("refresh.py", []),
     ("cleanup.py", []),
+    ("clear.py", []),
 ]
 
 
