@@ -78,6 +78,14 @@ impl Command {
     }
 }
 
+/// The `REF` argument of the commands that act on one run.
+#[derive(Debug, clap::Args)]
+pub struct RefArg {
+    /// [stage/][namespace/](run-id|latest)
+    #[arg(value_name = "REF")]
+    pub reference: artifactctl::refs::RunRef,
+}
+
 /// Parse `KEY=VALUE`.
 pub fn key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {

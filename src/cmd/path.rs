@@ -1,5 +1,4 @@
 use anyhow::Result;
-use artifactctl::refs::RunRef;
 use artifactctl::ExitCode;
 
 use crate::output::Output;
@@ -17,13 +16,12 @@ use crate::settings::Context;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// [stage/][namespace/](run-id|latest)
-    #[arg(value_name = "REF")]
-    pub reference: RunRef,
+    #[command(flatten)]
+    pub target: super::RefArg,
 }
 
 pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    let resolved = ctx.store.resolve(&args.reference)?;
+    let resolved = ctx.store.resolve(&args.target.reference)?;
     for warning in &resolved.warnings {
         out.warn(warning);
     }

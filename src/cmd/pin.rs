@@ -1,6 +1,5 @@
 use anyhow::Result;
 use artifactctl::ops::pin;
-use artifactctl::refs::RunRef;
 use artifactctl::ExitCode;
 
 use crate::output::Output;
@@ -20,17 +19,21 @@ use crate::settings::Context;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// [stage/][namespace/](run-id|latest)
-    #[arg(value_name = "REF")]
-    pub reference: RunRef,
+    #[command(flatten)]
+    pub target: super::RefArg,
 }
 
 pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    set(ctx, out, &args.reference, true)
+    set(ctx, out, &args.target.reference, true)
 }
 
 /// Shared by `pin` and `unpin`: apply, then say what happened.
-pub fn set(ctx: &Context, out: &Output, reference: &RunRef, pinned: bool) -> Result<ExitCode> {
+pub fn set(
+    ctx: &Context,
+    out: &Output,
+    reference: &artifactctl::refs::RunRef,
+    pinned: bool,
+) -> Result<ExitCode> {
     let outcome = pin::set_pinned(&ctx.store, reference, pinned)?;
     for warning in &outcome.warnings {
         out.warn(warning);

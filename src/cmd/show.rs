@@ -1,5 +1,4 @@
 use anyhow::Result;
-use artifactctl::refs::RunRef;
 use artifactctl::store::RunInfo;
 use artifactctl::ExitCode;
 use serde::Serialize;
@@ -18,9 +17,8 @@ use crate::settings::Context;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// [stage/][namespace/](run-id|latest)
-    #[arg(value_name = "REF")]
-    pub reference: RunRef,
+    #[command(flatten)]
+    pub target: super::RefArg,
     /// Print {"schema_version":1,"run":{...}}
     #[arg(long)]
     pub json: bool,
@@ -32,7 +30,7 @@ struct ShowJson<'a> {
 }
 
 pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    let resolved = ctx.store.resolve(&args.reference)?;
+    let resolved = ctx.store.resolve(&args.target.reference)?;
     for warning in &resolved.warnings {
         out.warn(warning);
     }

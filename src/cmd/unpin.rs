@@ -1,5 +1,4 @@
 use anyhow::Result;
-use artifactctl::refs::RunRef;
 use artifactctl::ExitCode;
 
 use crate::output::Output;
@@ -16,11 +15,10 @@ use crate::settings::Context;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// [stage/][namespace/](run-id|latest)
-    #[arg(value_name = "REF")]
-    pub reference: RunRef,
+    #[command(flatten)]
+    pub target: super::RefArg,
 }
 
 pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    super::pin::set(ctx, out, &args.reference, false)
+    super::pin::set(ctx, out, &args.target.reference, false)
 }
