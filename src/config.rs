@@ -558,6 +558,15 @@ mod tests {
     }
 
     #[test]
+    fn docs_config_md_shows_the_template() {
+        let docs = include_str!("../docs/config.md");
+        assert!(
+            docs.contains(&format!("```toml\n{TEMPLATE}```")),
+            "docs/config.md must show TEMPLATE verbatim in its Settings section"
+        );
+    }
+
+    #[test]
     fn precedence_is_env_over_file_over_default() {
         let dir = tempfile::tempdir().unwrap();
         let loaded = Config::load(dir.path(), env(&[])).unwrap();
