@@ -409,12 +409,16 @@ fn unknown_keys(file: &toml::Table, defaults: &toml::Table) -> Vec<String> {
                         out.push(format!("unknown setting [{section}] {key}"));
                     }
                     // Nested sections such as [promote.validated]: a typo in
-                    // `require` must not silently drop the gates.
+                    // `require` must not silently drop the gates. An empty
+                    // default table is a free-form map ([refresh.params]).
                     if let (
                         Some(toml::Value::Table(known_sub)),
                         Some(toml::Value::Table(given_sub)),
                     ) = (known.get(key), given.get(key))
                     {
+                        if known_sub.is_empty() {
+                            continue;
+                        }
                         for sub in given_sub.keys().filter(|k| !known_sub.contains_key(*k)) {
                             out.push(format!("unknown setting [{section}.{key}] {sub}"));
                         }
@@ -555,6 +559,18 @@ mod tests {
         let table: toml::Table = TEMPLATE.parse().unwrap();
         let defaults = toml::Table::try_from(Config::default()).unwrap();
         assert_eq!(table, defaults, "every default must appear in the template");
+    }
+
+    #[test]
+    fn free_form_tables_are_not_typos() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[refresh.params]\nseq_length = 30\n[refresh.env]\nLC_ALL = \"C\"\n",
+        )
+        .unwrap();
+        let loaded = Config::load(dir.path(), env(&[])).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     }
 
     #[test]
