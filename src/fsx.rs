@@ -277,10 +277,14 @@ impl Staging {
         &self.path
     }
 
-    /// The staged folder is the user's own (moved in, not copied): if it is
-    /// not published, rename it back to `original` instead of removing it.
-    pub fn return_on_failure(&mut self, original: PathBuf) {
-        self.return_to = Some(original);
+    /// Stage the user's own folder by renaming it in (`register --move`). If
+    /// it is never published, it is renamed back instead of removed. Fails
+    /// with `EXDEV` when `source` is on another filesystem than the store.
+    pub fn adopt(store_dir: &Path, label: &str, source: &Path) -> io::Result<Staging> {
+        let mut staging = Staging::reserve(store_dir, label)?;
+        fs::rename(source, &staging.path)?;
+        staging.return_to = Some(source.to_path_buf());
+        Ok(staging)
     }
 
     /// fsync everything written, then rename the directory to `dest`, failing

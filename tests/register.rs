@@ -348,3 +348,26 @@ fn kill_9_during_register_leaves_no_run_and_the_next_write_sweeps() {
         .unwrap_or_default();
     assert!(left.is_empty(), "dead writers' staging is swept: {left:?}");
 }
+
+#[test]
+fn a_moved_folder_is_given_back_when_publishing_fails() {
+    let p = Project::new();
+    let first = p.training_output("first");
+    p.register(&first, &["--id", "taken"]);
+    let out = p.training_output("out");
+    p.cmd()
+        .args(["register", "out", "--move", "--id", "taken"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+    assert!(
+        out.join("checkpoints/best.pt").is_file(),
+        "the folder is back where it was"
+    );
+    assert_eq!(
+        std::fs::read(out.join("checkpoints/best.pt")).unwrap(),
+        b"best weights"
+    );
+    let staging = p.store().join(".artifactctl/staging");
+    assert!(std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0) == 0);
+}

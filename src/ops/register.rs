@@ -65,11 +65,9 @@ pub fn register(
     let label = opts.id.clone().unwrap_or_else(|| "register".into());
     let mut moved = false;
     let staging = if opts.move_in {
-        let mut staging = Staging::reserve(store.dir(), &label)?;
-        match std::fs::rename(&source, staging.path()) {
-            Ok(()) => {
+        match Staging::adopt(store.dir(), &label, &source) {
+            Ok(staging) => {
                 moved = true;
-                staging.return_on_failure(source.clone());
                 staging
             }
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
@@ -77,7 +75,6 @@ pub fn register(
                     "{} is on another filesystem than the store; copied it instead of moving, and left the original in place",
                     source.display()
                 ));
-                drop(staging);
                 copy_in(store, &source, &label, reporter)?
             }
             Err(e) => {
