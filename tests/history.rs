@@ -7,21 +7,10 @@ use serde_json::Value;
 const NS: &str = "gru/BTCEUR";
 
 fn history(p: &Project, args: &[&str]) -> Vec<Value> {
-    let out = p
-        .cmd()
-        .arg("history")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["schema_version"], 1);
-    doc["entries"].as_array().unwrap().clone()
+    p.json(&[&["history"], args].concat())["entries"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[test]

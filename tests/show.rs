@@ -7,19 +7,7 @@ use predicates::prelude::*;
 use serde_json::Value;
 
 fn show_json(p: &Project, args: &[&str]) -> Value {
-    let out = p
-        .cmd()
-        .arg("show")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    p.json(&[&["show"], args].concat())
 }
 
 #[test]

@@ -78,20 +78,22 @@ impl Project {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
-    /// `list --json [args]` parsed.
-    pub fn list_json(&self, args: &[&str]) -> Value {
-        let out = self
-            .cmd()
-            .args(["list", "--json"])
-            .args(args)
-            .output()
-            .expect("run");
+    /// `<args> --json`, asserting success; the parsed document.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.cmd().args(args).arg("--json").output().expect("run");
         assert!(
             out.status.success(),
-            "list failed: {}",
+            "{args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).expect("list --json is JSON")
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+        assert_eq!(doc["schema_version"], 1);
+        doc
+    }
+
+    /// `list --json [args]` parsed.
+    pub fn list_json(&self, args: &[&str]) -> Value {
+        self.json(&[&["list"], args].concat())
     }
 }
 
