@@ -248,10 +248,18 @@ impl SortKey {
     }
 }
 
+/// Whether a larger (`max`) or smaller (`min`) value of a metric is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Goal {
+    Max,
+    Min,
+}
+
 /// The value of the `list` BEST column: the metric itself, or else the best
 /// of the per-step values named `<step>.<metric>` (a refresh records one per
 /// model), judged by `goal`.
-pub fn best_metric(run: &RunInfo, metric: &str, goal: crate::config::Goal) -> Option<f64> {
+pub fn best_metric(run: &RunInfo, metric: &str, goal: Goal) -> Option<f64> {
     if let Some(v) = run.metrics.get(metric) {
         return Some(*v);
     }
@@ -262,8 +270,8 @@ pub fn best_metric(run: &RunInfo, metric: &str, goal: crate::config::Goal) -> Op
         .filter(|(k, _)| k.ends_with(&suffix))
         .map(|(_, v)| *v);
     match goal {
-        crate::config::Goal::Max => values.reduce(f64::max),
-        crate::config::Goal::Min => values.reduce(f64::min),
+        Goal::Max => values.reduce(f64::max),
+        Goal::Min => values.reduce(f64::min),
     }
 }
 
@@ -363,7 +371,6 @@ mod tests {
 
     #[test]
     fn best_metric_falls_back_to_per_step_values() {
-        use crate::config::Goal;
         let mut r = run("x", None, json!(1), &[]);
         assert_eq!(best_metric(&r, "sharpe_ratio", Goal::Max), None);
         r.metrics.insert("lstm.sharpe_ratio".into(), 0.5);
