@@ -6,6 +6,7 @@
 pub mod cleanup;
 pub mod clear;
 pub mod delete;
+pub mod ids;
 pub mod pin;
 pub mod promote;
 pub mod refresh;
@@ -24,16 +25,17 @@ use crate::error::ArtifactError;
 use crate::fsx::{self, Staging, StoreLock};
 use crate::store::journal;
 use crate::store::metadata::{Metadata, Producer, RunStatus};
-use crate::store::refs::{self, qualified_ref, Namespace, Stage};
+use crate::store::refs::{qualified_ref, Namespace, Stage};
 use crate::store::{LatestState, ReadOptions, RunLocation, Store};
 
-/// How many same-second ids to try before giving up.
-const MAX_ID_SUFFIX: u32 = 999;
+pub use ids::IdRequest;
 
 #[derive(Debug, Clone)]
 pub struct Published {
     pub location: RunLocation,
     pub became_latest: bool,
+    /// What the caller should tell the user: a reserved id that changed.
+    pub notes: Vec<String>,
 }
 
 /// What to do with `latest` when a run is published.
@@ -43,9 +45,12 @@ pub enum LatestPolicy {
     Advance,
     /// Leave it (failed or interrupted runs, backfills).
     Keep,
-    /// Point it at the run whatever its time: production releases, where the
-    /// caller has already checked the version order.
+    /// Point it at the run whatever its time (`--allow-downgrade`).
     Always,
+    /// Point it at the highest complete semver release of the namespace,
+    /// decided under the lock, so racing promotions end on the right one and
+    /// readers never see a downgrade in between.
+    HighestVersion,
 }
 
 /// Publish a staged run into `<stage>/<ns>/<id>`: under the store lock, pick
@@ -56,7 +61,7 @@ pub fn publish_run(
     store: &Store,
     staging: Staging,
     meta: &mut Metadata,
-    requested: Option<&str>,
+    requested: IdRequest,
     latest: LatestPolicy,
     journal_entry: journal::Entry,
 ) -> Result<Published> {
@@ -65,36 +70,8 @@ pub fn publish_run(
     let ns_dir = store.ns_dir(meta.stage, &ns)?;
     let _lock = lock(store)?;
     fs_create_dir_all(&ns_dir)?;
-    let base = requested
-        .map(str::to_string)
-        .unwrap_or_else(|| refs::default_id(meta.created_at));
-    let mut attempt = 0;
-    let location = loop {
-        let id = if attempt == 0 || requested.is_some() {
-            base.clone()
-        } else {
-            refs::suffixed_id(&base, attempt)
-        };
-        let location = store.location(meta.stage, &ns, &id)?;
-        if location.path.symlink_metadata().is_ok() {
-            if requested.is_some() {
-                return Err(ArtifactError::conflict(format!(
-                    "{} already exists; ids are never reused: choose another --id",
-                    location.reference()
-                ))
-                .into());
-            }
-            attempt += 1;
-            if attempt > MAX_ID_SUFFIX {
-                return Err(ArtifactError::conflict(format!(
-                    "more than {MAX_ID_SUFFIX} runs were created in the second of {base}; pass --id"
-                ))
-                .into());
-            }
-            continue;
-        }
-        break location;
-    };
+    let chosen = ids::choose(store, meta.stage, &ns, requested)?;
+    let location = chosen.location;
     meta.id = location.id.clone();
     write_metadata(staging.path(), meta)?;
     let staging_path = staging.path().to_path_buf();
@@ -112,13 +89,13 @@ pub fn publish_run(
             ))
         }
     })?;
-    let became_latest = latest == LatestPolicy::Advance
-        && meta.status == RunStatus::Complete
-        && advance_latest(store, &location, meta.created_at)?;
-    let became_latest = became_latest
-        || (latest == LatestPolicy::Always
-            && meta.status == RunStatus::Complete
-            && point_latest(store, &location)?);
+    let became_latest = match latest {
+        _ if meta.status != RunStatus::Complete => false,
+        LatestPolicy::Keep => false,
+        LatestPolicy::Advance => advance_latest(store, &location, meta.created_at)?,
+        LatestPolicy::Always => point_latest(store, &location)?,
+        LatestPolicy::HighestVersion => highest_version_latest(store, &location)?,
+    };
     let entry = journal_entry
         .with("became_latest", became_latest)
         .with("total_size", meta.total_size)
@@ -131,6 +108,7 @@ pub fn publish_run(
     Ok(Published {
         location,
         became_latest,
+        notes: chosen.note.into_iter().collect(),
     })
 }
 
@@ -150,33 +128,74 @@ fn fs_create_dir_all(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }
 
-/// Point `latest` at `location` unless the current target is newer: `latest`
-/// only moves forward in time. The caller holds the lock.
+/// Point `latest` at `location` unless a complete run newer than it exists:
+/// `latest` only moves forward in time. When `latest` is healthy (a link to a
+/// complete run) it is trusted to be the newest; when it is dangling,
+/// missing, escaping or names a failed run, the runs themselves are read, so
+/// a broken `latest` never lets an older run take over. The caller holds the
+/// lock.
 fn advance_latest(
     store: &Store,
     location: &RunLocation,
     created_at: DateTime<Utc>,
 ) -> Result<bool> {
-    let ns_dir = store.ns_dir(location.stage, &location.namespace)?;
-    if let Some(current) = store.latest(location.stage, &location.namespace)?.id() {
-        if current != location.id {
-            let opts = ReadOptions::new(&[], false)?;
-            let here = store.location(location.stage, &location.namespace, current)?;
-            let current_run = store.read_run(here, &opts);
-            if current_run.status == RunStatus::Complete
-                && current_run.created_at.is_some_and(|t| t > created_at)
-            {
-                return Ok(false);
-            }
-        }
+    let (stage, ns) = (location.stage, &location.namespace);
+    let opts = ReadOptions::new(&[], false)?;
+    let state = store.latest(stage, ns)?;
+    if state == LatestState::NotALink {
+        // Someone's real file or folder: never replaced; `verify` reports it.
+        return Ok(false);
     }
-    fsx::set_latest(&ns_dir, &location.id).with_context(|| {
-        format!(
-            "cannot update {}",
-            ns_dir.join(crate::store::layout::LATEST).display()
-        )
-    })?;
-    Ok(true)
+    let healthy_target = match state {
+        LatestState::Link(id) | LatestState::Pointer(id) if id != location.id => {
+            let run = store.read_run(store.location(stage, ns, &id)?, &opts);
+            (run.status == RunStatus::Complete && run.problems.is_empty()).then_some(run)
+        }
+        _ => None,
+    };
+    let newer = match healthy_target {
+        Some(current) => current
+            .created_at
+            .filter(|t| *t > created_at)
+            .map(|_| current),
+        None => store
+            .newest_complete(stage, ns, Some(&location.id))
+            .filter(|run| run.created_at.is_some_and(|t| t > created_at)),
+    };
+    match newer {
+        Some(newer) => {
+            // Repair a broken `latest` on the way: it names the newest run.
+            if !matches!(store.latest(stage, ns)?, LatestState::Link(ref id) | LatestState::Pointer(ref id) if *id == newer.id)
+            {
+                point_latest(store, &newer.location)?;
+            }
+            Ok(false)
+        }
+        None => point_latest(store, location),
+    }
+}
+
+/// Point production `latest` at the highest complete release by version
+/// (semver precedence), whichever promotion published it. The caller holds
+/// the lock. Returns whether `location` is that release.
+fn highest_version_latest(store: &Store, location: &RunLocation) -> Result<bool> {
+    use crate::policy::version::Version;
+    let opts = ReadOptions::new(&[], false)?;
+    let highest = store
+        .locations_in(location.stage, &location.namespace)
+        .into_iter()
+        .filter_map(|l| Version::parse(&l.id).ok().map(|v| (v, l)))
+        .filter(|(_, l)| {
+            l.id == location.id || store.read_run(l.clone(), &opts).status == RunStatus::Complete
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, l)| l)
+        .unwrap_or_else(|| location.clone());
+    let current = store.latest(location.stage, &location.namespace)?;
+    if current.id() != Some(highest.id.as_str()) {
+        point_latest(store, &highest)?;
+    }
+    Ok(highest.id == location.id)
 }
 
 /// Point `latest` at `location` unconditionally. The caller holds the lock.

@@ -119,12 +119,16 @@ pub fn register(
         }
     }
     meta.set_files(files);
+    let created_at = meta.created_at;
     let entry = journal::Entry::new("register", Some(source.display().to_string()), None);
     let published = ops::publish_run(
         store,
         staging,
         &mut meta,
-        opts.id.as_deref(),
+        match opts.id.as_deref() {
+            Some(id) => ops::IdRequest::Exact(id),
+            None => ops::IdRequest::Default(created_at),
+        },
         LatestPolicy::Advance,
         entry,
     )

@@ -265,8 +265,15 @@ fn publish_readonly(
     for child in std::fs::read_dir(staging.path())? {
         fsx::make_tree_readonly(&child?.path())?;
     }
-    let published = ops::publish_run(store, staging, meta, Some(&target.id), latest, entry)
-        .with_context(|| format!("{} was not promoted", target.reference()))?;
+    let published = ops::publish_run(
+        store,
+        staging,
+        meta,
+        ops::IdRequest::Exact(&target.id),
+        latest,
+        entry,
+    )
+    .with_context(|| format!("{} was not promoted", target.reference()))?;
     fsx::make_tree_readonly(&published.location.path).with_context(|| {
         format!(
             "cannot make {} read-only",

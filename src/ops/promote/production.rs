@@ -1,7 +1,6 @@
 //! Promotion to production: a semver release with approval, its deployment
 //! config, the changelog entry, and `latest` in version order.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -49,8 +48,8 @@ pub struct ProductionPlan {
     pub notes: Option<String>,
     pub gates: Vec<GateResult>,
     pub warnings: Vec<String>,
-    /// Release ids present when planned, to tell releases that raced in.
-    releases_when_planned: BTreeSet<String>,
+    /// `--allow-downgrade`: the release takes `latest` whatever its version.
+    allow_downgrade: bool,
     source_meta: Option<Metadata>,
     project_root: PathBuf,
     command: Vec<String>,
@@ -149,11 +148,7 @@ pub fn plan_production(store: &Store, opts: ProductionOptions) -> Result<Product
         notes: opts.notes,
         gates,
         warnings,
-        releases_when_planned: store
-            .locations_in(Stage::Production, &location.namespace)
-            .into_iter()
-            .map(|l| l.id)
-            .collect(),
+        allow_downgrade: opts.allow_downgrade,
         source_meta,
         project_root: opts.project_root,
         command: opts.command,
@@ -266,33 +261,23 @@ pub fn promote_production(
         .with("gates", gates_json)
         .with("approval", approval_json)
         .with("notes", plan.notes.clone());
-    // The version order was checked when planning, so the new release takes
-    // `latest` as it is published.
-    let mut promoted = publish_readonly(
+    // `latest` follows the version order, decided under the lock as the
+    // release is published, so racing promotions end on the highest.
+    let latest = if plan.allow_downgrade {
+        LatestPolicy::Always
+    } else {
+        LatestPolicy::HighestVersion
+    };
+    let promoted = publish_readonly(
         store,
         staging,
         &mut meta,
         &plan.target,
-        LatestPolicy::Always,
+        latest,
         entry,
         linked_bytes,
     )?;
     let _lock = ops::lock(store)?;
-    if let Some(higher) = higher_concurrent_release(
-        store,
-        &plan.target,
-        &plan.version,
-        &plan.releases_when_planned,
-    )? {
-        let ns_dir = store.ns_dir(Stage::Production, &plan.target.namespace)?;
-        fsx::set_latest(&ns_dir, &higher).with_context(|| {
-            format!(
-                "cannot update {}",
-                ns_dir.join(crate::store::layout::LATEST).display()
-            )
-        })?;
-        promoted.became_latest = false;
-    }
     let changelog = changelog_entry(
         &plan.target,
         &plan.version,
@@ -306,28 +291,6 @@ pub fn promote_production(
     );
     append_changelog(store, &changelog)?;
     Ok(promoted)
-}
-
-/// A release published by another promotion while this one ran (absent
-/// when it was planned) with a higher version than this one: `latest`
-/// follows the version order, so it belongs there. The caller holds the lock.
-pub(super) fn higher_concurrent_release(
-    store: &Store,
-    target: &RunLocation,
-    version: &Version,
-    releases_when_planned: &BTreeSet<String>,
-) -> Result<Option<String>> {
-    let read = ReadOptions::new(&[], false)?;
-    let higher = store
-        .locations_in(Stage::Production, &target.namespace)
-        .into_iter()
-        .filter(|l| l.id != target.id && !releases_when_planned.contains(&l.id))
-        .filter_map(|l| Version::parse(&l.id).ok().map(|v| (v, l)))
-        .filter(|(v, _)| *v > *version)
-        .filter(|(_, l)| store.read_run(l.clone(), &read).status == RunStatus::Complete)
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, l)| l.id);
-    Ok(higher)
 }
 
 pub(super) fn copy_deploy_config(

@@ -478,15 +478,6 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
         extra,
     };
     meta.set_files(files);
-    let mut publish_id = id.clone();
-    if opts.id.is_none() && run_location.path.symlink_metadata().is_ok() {
-        // Another writer (a register in the same second) took the id meanwhile.
-        publish_id = free_id(store, &opts.namespace, &id, &[])?;
-        prepared.warnings.push(format!(
-            "{} was taken while the steps ran; published as {publish_id} (steps saw ARTIFACTCTL_RUN_ID={id})",
-            run_location.reference()
-        ));
-    }
     let entry = journal::Entry::new("refresh", None, None)
         .with("status", status.as_str())
         .with(
@@ -507,7 +498,7 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
         store,
         staging,
         &mut meta,
-        Some(&publish_id),
+        ops::IdRequest::Reserved(&id),
         LatestPolicy::Advance,
         entry,
     )
@@ -529,7 +520,10 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
         status,
         became_latest: published.became_latest,
         steps,
-        warnings: prepared.warnings,
+        warnings: {
+            prepared.warnings.extend(published.notes.iter().cloned());
+            prepared.warnings
+        },
     })
 }
 
@@ -555,7 +549,16 @@ fn reserve(
             }
             id.clone()
         }
-        None => free_id(store, &opts.namespace, &refs::default_id(started), &busy)?,
+        None => {
+            ops::ids::choose(
+                store,
+                Stage::Raw,
+                &opts.namespace,
+                ops::IdRequest::Default(started),
+            )?
+            .location
+            .id
+        }
     };
     let staging = Staging::create(store.dir(), &id).with_context(|| {
         format!(
@@ -578,29 +581,6 @@ fn staging_label(id: &str) -> String {
         })
         .take(64)
         .collect()
-}
-
-fn free_id(store: &Store, ns: &Namespace, base: &str, busy: &[String]) -> Result<String> {
-    for attempt in 0..1000 {
-        let id = if attempt == 0 {
-            base.to_string()
-        } else {
-            refs::suffixed_id(base, attempt)
-        };
-        let taken = store
-            .location(Stage::Raw, ns, &id)?
-            .path
-            .symlink_metadata()
-            .is_ok()
-            || busy.contains(&staging_label(&id));
-        if !taken {
-            return Ok(id);
-        }
-    }
-    Err(ArtifactError::conflict(format!(
-        "more than 999 runs were created in the second of {base}; pass --id"
-    ))
-    .into())
 }
 
 /// Every file of the staged run: step outputs from their records (hashed
