@@ -168,7 +168,8 @@ fn default_ids_are_never_reused_after_their_holder_was_removed() {
 
 #[test]
 fn a_broken_latest_never_lets_an_older_run_take_over() {
-    let hostile: [(&str, fn(&Path)); 4] = [
+    type BreakLatest = fn(&Path);
+    let hostile: [(&str, BreakLatest); 4] = [
         ("dangling", |raw| {
             std::os::unix::fs::symlink("20990101_000000", raw.join("latest")).unwrap()
         }),
