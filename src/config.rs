@@ -351,8 +351,15 @@ impl Config {
         I: IntoIterator<Item = (String, String)>,
     {
         let path = root.join(CONFIG_FILE);
-        let (mut table, file) = match std::fs::read_to_string(&path) {
-            Ok(text) => {
+        let (mut table, file) = match crate::store::metadata::read_regular(&path) {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes).map_err(|e| {
+                    ArtifactError::usage(format!(
+                        "{}: invalid config: not UTF-8 (byte {} is not valid UTF-8); save the file as UTF-8",
+                        path.display(),
+                        e.utf8_error().valid_up_to()
+                    ))
+                })?;
                 let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
                     ArtifactError::usage(format!(
                         "{}: invalid config: {}fix the file; `artifactctl init` in an empty folder shows every setting",
@@ -363,6 +370,9 @@ impl Config {
                 (table, Some(path.clone()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (toml::Table::new(), None),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(ArtifactError::usage(format!("{}: {e}", path.display())).into());
+            }
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot read {}", path.display()));
             }

@@ -150,14 +150,41 @@ pub fn atomic_write_in_readonly_dir(path: &Path, bytes: &[u8]) -> io::Result<()>
     written.and(restored)
 }
 
-/// Append `bytes` to `path` with one `write` on an `O_APPEND` descriptor and
-/// fsync it, creating the file and its folder if needed.
+/// Append `bytes` (whole lines) to `path` with one `write` on an `O_APPEND`
+/// descriptor and fsync it, creating the file and its folder if needed. If
+/// the file does not end in a newline (a torn last line from a crash or a
+/// full disk), a newline goes first, so the torn line cannot swallow the new
+/// one. A symlink, FIFO or anything but a regular file in `path`'s place is
+/// refused, never written through.
 pub fn append_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
     fault::hit(Point::Mkdir)?;
     fs::create_dir_all(parent_of(path))?;
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is not a regular file; refusing to append to it",
+                path.display()
+            ),
+        ));
+    }
+    let mut last = [0u8; 1];
+    let torn =
+        meta.len() > 0 && file.read_at(&mut last, meta.len() - 1).is_ok() && last[0] != b'\n';
+    let mut text = Vec::with_capacity(bytes.len() + 1);
+    if torn {
+        text.push(b'\n');
+    }
+    text.extend_from_slice(bytes);
     fault::hit(Point::Write)?;
-    file.write_all(bytes)?;
+    file.write_all(&text)?;
     fault::hit(Point::Fsync)?;
     file.sync_data()
 }

@@ -2,7 +2,6 @@
 //! line, appended under the store lock by every operation that changes what
 //! the store holds (register, delete, promote, rollback, cleanup).
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -64,28 +63,35 @@ pub fn encode(entries: &[Entry]) -> Result<String> {
     Ok(text)
 }
 
-/// Every readable entry, oldest first, and a note for each line that is not
-/// (a torn last line after a crash, or a hand edit).
+/// Every readable entry, oldest first, and a note for each line that is not:
+/// a torn last line after a crash or a full disk, a line that is not UTF-8,
+/// a hand edit. One bad line never hides the others.
 pub fn read(store_dir: &Path) -> Result<(Vec<Entry>, Vec<String>)> {
     let path = path(store_dir);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
+    let bytes = match crate::store::metadata::read_no_follow(&path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], vec![])),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     let mut entries = Vec::new();
     let mut problems = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_str(line) {
-            Ok(e) => entries.push(e),
-            Err(e) => problems.push(format!(
-                "{}:{}: skipped unreadable entry: {e}",
+        let skipped = |why: String| {
+            format!(
+                "{}:{}: skipped unreadable entry: {why}",
                 path.display(),
                 n + 1
-            )),
+            )
+        };
+        match std::str::from_utf8(line) {
+            Err(e) => problems.push(skipped(format!("not UTF-8 at byte {}", e.valid_up_to()))),
+            Ok(text) => match serde_json::from_str(text) {
+                Ok(e) => entries.push(e),
+                Err(e) => problems.push(skipped(e.to_string())),
+            },
         }
     }
     Ok((entries, problems))
@@ -94,6 +100,7 @@ pub fn read(store_dir: &Path) -> Result<(Vec<Entry>, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn reads_back_skipping_torn_lines() {
@@ -107,5 +114,24 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].details["bytes"], 3);
         assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_hides_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = Entry::new("register", None, Some("raw/a".into()));
+        let two = Entry::new("register", None, Some("raw/b".into()));
+        let mut bytes = encode(&[one]).unwrap().into_bytes();
+        bytes.extend_from_slice(b"{\"time\": \"\xff\"}\n");
+        bytes.extend_from_slice(encode(&[two]).unwrap().as_bytes());
+        fs::create_dir_all(dir.path().join(INTERNAL_DIR)).unwrap();
+        fs::write(path(dir.path()), bytes).unwrap();
+        let (entries, problems) = read(dir.path()).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].contains(":2: skipped unreadable entry: not UTF-8"),
+            "{problems:?}"
+        );
     }
 }

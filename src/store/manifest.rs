@@ -18,7 +18,7 @@ pub fn hash_file(path: &Path) -> Result<String> {
     if len >= MMAP_THRESHOLD {
         hasher.update_mmap_rayon(path)
     } else {
-        hasher.update_reader(std::fs::File::open(path)?)
+        hasher.update_reader(crate::store::metadata::open_regular(path, false)?)
     }
     .with_context(|| format!("cannot read {}", path.display()))?;
     Ok(hasher.finalize().to_hex().to_string())

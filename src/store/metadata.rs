@@ -138,15 +138,43 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+/// Open `path` for reading only if it is a regular file. A FIFO named
+/// `metadata.json` would otherwise hang every command that reads it, and a
+/// device could be read forever: both are refused. With `follow` false a
+/// symlink in `path`'s place is refused too (`ELOOP`).
+pub fn open_regular(path: &Path, follow: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut flags = libc::O_NONBLOCK;
+    if !follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file (a FIFO, socket, device or folder); artifactctl reads only regular files",
+        ));
+    }
+    Ok(file)
+}
+
+/// Read a whole regular file, following symlinks (configuration files may be
+/// links into a dotfiles repository).
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_all(open_regular(path, true)?)
+}
+
 /// Read a metadata file without following a symlink in its place: a run's
 /// metadata is its own, never a link to somewhere else on the machine.
 pub fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_all(open_regular(path, false)?)
+}
+
+fn read_all(mut file: std::fs::File) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
     // Read until EOF without the size probe `read_to_end` makes: `list`
     // reads thousands of small files and each saved syscall counts.
     let mut bytes = vec![0u8; 8192];
