@@ -1,8 +1,6 @@
-mod common;
-
 use std::os::unix::fs::symlink;
 
-use common::{legacy_models, legacy_versions, seed004, Project};
+use crate::support::{legacy_models, legacy_versions, seed004, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 

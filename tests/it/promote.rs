@@ -1,11 +1,9 @@
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::Project;
+use crate::support::Project;
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -527,7 +525,7 @@ fn kill_9_during_a_promotion_leaves_nothing_partial() {
 #[test]
 fn seed_004_layout_promotes_from_a_raw_run_without_metadata() {
     let p = Project::new();
-    common::seed004(&p.store());
+    crate::support::seed004(&p.store());
     p.require_gates(&["coverage > 0.95", "best_val_loss < 0.5"]);
     let validated = p.promote(
         "v5_5_20251123_103epochs",

@@ -1,12 +1,10 @@
-mod common;
-
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration as StdDuration;
 
+use crate::support::{legacy_models, legacy_versions, NativeRun, Project};
 use chrono::{Duration, Utc};
-use common::{legacy_models, legacy_versions, NativeRun, Project};
 use predicates::prelude::*;
 use serde_json::{json, Value};
 
@@ -434,7 +432,7 @@ fn leftovers_of_crashed_writers_show_in_the_plan_and_go() {
     let p = Project::new();
     five_daily_runs(&p);
     let staging = p.store().join(".artifactctl/staging/run.999999999.abc");
-    common::write(&staging.join("half.pt"), vec![1u8; 300]);
+    crate::support::write(&staging.join("half.pt"), vec![1u8; 300]);
     let plan = plan(&p, &["--keep", "5"]);
     let (action, why) = row(&plan, ".artifactctl/staging/run.999999999.abc");
     assert_eq!(action, "remove");

@@ -1,12 +1,10 @@
-mod common;
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{seed000, write, Project};
+use crate::support::{seed000, write, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -334,7 +332,7 @@ fn home_or_slash_without_a_config_is_refused() {
         .args(["clear"])
         .assert()
         .success();
-    common::bin()
+    crate::support::bin()
         .current_dir("/")
         .env("HOME", &home)
         .args(["--root", "/", "clear"])

@@ -1,10 +1,8 @@
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::Project;
+use crate::support::Project;
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -638,7 +636,7 @@ fn metrics_that_are_not_json_are_reported_and_skipped() {
 }
 
 /// `refresh ARGS` started in the background, stdout piped, with the same
-/// clean environment as `common::bin()`.
+/// clean environment as `crate::support::bin()`.
 fn spawn_refresh(p: &Project, args: &[&str], stderr: Stdio) -> std::process::Child {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_artifactctl"));
     for (key, _) in std::env::vars() {

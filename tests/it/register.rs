@@ -1,8 +1,6 @@
-mod common;
-
 use std::os::unix::fs::symlink;
 
-use common::Project;
+use crate::support::Project;
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -229,7 +227,7 @@ fn internal_links_are_kept_as_links() {
 fn a_seed_002_folder_keeps_its_feature_metadata() {
     let p = Project::new();
     let out = p.path("gru_out");
-    common::legacy_models(&p.path("legacy"), 1, false);
+    crate::support::legacy_models(&p.path("legacy"), 1, false);
     std::fs::rename(p.path("legacy/gru/BTCEUR/20240815_140000"), &out).unwrap();
     let reference = p.register(&out, &["-n", "gru/BTCEUR"]);
     let meta = metadata(&p, &reference);

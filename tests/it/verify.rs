@@ -1,9 +1,7 @@
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::Project;
+use crate::support::Project;
 use serde_json::Value;
 
 const NS: &str = "gru/BTCEUR";
@@ -125,7 +123,7 @@ fn tampering_with_a_promoted_artifact_and_its_read_only_bits() {
 #[test]
 fn seed_002_feature_mismatch_is_reported_and_legacy_limits_said() {
     let p = Project::new();
-    let refs = common::legacy_models(&p.store(), 1, true);
+    let refs = crate::support::legacy_models(&p.store(), 1, true);
     let out = p
         .cmd()
         .args(["verify", "--all", "--json"])
