@@ -210,15 +210,42 @@ fn promoted_artifacts_are_read_only_and_share_bytes_with_the_raw_run() {
             raw_ckpt.metadata().unwrap().ino(),
             "hard link, not a copy"
         );
-        assert!(std::fs::write(dir.join("model.pt"), b"x").is_err() || is_root());
+        // Root writes through permission bits, so the write is tried as an
+        // unprivileged user (the test user under setpriv when running as
+        // root; the tempdir is opened up so that user can reach the file).
+        assert!(
+            !can_write_unprivileged(&dir.join("model.pt")),
+            "{} is writable by an ordinary user",
+            dir.display()
+        );
     }
 }
 
-/// Root writes through permission bits, so the write test only means
-/// something for other users.
-fn is_root() -> bool {
-    // SAFETY: getuid cannot fail.
-    unsafe { libc::getuid() == 0 }
+/// Whether an ordinary user can open `path` for writing (`sh -c ': >> path'`,
+/// which never truncates). As root the check runs as the unprivileged test
+/// user, with the project folder made traversable for it.
+fn can_write_unprivileged(path: &Path) -> bool {
+    if crate::support::is_root() {
+        for dir in path.ancestors().skip(1) {
+            if dir.starts_with(std::env::temp_dir()) && dir != std::env::temp_dir() {
+                let mode = dir.metadata().unwrap().permissions().mode();
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o005))
+                    .unwrap();
+            }
+        }
+    }
+    let out = crate::support::unprivileged_command("sh")
+        .args(["-c", ": >> \"$1\"", "sh"])
+        .arg(path)
+        .output()
+        .expect("run sh");
+    // The user must at least reach the file, or the check proves nothing.
+    assert!(
+        out.status.success() || String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.status.success()
 }
 
 #[test]
@@ -242,9 +269,11 @@ fn production_needs_approval_without_a_terminal() {
 
 /// Run the binary on a pseudo-terminal (util-linux `script`), typing `answer`.
 fn on_a_terminal(p: &Project, args: &str, answer: &str) -> Option<std::process::Output> {
+    // Not a skip: without util-linux `script` the test fails and says why.
     let script = ["/usr/bin/script", "/bin/script"]
         .into_iter()
-        .find(|s| Path::new(s).exists())?;
+        .find(|s| Path::new(s).exists())
+        .expect("util-linux `script` is needed to run artifactctl on a terminal");
     let bin = assert_cmd::cargo::cargo_bin("artifactctl");
     let mut child = Command::new(script)
         .current_dir(p.root())
@@ -265,10 +294,7 @@ fn production_approval_on_a_terminal_is_a_prompt() {
     let p = Project::new();
     let validated = p.released(NS, &[]);
     let args = |v: &str| format!("promote {validated} --to production --version {v}");
-    let Some(refused) = on_a_terminal(&p, &args("1.0.0"), "n\n") else {
-        eprintln!("skipped: no `script` to make a terminal");
-        return;
-    };
+    let refused = on_a_terminal(&p, &args("1.0.0"), "n\n").expect("run on a terminal");
     assert_eq!(refused.status.code(), Some(1));
     assert!(!p.store().join("production").join(NS).join("1.0.0").exists());
     let approved = on_a_terminal(&p, &args("1.0.0"), "y\n").unwrap();

@@ -3,7 +3,9 @@
 //! suite never needs ../shared).
 #![allow(dead_code)]
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use assert_cmd::Command;
 use serde_json::{json, Value};
@@ -12,13 +14,32 @@ use tempfile::TempDir;
 /// A temporary project root with its own store at `<root>/artifacts`.
 pub struct Project {
     pub dir: TempDir,
+    /// Set by [`Project::unprivileged`] when the suite runs as root: the
+    /// uid/gid every command of this project runs as.
+    user: Option<(u32, u32)>,
 }
 
 impl Project {
     pub fn new() -> Project {
         Project {
             dir: tempfile::tempdir().expect("tempdir"),
+            user: None,
         }
+    }
+
+    /// A project whose commands run as an ordinary user, for tests about
+    /// permission bits (root writes through them). As a non-root user this
+    /// is [`Project::new`]. As root (CI runs as root) every `cmd()` runs the
+    /// binary as [`test_user`] under `setpriv`, after handing the whole tree
+    /// to that user, so fixtures the test wrote as root are the user's own.
+    pub fn unprivileged() -> Project {
+        let mut p = Project::new();
+        if is_root() {
+            // tempdir() makes the folder 0700; the user must reach into it.
+            std::fs::set_permissions(p.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            p.user = Some(test_user());
+        }
+        p
     }
 
     pub fn root(&self) -> &Path {
@@ -33,9 +54,19 @@ impl Project {
         self.root().join(rel)
     }
 
-    /// The binary, run in the project root with a clean environment.
+    /// The binary, run in the project root with a clean environment (as
+    /// the unprivileged test user for [`Project::unprivileged`]).
     pub fn cmd(&self) -> Command {
-        let mut cmd = bin();
+        let mut cmd = match self.user {
+            None => bin(),
+            Some((uid, gid)) => {
+                chown_tree(self.root(), uid, gid);
+                let mut cmd = Command::new("setpriv");
+                cmd.args(as_user_args(uid, gid)).arg(cargo_bin());
+                clean_env(&mut cmd);
+                cmd
+            }
+        };
         cmd.current_dir(self.root());
         cmd
     }
@@ -101,13 +132,107 @@ impl Project {
 /// environment cannot leak into a test.
 pub fn bin() -> Command {
     let mut cmd = Command::cargo_bin("artifactctl").expect("binary");
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// The path of the binary under test.
+pub fn cargo_bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("artifactctl")
+}
+
+fn clean_env(cmd: &mut Command) {
     for (key, _) in std::env::vars() {
         if key.starts_with("ARTIFACTCTL_") {
             cmd.env_remove(key);
         }
     }
     cmd.env("NO_COLOR", "1");
-    cmd
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The name of the unprivileged account permission tests run as when the
+/// suite itself runs as root.
+pub const TEST_USER: &str = "artifactctl-test";
+
+/// uid and gid of [`TEST_USER`], creating the account (a system user with
+/// no home) the first time a test in this process asks. Only for root: the
+/// suite must never silently pass a permission test because root ignores
+/// permission bits, so failure to create the user fails the test.
+pub fn test_user() -> (u32, u32) {
+    static USER: OnceLock<(u32, u32)> = OnceLock::new();
+    *USER.get_or_init(|| {
+        assert!(is_root(), "test_user() is for a suite running as root");
+        let lookup = || {
+            let uid = std::process::Command::new("id")
+                .args(["-u", TEST_USER])
+                .output()
+                .ok()?;
+            let gid = std::process::Command::new("id")
+                .args(["-g", TEST_USER])
+                .output()
+                .ok()?;
+            if !uid.status.success() || !gid.status.success() {
+                return None;
+            }
+            let parse = |b: &[u8]| String::from_utf8_lossy(b).trim().parse::<u32>().ok();
+            Some((parse(&uid.stdout)?, parse(&gid.stdout)?))
+        };
+        if let Some(ids) = lookup() {
+            return ids;
+        }
+        let status = std::process::Command::new("useradd")
+            .args(["--system", "--no-create-home", "--user-group"])
+            .args(["--shell", "/usr/sbin/nologin", TEST_USER])
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("running as root: cannot run useradd to create {TEST_USER}: {e}")
+            });
+        // Another test binary may have created it in the meantime (exit 9).
+        lookup().unwrap_or_else(|| {
+            panic!(
+                "running as root: useradd {TEST_USER} failed ({status}); \
+                 permission tests need an unprivileged user"
+            )
+        })
+    })
+}
+
+/// `setpriv` arguments that drop every privilege to `uid`:`gid`.
+fn as_user_args(uid: u32, gid: u32) -> Vec<String> {
+    vec![
+        format!("--reuid={uid}"),
+        format!("--regid={gid}"),
+        "--clear-groups".into(),
+        "--".into(),
+    ]
+}
+
+/// `program` run as the unprivileged test user when the suite runs as root,
+/// as the current user otherwise. The caller makes sure the paths it touches
+/// are reachable by that user (see [`Project::unprivileged`]).
+pub fn unprivileged_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    if is_root() {
+        let (uid, gid) = test_user();
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(as_user_args(uid, gid)).arg(program);
+        cmd
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+/// Give every entry under `root` (not following symlinks) to `uid`:`gid`.
+fn chown_tree(root: &Path, uid: u32, gid: u32) {
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = entry.expect("walk project");
+        std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", entry.path().display()));
+    }
 }
 
 pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> PathBuf {
