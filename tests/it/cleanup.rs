@@ -3,7 +3,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration as StdDuration;
 
-use crate::support::{legacy_models, legacy_versions, NativeRun, Project};
+use crate::support::{legacy_models, legacy_versions, streams_of, NativeRun, Project};
 use chrono::{Duration, Utc};
 use predicates::prelude::*;
 use serde_json::{json, Value};
@@ -157,6 +157,14 @@ fn the_human_plan_says_keep_or_remove_with_reasons_and_bytes() {
         .stdout(predicate::str::contains("--keep-within 2d2h"))
         .stdout(predicate::str::contains("REMOVE  gru/run_3_days_old"))
         .stdout(predicate::str::contains("frees 5.9 KiB"));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "cleanup_plan",
+        streams_of(
+            p.cmd()
+                .args(["cleanup", "--keep-within", "50h", "--dry-run"])
+        )
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::support::{seed000, write, Project};
+use crate::support::{seed000, streams_of, write, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -232,6 +232,11 @@ fn human_output_lists_items_reasons_and_totals_and_v_lists_files() {
         .stdout(predicate::str::contains("*.pkl"))
         .stdout(predicate::str::contains("would remove"))
         .stderr(predicate::str::contains("--force"));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "clear_dry_run",
+        streams_of(p.cmd().arg("clear"))
+    );
     p.cmd()
         .args(["-v", "clear"])
         .assert()

@@ -1,6 +1,6 @@
 use std::os::unix::fs::symlink;
 
-use crate::support::{legacy_models, legacy_versions, seed004, Project};
+use crate::support::{legacy_models, legacy_versions, seed004, stdout_of, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -76,6 +76,7 @@ fn list_shows_runs_newest_first_with_the_latest_marked() {
         .stdout(predicate::str::contains("*  20261121_100000"))
         .stdout(predicate::str::contains("sharpe_ratio"))
         .stdout(predicate::str::contains("1.7"));
+    assert_output_snapshot!(Some(p.root()), "list_table", stdout_of(p.cmd().arg("list")));
 }
 
 #[test]

@@ -2,12 +2,14 @@
 //! the shared `support` module is compiled once. Every test runs the real
 //! `artifactctl` binary; none imports the library.
 
+#[macro_use]
 mod support;
 
 mod cleanup;
 mod clear;
 mod completions;
 mod delete;
+mod help;
 mod history;
 mod init;
 mod list;

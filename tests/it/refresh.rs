@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::Project;
+use crate::support::{streams_of, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -216,6 +216,11 @@ fn a_full_refresh_records_steps_logs_metrics_and_params() {
 #[test]
 fn an_unchanged_pipeline_is_reused_without_copying() {
     let p = example();
+    assert_output_snapshot!(
+        Some(p.root()),
+        "refresh_plan_first",
+        streams_of(p.cmd().args(["refresh", "--dry-run"]))
+    );
     let (_, first) = refresh(&p, &[]);
     let first_ref = first["run"].as_str().unwrap().to_string();
     let planned = plan(&p, &[]);
@@ -225,6 +230,11 @@ fn an_unchanged_pipeline_is_reused_without_copying() {
         .assert()
         .success()
         .stdout(predicate::str::contains(format!("reused from {first_ref}")));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "refresh_plan_reuse",
+        streams_of(p.cmd().args(["refresh", "--dry-run"]))
+    );
 
     let (code, second) = refresh(&p, &[]);
     assert_eq!(code, 0);

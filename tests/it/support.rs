@@ -14,6 +14,8 @@ use tempfile::TempDir;
 /// A temporary project root with its own store at `<root>/artifacts`.
 pub struct Project {
     pub dir: TempDir,
+    /// Variables every `cmd()` of this project sets (see [`Project::env`]).
+    env: Vec<(String, String)>,
     /// Set by [`Project::unprivileged`] when the suite runs as root: the
     /// uid/gid every command of this project runs as.
     user: Option<(u32, u32)>,
@@ -23,6 +25,7 @@ impl Project {
     pub fn new() -> Project {
         Project {
             dir: tempfile::tempdir().expect("tempdir"),
+            env: Vec::new(),
             user: None,
         }
     }
@@ -68,7 +71,17 @@ impl Project {
             }
         };
         cmd.current_dir(self.root());
+        for (key, value) in &self.env {
+            cmd.env(key, value);
+        }
         cmd
+    }
+
+    /// Set `key=value` for every command of this project, e.g. a fixed
+    /// `USER` so that journal tables have the same widths for everyone.
+    pub fn env(mut self, key: &str, value: &str) -> Project {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     /// Write a file (creating parents) relative to the root.
@@ -148,6 +161,9 @@ fn clean_env(cmd: &mut Command) {
         }
     }
     cmd.env("NO_COLOR", "1");
+    // Help and tables must not follow the developer's terminal width.
+    cmd.env_remove("COLUMNS");
+    cmd.env_remove("LINES");
 }
 
 pub fn is_root() -> bool {
@@ -523,4 +539,109 @@ pub fn seed000(root: &Path) {
     write(&root.join("coverage.xml"), b"<coverage/>");
     write(&root.join(".coverage"), b"SQLite format 3");
     std::os::unix::fs::symlink("../bondtrader", root.join("trained_models/src_link")).unwrap();
+}
+
+/// The insta settings every snapshot of human-readable output is taken
+/// under: the one place that says what varies between runs.
+///
+/// `None` is for output that depends on nothing but the binary (`--help`):
+/// no filters, every byte is pinned. `Some(root)` is for output about a
+/// temporary project: `root` becomes `[ROOT]`; the binary's own path (in
+/// recorded command lines) `[BIN]`; run ids made from the clock
+/// (`20261123_151004`, `20261123_151004_002`) `[ID]`; date-times
+/// (`2026-11-23 15:10:04`, RFC 3339 too) `[TIME]`; `15:10:04 ` at the start
+/// of a line `[HMS]`; durations (`ran in 6ms`) `[DUR]`; the user names the
+/// journal records (`uid:N`, or this user's name as a table cell) `[USER]`;
+/// the recorded `hostname` `[HOST]`. Sizes are left alone: every fixture
+/// writes known bytes, so they do not vary.
+pub fn snapshot_settings(root: Option<&Path>) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    let Some(root) = root else {
+        return settings;
+    };
+    let mut paths = vec![(root.to_path_buf(), "[ROOT]"), (cargo_bin(), "[BIN]")];
+    for (path, name) in paths.clone() {
+        if let Ok(real) = path.canonicalize() {
+            if real != path {
+                paths.insert(0, (real, name));
+            }
+        }
+    }
+    for (path, name) in paths {
+        settings.add_filter(&regex_escape(&path.to_string_lossy()), name);
+    }
+    settings.add_filter(r"\b\d{8}_\d{6}(_\d{3})?\b", "[ID]");
+    settings.add_filter(
+        r"\b\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?",
+        "[TIME]",
+    );
+    settings.add_filter(r"(?m)^\d{2}:\d{2}:\d{2} ", "[HMS] ");
+    settings.add_filter(r"\b\d+(\.\d+)?(ns|µs|us|ms|s)\b", "[DUR]");
+    // Journal users: `uid:N` anywhere; a name only as a table cell, so that
+    // "root" in "project root" survives.
+    settings.add_filter(r"\buid:\d+\b", "[USER]");
+    settings.add_filter(
+        &format!(r"(?m)(  |^)({TEST_USER}|{})(  |$)", regex_escape(&whoami())),
+        "$1[USER]$3",
+    );
+    settings.add_filter(r"(?m)^(\s*hostname\s+)\S+$", "$1[HOST]");
+    settings
+}
+
+/// The user name the binary records for this process (as `current_user`
+/// in src/journal.rs does: USER, LOGNAME, USERNAME, else `uid:N`).
+fn whoami() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|u| !u.is_empty())
+        // SAFETY: getuid cannot fail.
+        .unwrap_or_else(|| format!("uid:{}", unsafe { libc::getuid() }))
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Snapshot `text` (human-readable output) under [`snapshot_settings`]:
+/// `assert_output_snapshot!(Some(p.root()), "name", text)`.
+macro_rules! assert_output_snapshot {
+    ($root:expr, $name:expr, $text:expr $(,)?) => {{
+        let text: String = $text;
+        $crate::support::snapshot_settings($root).bind(|| {
+            ::insta::assert_snapshot!($name, text);
+        });
+    }};
+}
+
+/// Stdout of a command that must succeed, as text.
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 stdout")
+}
+
+/// Both streams of a run, labelled, for snapshots of reports that put a
+/// plan on one stream and a summary on the other; with the exit code.
+pub fn streams_of(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code().map_or("signal".into(), |c| c.to_string()),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

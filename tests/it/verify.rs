@@ -1,7 +1,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::support::Project;
+use crate::support::{streams_of, Project};
 use serde_json::Value;
 
 const NS: &str = "gru/BTCEUR";
@@ -60,6 +60,11 @@ fn a_healthy_store_verifies_clean() {
     assert_eq!(doc["problems"], serde_json::json!([]));
     let (code, doc) = verify(&p, &[&format!("production/{NS}/latest")]);
     assert_eq!((code, doc["checked"].as_u64()), (0, Some(1)));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "verify_clean",
+        streams_of(p.cmd().args(["verify", "--all"]))
+    );
 }
 
 #[test]
@@ -81,6 +86,11 @@ fn tampering_is_detected_changed_deleted_and_added_files() {
         );
     }
     assert_eq!(found.len(), 3, "{found:?}");
+    assert_output_snapshot!(
+        Some(p.root()),
+        "verify_tampered",
+        streams_of(p.cmd().args(["verify", &raw]))
+    );
 }
 
 #[test]
