@@ -193,6 +193,11 @@ fn seed_003_versions_are_read_as_they_are_and_corruption_is_shown() {
         .stdout(predicate::str::contains(
             "! corrupted training_metadata.json",
         ));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "list_table_seed_003",
+        stdout_of(p.cmd().args(["--store", "backend/models", "list"]))
+    );
 }
 
 #[test]
@@ -251,6 +256,11 @@ fn seed_004_stages_are_read_as_they_are() {
     assert_eq!(
         run(&list, "validated/v5_5_epoch70_validated")["metrics"]["coverage"],
         0.99
+    );
+    assert_output_snapshot!(
+        Some(p.root()),
+        "list_table_seed_004",
+        stdout_of(p.cmd().args(["list", "--stage", "all"]))
     );
 }
 

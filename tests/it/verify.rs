@@ -155,6 +155,11 @@ fn seed_002_feature_mismatch_is_reported_and_legacy_limits_said() {
         .as_str()
         .unwrap()
         .contains("cannot be verified"));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "verify_seed_002",
+        streams_of(p.cmd().args(["verify", "--all"]))
+    );
 }
 
 #[test]
