@@ -222,7 +222,7 @@ pub struct RefreshConfig {
     pub params: BTreeMap<String, toml::Value>,
     /// Extra environment for every step.
     pub env: BTreeMap<String, String>,
-    pub steps: Vec<crate::pipeline::StepConfig>,
+    pub steps: Vec<crate::policy::pipeline::StepConfig>,
 }
 
 /// The commented file `artifactctl init` writes.

@@ -1,26 +1,27 @@
 //! artifactctl: the store model and the operations behind the `artifactctl` binary.
 //!
-//! The library never touches the terminal: it reports progress through
-//! [`progress::Reporter`] and returns data that the binary formats. Every
-//! change to the filesystem goes through [`fsx`].
+//! The library never touches the terminal: it reports progress through the
+//! small traits of [`progress`] and returns data that the binary formats.
+//! Every change to the filesystem goes through [`fsx`].
+//!
+//! - [`store`]: what a store is on disk: layout names, refs and ids,
+//!   `metadata.json`, manifests, the journal, discovery and reading runs;
+//! - [`fsx`]: the one module that mutates: atomic writes, the lock, staging,
+//!   trash and sweep, transfer, the descriptor walker, fault points;
+//! - [`ops`]: one file or folder per operation;
+//! - [`policy`]: the pure engines (gates, retention, pipeline, clear rules,
+//!   queries, versions), with no I/O.
 //!
 //! Read `docs/architecture.md` for the bird's-eye view and the invariants.
 
-pub mod clear_rules;
 pub mod config;
 pub mod error;
 pub mod exit_codes;
 pub mod fsx;
-pub mod gates;
-pub mod journal;
-pub mod manifest;
-pub mod metadata;
+pub mod host;
 pub mod ops;
-pub mod pipeline;
+pub mod policy;
 pub mod progress;
-pub mod query;
-pub mod refs;
-pub mod retention;
 pub mod store;
 
 pub use error::{ArtifactError, ErrorKind};

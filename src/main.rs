@@ -2,18 +2,13 @@
 //! progress. Everything else lives in the library.
 
 mod cli;
-mod cmd;
-mod output;
-mod prompt;
-mod reporters;
-mod settings;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     restore_sigpipe();
-    let cli = cli::Cli::parse();
-    let out = output::Output::new(&cli.global);
+    let cli = cli::args::Cli::parse();
+    let out = cli::printer::Output::new(&cli.global);
     match cli.command.run(&cli.global, &out) {
         Ok(code) => code.into(),
         Err(err) => {

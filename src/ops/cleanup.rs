@@ -2,7 +2,7 @@
 //! through the removal engine ([`crate::ops::removal`]) that `delete` uses.
 //!
 //! Each namespace (seed 002's symbols, seed 003's flat folder) is judged on
-//! its own. Complete runs go through the policy ([`crate::retention`]);
+//! its own. Complete runs go through the policy ([`crate::policy::retention`]);
 //! failed and interrupted runs go once older than `failed_older_than`; runs
 //! whose metadata cannot be read stay. On top, whatever the policy says, the
 //! protections stay: latest, pinned, lineage sources, production.
@@ -18,13 +18,13 @@ use serde_json::Value;
 use crate::config::CleanupConfig;
 use crate::error::ArtifactError;
 use crate::fsx;
-use crate::journal;
-use crate::metadata::RunStatus;
 use crate::ops;
 use crate::ops::removal::{self, Guard, Protection, Request};
+use crate::policy::retention::{self, Candidate, Policy};
 use crate::progress::Reporter;
-use crate::refs::{Namespace, Stage};
-use crate::retention::{self, Candidate, Policy};
+use crate::store::journal;
+use crate::store::metadata::RunStatus;
+use crate::store::refs::{Namespace, Stage};
 use crate::store::{ReadOptions, RunInfo, Store};
 
 #[derive(Debug, Clone)]
@@ -358,7 +358,7 @@ pub fn execute(
                 .with("size_bytes", row.size_bytes),
         );
     }
-    journal::append_all(store.dir(), &entries)?;
+    ops::record(store.dir(), &entries)?;
 
     let report = removal::remove_runs(
         store,

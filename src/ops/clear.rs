@@ -19,10 +19,10 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::clear_rules::{self, Rules, VENV_MARKER};
 use crate::config::CONFIG_FILE;
 use crate::error::ArtifactError;
 use crate::fsx::{self, DirFd, DirId, EntryKind, RawEntry, TreeTotals, TreeWalk};
+use crate::policy::clear_rules::{self, Rules, VENV_MARKER};
 use crate::progress::{Reporter, Unit};
 
 #[derive(Debug, Clone, Default)]

@@ -8,7 +8,7 @@ use crate::error::ArtifactError;
 use crate::ops;
 use crate::ops::removal::{self, Guard, Request};
 use crate::progress::Silent;
-use crate::refs::RunRef;
+use crate::store::refs::RunRef;
 use crate::store::{ReadOptions, RunInfo, Store};
 
 #[derive(Debug, Clone, Default)]

@@ -22,9 +22,9 @@ use chrono::{DateTime, Utc};
 
 use crate::error::ArtifactError;
 use crate::fsx::{self, Staging, StoreLock};
-use crate::journal;
-use crate::metadata::{Metadata, Producer, RunStatus};
-use crate::refs::{self, qualified_ref, Namespace, Stage};
+use crate::store::journal;
+use crate::store::metadata::{Metadata, Producer, RunStatus};
+use crate::store::refs::{self, qualified_ref, Namespace, Stage};
 use crate::store::{LatestState, ReadOptions, RunLocation, Store};
 
 /// How many same-second ids to try before giving up.
@@ -60,6 +60,7 @@ pub fn publish_run(
     latest: LatestPolicy,
     journal_entry: journal::Entry,
 ) -> Result<Published> {
+    fsx::fault::hit(fsx::fault::Point::Staged)?;
     let ns = Namespace::parse(&meta.namespace)?;
     let ns_dir = store.ns_dir(meta.stage, &ns)?;
     let _lock = lock(store)?;
@@ -95,7 +96,7 @@ pub fn publish_run(
         break location;
     };
     meta.id = location.id.clone();
-    meta.write(staging.path())?;
+    write_metadata(staging.path(), meta)?;
     let staging_path = staging.path().to_path_buf();
     staging.publish(&location.path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -126,7 +127,7 @@ pub fn publish_run(
         target: Some(location.qualified()),
         ..entry
     };
-    journal::append(store.dir(), &entry)?;
+    record(store.dir(), std::slice::from_ref(&entry))?;
     Ok(Published {
         location,
         became_latest,
@@ -169,16 +170,24 @@ fn advance_latest(
             }
         }
     }
-    fsx::set_latest(&ns_dir, &location.id)
-        .with_context(|| format!("cannot update {}", ns_dir.join(fsx::LATEST).display()))?;
+    fsx::set_latest(&ns_dir, &location.id).with_context(|| {
+        format!(
+            "cannot update {}",
+            ns_dir.join(crate::store::layout::LATEST).display()
+        )
+    })?;
     Ok(true)
 }
 
 /// Point `latest` at `location` unconditionally. The caller holds the lock.
 fn point_latest(store: &Store, location: &RunLocation) -> Result<bool> {
     let ns_dir = store.ns_dir(location.stage, &location.namespace)?;
-    fsx::set_latest(&ns_dir, &location.id)
-        .with_context(|| format!("cannot update {}", ns_dir.join(fsx::LATEST).display()))?;
+    fsx::set_latest(&ns_dir, &location.id).with_context(|| {
+        format!(
+            "cannot update {}",
+            ns_dir.join(crate::store::layout::LATEST).display()
+        )
+    })?;
     Ok(true)
 }
 
@@ -213,7 +222,7 @@ pub fn producer(project_root: &Path, command: Vec<String>) -> Producer {
     Producer {
         command,
         version: env!("CARGO_PKG_VERSION").to_string(),
-        hostname: journal::hostname(),
+        hostname: crate::host::hostname(),
         git_commit: git_commit(project_root),
         extra: Default::default(),
     }
@@ -282,6 +291,26 @@ pub fn lineage_dependents(store: &Store) -> BTreeMap<String, Vec<String>> {
         }
     }
     out
+}
+
+/// Append journal entries: one write on an `O_APPEND` descriptor and one
+/// fsync for the batch (a cleanup removing thousands of runs would otherwise
+/// pay an fsync per run). The caller holds the store lock.
+pub fn record(store_dir: &Path, entries: &[journal::Entry]) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let text = journal::encode(entries)?;
+    let path = journal::path(store_dir);
+    fsx::append_durably(&path, text.as_bytes())
+        .with_context(|| format!("cannot append to the journal {}", path.display()))
+}
+
+/// Atomically (re)write `<dir>/metadata.json`.
+pub fn write_metadata(dir: &Path, meta: &Metadata) -> Result<()> {
+    let path = dir.join(crate::store::metadata::METADATA_FILE);
+    fsx::atomic_write(&path, meta.to_json().as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use crate::error::ArtifactError;
 use crate::fsx;
-use crate::journal;
-use crate::metadata::{Metadata, RunStatus, METADATA_FILE};
 use crate::ops;
-use crate::refs::RunRef;
+use crate::store::journal;
+use crate::store::metadata::{Metadata, RunStatus, METADATA_FILE};
+use crate::store::refs::RunRef;
 use crate::store::{ReadOptions, RunLayout, Store};
 
 const PINNED: &str = "pinned";
@@ -83,9 +83,13 @@ pub fn set_pinned(store: &Store, r: &RunRef, pinned: bool) -> Result<PinOutcome>
     fsx::atomic_write_in_readonly_dir(&path, meta.to_json().as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     let action = if pinned { "pin" } else { "unpin" };
-    journal::append(
+    ops::record(
         store.dir(),
-        &journal::Entry::new(action, None, Some(location.qualified())),
+        &[journal::Entry::new(
+            action,
+            None,
+            Some(location.qualified()),
+        )],
     )?;
     Ok(PinOutcome {
         reference,

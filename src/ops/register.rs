@@ -10,15 +10,15 @@ use serde_json::{Map, Value};
 
 use crate::error::ArtifactError;
 use crate::fsx::{self, Staging};
-use crate::journal;
-use crate::manifest;
-use crate::metadata::{
+use crate::ops::{self, LatestPolicy};
+use crate::progress::{Reporter, Unit};
+use crate::store::journal;
+use crate::store::manifest;
+use crate::store::metadata::{
     self, Features, Lineage, Metadata, RunStatus, METADATA_FILE, SCHEMA_VERSION,
     TRAINING_METADATA_FILE,
 };
-use crate::ops::{self, LatestPolicy};
-use crate::progress::{Reporter, Unit};
-use crate::refs::{self, Namespace, Stage};
+use crate::store::refs::{self, Namespace, Stage};
 use crate::store::{RunLocation, Store};
 
 #[derive(Debug, Clone, Default)]

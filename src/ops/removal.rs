@@ -17,11 +17,11 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use crate::fsx;
-use crate::journal;
-use crate::metadata::RunStatus;
 use crate::ops;
 use crate::progress::{Reporter, Unit};
-use crate::refs::{Namespace, Stage};
+use crate::store::journal;
+use crate::store::metadata::RunStatus;
+use crate::store::refs::{Namespace, Stage};
 use crate::store::{self, ReadOptions, RunInfo, RunLocation, Store};
 
 /// Runs unlisted and journaled between two fsyncs: bounds the journal
@@ -235,7 +235,7 @@ pub fn remove_runs(
             entries.push(entry);
             report.removed.push((run.location.clone(), run.size_bytes));
         }
-        journal::append_all(store.dir(), &entries)?;
+        ops::record(store.dir(), &entries)?;
     }
     reporter.end();
 

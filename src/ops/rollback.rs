@@ -7,11 +7,11 @@ use chrono::Utc;
 
 use crate::error::ArtifactError;
 use crate::fsx;
-use crate::journal::{self, Entry};
-use crate::metadata::RunStatus;
-use crate::ops::promote::Version;
 use crate::ops::{self, promote};
-use crate::refs::{qualified_ref, Namespace, Stage};
+use crate::policy::version::Version;
+use crate::store::journal::{self, Entry};
+use crate::store::metadata::RunStatus;
+use crate::store::refs::{qualified_ref, Namespace, Stage};
 use crate::store::{Layout, ReadOptions, RunInfo, Store};
 
 #[derive(Debug, Clone, Default)]
@@ -88,13 +88,21 @@ pub fn rollback(store: &Store, opts: &RollbackOptions) -> Result<RolledBack> {
         ))
         .into());
     }
-    fsx::set_latest(&ns_dir, &to)
-        .with_context(|| format!("cannot update {}", ns_dir.join(fsx::LATEST).display()))?;
+    fsx::set_latest(&ns_dir, &to).with_context(|| {
+        format!(
+            "cannot update {}",
+            ns_dir.join(crate::store::layout::LATEST).display()
+        )
+    })?;
     let from_ref = current.as_deref().map(|c| qualified_ref(stage, ns, c));
     let to_ref = qualified_ref(stage, ns, &to);
-    journal::append(
+    ops::record(
         store.dir(),
-        &Entry::new("rollback", from_ref.clone(), Some(to_ref.clone())),
+        &[Entry::new(
+            "rollback",
+            from_ref.clone(),
+            Some(to_ref.clone()),
+        )],
     )?;
     if !flat {
         promote::append_changelog(
@@ -108,7 +116,7 @@ pub fn rollback(store: &Store, opts: &RollbackOptions) -> Result<RolledBack> {
                 },
                 Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
                 from_ref.as_deref().unwrap_or("(no latest)"),
-                journal::current_user()
+                crate::host::current_user()
             ),
         )?;
     }

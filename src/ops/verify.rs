@@ -18,10 +18,10 @@ use serde_json::Value;
 
 use crate::error::ArtifactError;
 use crate::fsx;
-use crate::manifest;
-use crate::metadata::{self, FileEntry, Metadata, METADATA_FILE, SCHEMA_VERSION};
 use crate::progress::{Reporter, Unit};
-use crate::refs::{format_ref, Namespace, RunRef, Stage};
+use crate::store::manifest;
+use crate::store::metadata::{self, FileEntry, Metadata, METADATA_FILE, SCHEMA_VERSION};
+use crate::store::refs::{format_ref, Namespace, RunRef, Stage};
 use crate::store::{read_latest, LatestState, ReadOptions, RunInfo, RunLayout, RunLocation, Store};
 
 #[derive(Debug, Clone, Default)]
@@ -390,8 +390,8 @@ fn check_latest(store: &Store, runs: &[RunInfo], report: &mut Report) {
         let Ok(ns_dir) = store.ns_dir(stage, &ns) else {
             continue;
         };
-        let reference = format_ref(stage, &ns, fsx::LATEST);
-        let link = ns_dir.join(fsx::LATEST);
+        let reference = format_ref(stage, &ns, crate::store::layout::LATEST);
+        let link = ns_dir.join(crate::store::layout::LATEST);
         let repoint = format!(
             "re-point it with `ln -sfn <run-id> {}` (or `artifactctl rollback` in production)",
             link.display()

@@ -1,0 +1,236 @@
+use anyhow::Result;
+use artifactctl::ops::cleanup::{self, Action, CleanupOptions, Plan};
+use artifactctl::policy::retention::{self, Policy};
+use artifactctl::store::refs::{Namespace, Stage};
+use artifactctl::ExitCode;
+use chrono::Duration;
+use serde::Serialize;
+
+use crate::cli::printer::{human_size, Align, Output, Table, Tone};
+use crate::cli::prompt;
+use crate::cli::reporters;
+use crate::cli::settings::Context;
+
+/// Remove old runs by a retention policy, after showing the plan
+///
+/// A run is kept if ANY rule keeps it (as restic's `forget`), in each
+/// namespace on its own: --keep 5 --keep-daily 7 keeps the 5 newest runs and
+/// the newest run of each of the last 7 days that have runs. Without
+/// retention flags the policy comes from [cleanup] in artifactctl.toml; with
+/// no policy at all, cleanup refuses. Whatever the policy, these stay: the
+/// run latest points to, runs a promoted artifact came from, pinned runs,
+/// and production (unless --stage production --unsafe-allow-production).
+/// Failed and interrupted runs go once older than --failed-older-than, and
+/// folders left by crashed writers go too. Every run is listed with KEEP or
+/// REMOVE and why, then the bytes freed; a terminal is asked to confirm,
+/// anything else needs --yes. Each run is unlisted with one rename before
+/// its files go, so an interrupted cleanup never leaves a half-removed run.
+///
+/// Examples:
+///   artifactctl cleanup --keep 5 --dry-run
+///   artifactctl --store backend/models cleanup --keep 5 --yes
+///   artifactctl cleanup gru --keep-daily 7 --keep-weekly 4 --keep-monthly 6
+///   artifactctl cleanup --keep-within 14d --max-size 50GB --json --yes
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Only runs in this namespace or below it
+    #[arg(value_name = "NS", value_parser = Namespace::parse)]
+    pub namespace: Option<Namespace>,
+    /// raw, validated or production
+    #[arg(long, default_value = "raw", value_name = "STAGE")]
+    pub stage: Stage,
+    /// Keep the N newest complete runs of each namespace
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Keep runs created within DUR before now (7d, 12h, 2w)
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub keep_within: Option<Duration>,
+    /// Keep the newest run of each of the last N days that have runs
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<usize>,
+    /// Keep the newest run of each of the last N ISO weeks that have runs
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<usize>,
+    /// Keep the newest run of each of the last N months that have runs
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<usize>,
+    /// Keep the newest runs that fit in SIZE per namespace (50GB, 1.5GiB)
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub max_size: Option<u64>,
+    /// Remove failed and interrupted runs older than DUR [default: [cleanup] failed_older_than, 7d]
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub failed_older_than: Option<Duration>,
+    /// Show the plan and change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Remove without asking
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print {"schema_version":1,"dry_run":..,"runs":[..],"freed_bytes":N}
+    #[arg(long)]
+    pub json: bool,
+    /// With --stage production, let production releases be removed
+    #[arg(long)]
+    pub unsafe_allow_production: bool,
+    /// Go ahead even when the policy keeps no run of a namespace
+    #[arg(long)]
+    pub unsafe_allow_remove_all: bool,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    retention::parse_duration(text)
+}
+
+fn size(text: &str) -> Result<u64, String> {
+    retention::parse_size(text)
+}
+
+#[derive(Serialize)]
+struct CleanupJson<'a> {
+    dry_run: bool,
+    #[serde(flatten)]
+    plan: &'a Plan,
+}
+
+impl Args {
+    /// The flags' policy, or `None` when no retention flag was given.
+    fn policy(&self) -> Option<Policy> {
+        let given = self.keep.is_some()
+            || self.keep_within.is_some()
+            || self.keep_daily.is_some()
+            || self.keep_weekly.is_some()
+            || self.keep_monthly.is_some()
+            || self.max_size.is_some();
+        given.then(|| Policy {
+            keep_last: self.keep.unwrap_or(0),
+            keep_within: self.keep_within,
+            keep_daily: self.keep_daily.unwrap_or(0),
+            keep_weekly: self.keep_weekly.unwrap_or(0),
+            keep_monthly: self.keep_monthly.unwrap_or(0),
+            max_size: self.max_size,
+        })
+    }
+}
+
+pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+    let policy = match args.policy() {
+        Some(policy) => policy,
+        None => cleanup::policy_from_config(&ctx.config.cleanup)?,
+    };
+    let failed_older_than = match args.failed_older_than {
+        Some(d) => d,
+        None => cleanup::failed_older_than_from_config(&ctx.config.cleanup)?,
+    };
+    let opts = CleanupOptions {
+        namespace: args.namespace.clone().unwrap_or_default(),
+        stage: args.stage,
+        policy,
+        failed_older_than,
+        allow_production: args.unsafe_allow_production,
+        allow_remove_all: args.unsafe_allow_remove_all,
+        now: chrono::Utc::now(),
+    };
+    if args.unsafe_allow_production && args.stage != Stage::Production {
+        out.warn("--unsafe-allow-production only applies with --stage production; production stays protected");
+    }
+    let plan = cleanup::plan(&ctx.store, &opts)?;
+    for warning in &plan.warnings {
+        out.warn(warning);
+    }
+    let removals = plan.to_remove().count();
+    if !args.json {
+        print_plan(out, &plan);
+    }
+    if let Some(refusal) = plan.refusal() {
+        if args.json {
+            out.json(&CleanupJson {
+                dry_run: args.dry_run,
+                plan: &plan,
+            })?;
+        }
+        return Err(refusal.into());
+    }
+    if args.dry_run || removals == 0 {
+        if args.json {
+            out.json(&CleanupJson {
+                dry_run: args.dry_run,
+                plan: &plan,
+            })?;
+        }
+        if removals == 0 {
+            out.status("nothing to remove");
+        } else {
+            out.status("dry run: nothing was removed");
+        }
+        return Ok(ExitCode::Success);
+    }
+    let question = format!(
+        "remove {removals} and keep {}, freeing {}?",
+        plan.runs.len() - removals,
+        human_size(plan.freed_bytes)
+    );
+    if !prompt::confirm(&question, args.yes, "--yes")? {
+        out.status("nothing removed");
+        return Ok(ExitCode::Success);
+    }
+    let reporter = reporters::for_output(out);
+    let outcome = cleanup::execute(&ctx.store, plan, &opts, reporter.as_ref())?;
+    if args.json {
+        out.json(&CleanupJson {
+            dry_run: false,
+            plan: &outcome.plan,
+        })?;
+    }
+    for (reference, why) in &outcome.kept_since_planning {
+        out.warn(&format!(
+            "kept {reference}: it became protected since planning ({why})"
+        ));
+    }
+    for (reference, problem) in &outcome.failed {
+        out.warn(&format!("{reference}: {problem}"));
+    }
+    let removed = outcome.plan.to_remove().count() - outcome.failed.len();
+    out.status(&format!(
+        "removed {removed} run(s) and leftover folder(s), freed {}",
+        human_size(outcome.plan.freed_bytes)
+    ));
+    Ok(if outcome.failed.is_empty() {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
+}
+
+/// The plan as a table on stdout (it is the command's data), then the total.
+fn print_plan(out: &Output, plan: &Plan) {
+    if plan.runs.is_empty() {
+        return;
+    }
+    let mut table = Table::new(&[
+        ("ACTION", Align::Left),
+        ("REF", Align::Left),
+        ("SIZE", Align::Right),
+        ("WHY", Align::Left),
+    ]);
+    for row in &plan.runs {
+        let action = match row.action {
+            Action::Keep => out.paint_out(Tone::Good, "KEEP"),
+            Action::Remove => out.paint_out(Tone::Bad, "REMOVE"),
+        };
+        table.row(vec![
+            action,
+            row.reference.clone(),
+            human_size(row.size_bytes),
+            row.reasons.join("; "),
+        ]);
+    }
+    print!("{}", table.render());
+    let kept = plan.runs.len() - plan.to_remove().count();
+    println!(
+        "policy: {}; keep {kept}, remove {}, frees {}",
+        plan.policy,
+        plan.to_remove().count(),
+        human_size(plan.freed_bytes)
+    );
+}

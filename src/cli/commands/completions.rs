@@ -1,0 +1,29 @@
+use anyhow::Result;
+use artifactctl::ExitCode;
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+/// Print a shell completion script
+///
+/// Examples:
+///   artifactctl completions bash > ~/.local/share/bash-completion/completions/artifactctl
+///   artifactctl completions zsh > ~/.zfunc/_artifactctl
+///   artifactctl completions fish > ~/.config/fish/completions/artifactctl.fish
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The shell to generate for
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let mut command = crate::cli::args::Cli::command();
+    clap_complete::generate(
+        args.shell,
+        &mut command,
+        "artifactctl",
+        &mut std::io::stdout(),
+    );
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,79 @@
+use anyhow::Result;
+use artifactctl::ops::rollback::{self, HistoryOptions};
+use artifactctl::store::refs::Namespace;
+use artifactctl::ExitCode;
+use serde_json::{json, Value};
+
+use crate::cli::printer::{Align, Output, Table};
+use crate::cli::settings::Context;
+
+/// Show the audit journal: promotions, rollbacks, deletions, registrations
+///
+/// Each entry has its time (UTC), who made it, the action, its source and its
+/// target, oldest first. With NS, only entries touching that namespace (or
+/// below it).
+///
+/// Examples:
+///   artifactctl history
+///   artifactctl history gru/BTCEUR --action promote --action rollback
+///   artifactctl history --json | jq '.entries[] | select(.action == "rollback")'
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Only entries at or below this namespace, e.g. gru/BTCEUR
+    #[arg(value_name = "NS", value_parser = Namespace::parse, default_value = "")]
+    pub namespace: Namespace,
+    /// Only this action (promote, rollback, delete, register, ...); repeatable
+    #[arg(long = "action", value_name = "ACTION")]
+    pub actions: Vec<String>,
+    /// Print {"schema_version":1,"entries":[{"time","user","host","action","source","target",...}]}
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+    let opts = HistoryOptions {
+        namespace: args.namespace,
+        actions: args.actions,
+    };
+    let history = rollback::history(&ctx.store, &opts)?;
+    for problem in &history.problems {
+        out.warn(problem);
+    }
+    if args.json {
+        out.json(&json!({"entries": history.entries, "problems": history.problems}))?;
+        return Ok(ExitCode::Success);
+    }
+    if history.entries.is_empty() {
+        out.status("the journal has no matching entries");
+        return Ok(ExitCode::Success);
+    }
+    let mut table = Table::new(&[
+        ("TIME", Align::Left),
+        ("USER", Align::Left),
+        ("ACTION", Align::Left),
+        ("SOURCE", Align::Left),
+        ("TARGET", Align::Left),
+        ("DETAIL", Align::Left),
+    ]);
+    for e in &history.entries {
+        let detail = ["to", "version", "checkpoint"]
+            .iter()
+            .filter_map(|k| match e.details.get(*k) {
+                Some(Value::String(s)) => Some(format!("{k}={s}")),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        table.row(vec![
+            e.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+            e.user.clone(),
+            e.action.clone(),
+            e.source.clone().unwrap_or_else(|| "-".into()),
+            e.target.clone().unwrap_or_else(|| "-".into()),
+            detail,
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,300 @@
+use std::path::PathBuf;
+
+use anyhow::Result;
+use artifactctl::ops::promote::{
+    self, ApprovalMethod, ProductionOptions, Promoted, ValidatedOptions,
+};
+use artifactctl::policy::gates::{GateResult, Outcome};
+use artifactctl::store::refs::{RunRef, Stage};
+use artifactctl::{ArtifactError, ExitCode};
+use serde_json::json;
+
+use crate::cli::printer::{human_number, human_size, Output};
+use crate::cli::prompt;
+use crate::cli::reporters;
+use crate::cli::settings::Context;
+
+/// Promote a raw run to validated, or a validated artifact to production
+///
+/// To validated: one checkpoint of a complete raw run becomes the model of a
+/// new validated artifact, with the files [promote.validated] include names
+/// and the --results file under validation/. The gates of
+/// [promote.validated] require are checked against the run's metrics merged
+/// with the results; any failing or missing metric writes nothing (exit 1).
+/// The default id is <run-id>_<checkpoint>_validated.
+///
+/// To production: a validated artifact becomes production/[ns/]<version>,
+/// with the deployment config copied in, an entry in production/CHANGELOG.md
+/// and the journal, and production latest moved to it. The version must be
+/// semver, new, and above the current latest (unless --allow-downgrade).
+/// Approval: a confirmation on a terminal, --approve in scripts.
+///
+/// Promoted artifacts are read-only, share bytes with their source where the
+/// filesystem allows (hard links, reflinks), and are published with a
+/// no-replace rename: an existing id or version is never overwritten.
+///
+/// Examples:
+///   artifactctl promote gru/BTCEUR/20261123_101500 --to validated --checkpoint epoch_70 \
+///       --results validation/test_results.json
+///   artifactctl promote v5_5_20251124 --to validated --dry-run
+///   artifactctl promote validated/gru/BTCEUR/20261123_101500_epoch_70_validated \
+///       --to production --version 1.0.0 --deploy-config deploy/ --notes "first release" --approve
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment, disable_version_flag = true)]
+pub struct Args {
+    /// The run to promote: a raw run (--to validated) or a validated artifact (--to production)
+    #[arg(value_name = "REF")]
+    pub reference: RunRef,
+    /// Target stage: validated or production
+    #[arg(long, value_name = "STAGE", value_parser = parse_target)]
+    pub to: Stage,
+    /// Checkpoint to promote (epoch_70, best, latest, or a file name) [default: [promote.validated] checkpoint]
+    #[arg(long, value_name = "NAME")]
+    pub checkpoint: Option<String>,
+    /// JSON file of validation results: merged over the metrics for gates, stored under validation/
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
+    /// Id of the validated artifact [default: <run-id>_<checkpoint>_validated]
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Release version (semver X.Y.Z), required with --to production
+    #[arg(long = "version", id = "release_version", value_name = "X.Y.Z")]
+    pub release_version: Option<String>,
+    /// Approve the production release without a prompt (for scripts)
+    #[arg(long)]
+    pub approve: bool,
+    /// Folder (or file) of deployment configuration, copied into deployment/
+    #[arg(long, value_name = "DIR")]
+    pub deploy_config: Option<PathBuf>,
+    /// Release notes for the CHANGELOG and the metadata
+    #[arg(long, value_name = "TEXT")]
+    pub notes: Option<String>,
+    /// Allow a version that is not above the current production latest
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Check everything and print the gates, but write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print {"schema_version":1,"ref","path","gates",...}
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_target(text: &str) -> Result<Stage, String> {
+    match text.parse::<Stage>() {
+        Ok(Stage::Raw) | Err(_) => Err("use validated or production".into()),
+        Ok(stage) => Ok(stage),
+    }
+}
+
+pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+    match args.to {
+        Stage::Production => to_production(ctx, out, args),
+        _ => to_validated(ctx, out, args),
+    }
+}
+
+fn refuse_flags(args: &Args, flags: &[(&str, bool)]) -> Result<()> {
+    for (flag, given) in flags {
+        if *given {
+            return Err(
+                ArtifactError::usage(format!("{flag} does not apply to --to {}", args.to)).into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn to_validated(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+    refuse_flags(
+        &args,
+        &[
+            ("--version", args.release_version.is_some()),
+            ("--approve", args.approve),
+            ("--deploy-config", args.deploy_config.is_some()),
+            ("--notes", args.notes.is_some()),
+            ("--allow-downgrade", args.allow_downgrade),
+        ],
+    )?;
+    let config = &ctx.config.promote.validated;
+    let options = ValidatedOptions {
+        reference: args.reference.clone(),
+        checkpoint: args
+            .checkpoint
+            .clone()
+            .unwrap_or_else(|| config.checkpoint.clone()),
+        include: config.include.clone(),
+        require: config.require.clone(),
+        results: args.results.clone(),
+        id: args.id.clone(),
+        project_root: ctx.root.clone(),
+        command: std::env::args().collect(),
+    };
+    let plan = promote::plan_validated(&ctx.store, options)?;
+    print_gates(out, &plan.gates);
+    out.status(&format!(
+        "{} checkpoint {} ({}) -> {}",
+        plan.source.reference,
+        plan.checkpoint,
+        plan.checkpoint_file,
+        plan.target.reference()
+    ));
+    if args.dry_run {
+        return finish_dry_run(
+            out,
+            &args,
+            &plan.target.reference(),
+            &plan.gates,
+            plan.files.len(),
+        );
+    }
+    let reporter = reporters::for_output(out);
+    let gates = plan.gates.clone();
+    let promoted = promote::promote_validated(&ctx.store, plan, reporter.as_ref())?;
+    report(out, &args, &promoted, &gates, None)
+}
+
+fn to_production(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+    refuse_flags(
+        &args,
+        &[
+            ("--checkpoint", args.checkpoint.is_some()),
+            ("--results", args.results.is_some()),
+            ("--id (the version is the id)", args.id.is_some()),
+        ],
+    )?;
+    let Some(version) = args.release_version.clone() else {
+        return Err(ArtifactError::usage(
+            "--to production needs --version X.Y.Z (semantic versioning, above the current production latest)",
+        )
+        .into());
+    };
+    let options = ProductionOptions {
+        reference: args.reference.clone(),
+        version,
+        allow_downgrade: args.allow_downgrade,
+        deploy_config: args.deploy_config.clone(),
+        notes: args.notes.clone(),
+        require: ctx.config.promote.production.require.clone(),
+        project_root: ctx.root.clone(),
+        command: std::env::args().collect(),
+    };
+    let plan = promote::plan_production(&ctx.store, options)?;
+    for warning in &plan.warnings {
+        out.warn(warning);
+    }
+    print_gates(out, &plan.gates);
+    out.status(&format!(
+        "{} -> {} (production latest now: {})",
+        plan.source.reference,
+        plan.target.reference(),
+        plan.current_latest.as_deref().unwrap_or("none")
+    ));
+    if args.dry_run {
+        return finish_dry_run(
+            out,
+            &args,
+            &plan.target.reference(),
+            &plan.gates,
+            plan.files.len(),
+        );
+    }
+    let approval = if !promote::all_passed(&plan.gates) {
+        // The library refuses with the list of failed gates; do not ask first.
+        None
+    } else if args.approve {
+        Some(ApprovalMethod::Flag)
+    } else {
+        let question = format!(
+            "release {} as {}?",
+            plan.source.reference,
+            plan.target.reference()
+        );
+        if !prompt::confirm(&question, false, "--approve")? {
+            out.status("not approved; nothing was written");
+            return Ok(ExitCode::Failure);
+        }
+        Some(ApprovalMethod::Interactive)
+    };
+    let reporter = reporters::for_output(out);
+    let (gates, version) = (plan.gates.clone(), plan.version.to_string());
+    let promoted = promote::promote_production(&ctx.store, plan, approval, reporter.as_ref())?;
+    report(out, &args, &promoted, &gates, Some(version))
+}
+
+fn print_gates(out: &Output, gates: &[GateResult]) {
+    for g in gates {
+        let word = match g.outcome {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "FAIL",
+            Outcome::Missing => "MISSING",
+        };
+        let actual = match g.actual {
+            Some(v) => format!("{} = {}", g.metric, human_number(v)),
+            None => format!(
+                "{} is in neither the run's metrics nor the results",
+                g.metric
+            ),
+        };
+        out.status(&format!("  {word:<7} {}  ({actual})", g.gate));
+    }
+}
+
+fn finish_dry_run(
+    out: &Output,
+    args: &Args,
+    target: &str,
+    gates: &[GateResult],
+    files: usize,
+) -> Result<ExitCode> {
+    let passed = promote::all_passed(gates);
+    if args.json {
+        out.json(&json!({"ref": target, "dry_run": true, "gates_passed": passed, "gates": gates, "files": files}))?;
+    }
+    out.status(&format!(
+        "dry run: would write {target} ({files} files){}; nothing was written",
+        if passed { "" } else { ", but gates fail" }
+    ));
+    Ok(if passed {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
+}
+
+fn report(
+    out: &Output,
+    args: &Args,
+    promoted: &Promoted,
+    gates: &[GateResult],
+    version: Option<String>,
+) -> Result<ExitCode> {
+    let reference = promoted.location.reference();
+    if args.json {
+        out.json(&json!({
+            "ref": reference,
+            "path": promoted.location.path,
+            "stage": promoted.location.stage,
+            "version": version,
+            "became_latest": promoted.became_latest,
+            "total_size": promoted.total_size,
+            "file_count": promoted.file_count,
+            "linked_bytes": promoted.linked_bytes,
+            "gates": gates,
+        }))?;
+    } else {
+        println!("{reference}");
+    }
+    out.status(&format!(
+        "promoted to {reference}: {} in {} files ({} shared with the source), read-only{}",
+        human_size(promoted.total_size),
+        promoted.file_count,
+        human_size(promoted.linked_bytes),
+        if promoted.became_latest {
+            ", now latest"
+        } else {
+            ""
+        }
+    ));
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,215 @@
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Result;
+use artifactctl::ops::refresh::{self, RefreshOptions};
+use artifactctl::policy::pipeline::{Selection, StepStatus};
+use artifactctl::store::metadata::RunStatus;
+use artifactctl::store::refs::Namespace;
+use artifactctl::ExitCode;
+
+use crate::cli::commands::key_value;
+use crate::cli::commands::register::param_value;
+use crate::cli::printer::{Align, Output, Table};
+use crate::cli::reporters;
+use crate::cli::settings::Context;
+
+/// Re-run the dataset and model pipeline of [refresh] into a new raw run
+///
+/// Each step runs with `sh -c` in the project root and writes its outputs to
+/// $ARTIFACTCTL_STEP_DIR (<run>/<step>/); its log goes to <run>/logs/<step>.log.
+/// A step whose command, environment, deps and needed outputs are unchanged
+/// since the latest complete run is reused from it, without copying bytes.
+/// A failed or interrupted refresh is kept for debugging and never becomes
+/// latest. Prints the new run's ref on stdout. See docs/refresh.md.
+///
+/// Examples:
+///   artifactctl refresh                          # datasets, then every model
+///   artifactctl refresh --dry-run                # what would run, be reused, and why
+///   artifactctl refresh --datasets-only
+///   artifactctl refresh --models-only            # against the latest run's datasets
+///   artifactctl refresh --skip training-data --jobs 4 --param seq_length=60
+///   artifactctl refresh --dataset training_data/my_dataset.joblib --json
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Run only the steps of group "datasets"
+    #[arg(long, conflicts_with = "models_only")]
+    pub datasets_only: bool,
+    /// Run the models against the dataset outputs of the latest complete run
+    #[arg(long)]
+    pub models_only: bool,
+    /// Leave a step out, repeatable (its outputs are taken from the latest complete run when others need them)
+    #[arg(long, value_name = "STEP")]
+    pub skip: Vec<String>,
+    /// Run only this step, repeatable
+    #[arg(long, value_name = "STEP")]
+    pub only: Vec<String>,
+    /// A file or folder to use in place of the generated dataset (steps read $ARTIFACTCTL_DATASET)
+    #[arg(long, value_name = "PATH")]
+    pub dataset: Option<PathBuf>,
+    /// Print the plan (which steps run, which are reused, and why) and stop
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run every selected step, reusing nothing
+    #[arg(long)]
+    pub force: bool,
+    /// After a failure, go on with the steps that do not depend on it
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Steps run at once
+    #[arg(long, short = 'j', default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// A parameter over [refresh.params], repeatable; numbers and true/false are typed
+    #[arg(long = "param", value_name = "K=V", value_parser = key_value)]
+    pub params: Vec<(String, String)>,
+    /// Namespace of the new run, e.g. bondtrader
+    #[arg(long, short = 'n', value_name = "NS", value_parser = Namespace::parse, default_value = "")]
+    pub namespace: Namespace,
+    /// Run id [default: the start time, YYYYMMDD_HHMMSS in UTC]
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Print {"schema_version":1,"run","status","steps":[...]}
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Set by SIGINT and SIGTERM; the refresh stops its steps and publishes the
+/// run as interrupted.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// A plain sigaction that only sets a flag: the scheduler polls it, so no
+/// crate is needed for anything async-signal-unsafe.
+fn catch_interrupts() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe; the struct is fully initialised before use.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+    let options = RefreshOptions {
+        project_root: ctx.root.clone(),
+        config: ctx.config.refresh.clone(),
+        selection: Selection {
+            datasets_only: args.datasets_only,
+            models_only: args.models_only,
+            skip: args.skip,
+            only: args.only,
+        },
+        namespace: args.namespace,
+        id: args.id,
+        dataset: args.dataset,
+        params: args
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), param_value(v)))
+            .collect(),
+        force: args.force,
+        keep_going: args.keep_going,
+        jobs: usize::from(args.jobs),
+        stream_logs: !out.quiet,
+        interrupted: Some(&INTERRUPTED),
+        command: std::env::args().collect(),
+    };
+    if args.dry_run {
+        let plan = refresh::plan(&ctx.store, &options)?;
+        if args.json {
+            out.json(
+                &serde_json::json!({"dry_run": true, "base": plan.base, "steps": plan.steps}),
+            )?;
+            return Ok(ExitCode::Success);
+        }
+        out.status(&match &plan.base {
+            Some(base) => format!("plan (compared with {base}):"),
+            None => "plan (no earlier complete run to reuse from):".into(),
+        });
+        let mut table = Table::new(&[
+            ("ACTION", Align::Left),
+            ("STEP", Align::Left),
+            ("WHY", Align::Left),
+        ]);
+        for step in &plan.steps {
+            let action = match (step.action, &step.reused_from) {
+                ("reuse", Some(from)) => format!("reused from {from}"),
+                ("carry", Some(from)) => format!("taken from {from}"),
+                (action, _) => action.to_string(),
+            };
+            table.row(vec![action, step.name.clone(), step.reason.clone()]);
+        }
+        print!("{}", table.render());
+        return Ok(ExitCode::Success);
+    }
+
+    catch_interrupts();
+    let reporter = reporters::for_steps(out);
+    let refreshed = refresh::refresh(&ctx.store, &options, reporter.as_ref())?;
+    drop(reporter);
+    for warning in &refreshed.warnings {
+        out.warn(warning);
+    }
+    let reference = refreshed.location.reference();
+    if args.json {
+        out.json(&serde_json::json!({
+            "run": reference,
+            "status": refreshed.status,
+            "steps": refreshed.steps,
+        }))?;
+    } else {
+        println!("{reference}");
+    }
+    let count = |s: StepStatus| refreshed.steps.iter().filter(|o| o.status == s).count();
+    out.status(&format!(
+        "refresh {reference} {}: {} ran, {} reused, {} skipped, {} failed{}",
+        refreshed.status.as_str(),
+        count(StepStatus::Ran),
+        count(StepStatus::Reused),
+        count(StepStatus::Skipped),
+        count(StepStatus::Failed),
+        if refreshed.became_latest {
+            ", now latest"
+        } else {
+            ""
+        },
+    ));
+    for step in &refreshed.steps {
+        match step.status {
+            StepStatus::Failed => out.status(&format!(
+                "  {} failed{}: see {}",
+                step.name,
+                step.exit_code
+                    .map(|c| format!(" (exit {c})"))
+                    .unwrap_or_default(),
+                refreshed
+                    .location
+                    .path
+                    .join("logs")
+                    .join(format!("{}.log", step.name))
+                    .display()
+            )),
+            StepStatus::Skipped => out.detail(&format!("  {} skipped: {}", step.name, step.reason)),
+            _ => out.detail(&format!(
+                "  {} {}: {}",
+                step.name,
+                step.status.as_str(),
+                step.reason
+            )),
+        }
+    }
+    Ok(match refreshed.status {
+        RunStatus::Complete => ExitCode::Success,
+        RunStatus::Interrupted => ExitCode::Interrupted,
+        _ => ExitCode::Failure,
+    })
+}

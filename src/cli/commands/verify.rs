@@ -1,0 +1,75 @@
+use anyhow::Result;
+use artifactctl::ops::verify::{self, VerifyOptions};
+use artifactctl::store::refs::RunRef;
+use artifactctl::ExitCode;
+
+use crate::cli::printer::{human_size, Output};
+use crate::cli::reporters;
+use crate::cli::settings::Context;
+
+/// Check runs against their manifests and the store's invariants
+///
+/// Re-hashes every file (BLAKE3, in parallel) against the run's manifest and
+/// reports changed, missing and added files; checks that metadata.json is
+/// valid schema v1 and matches its folder, that every latest resolves to a
+/// complete run beside it, that promoted artifacts are read-only, and seed
+/// 002's feature consistency (feature_count, selected_features,
+/// input_size_actual). With --all it also lists staging folders left by a
+/// writer that stopped (harmless: the next write removes them). Legacy
+/// layouts have no manifest: verify says what it could not check.
+/// Exit 1 if any problem is found. Never changes the store.
+///
+/// Examples:
+///   artifactctl verify --all
+///   artifactctl verify production/gru/BTCEUR/latest
+///   artifactctl verify validated/v5_5_20251124_epoch_70_validated --json
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Runs to check: [stage/][namespace/](run-id|latest)
+    #[arg(value_name = "REF")]
+    pub refs: Vec<RunRef>,
+    /// Check every run of every stage, and look for stray staging folders
+    #[arg(long)]
+    pub all: bool,
+    /// Print {"schema_version":1,"checked":N,"problems":[{"ref","kind","detail","fix"}],"notes":[...]}
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+    let opts = VerifyOptions {
+        refs: args.refs,
+        all: args.all,
+    };
+    let reporter = reporters::for_output(out);
+    let report = verify::verify(&ctx.store, &opts, reporter.as_ref())?;
+    if args.json {
+        out.json(&report)?;
+    } else {
+        for p in &report.problems {
+            println!(
+                "{}: {}: {}\n  fix: {}",
+                p.reference, p.kind, p.detail, p.fix
+            );
+        }
+        for n in &report.notes {
+            out.status(&format!("note: {}: {}", n.reference, n.detail));
+        }
+    }
+    out.status(&format!(
+        "checked {} run(s), re-hashed {}: {}",
+        report.checked,
+        human_size(report.bytes_hashed),
+        match report.problems.len() {
+            0 => "no problems".to_string(),
+            1 => "1 problem".to_string(),
+            n => format!("{n} problems"),
+        }
+    ));
+    Ok(if report.problems.is_empty() {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
+}

@@ -1,0 +1,16 @@
+//! The binary's half of artifactctl: the only code that knows clap,
+//! indicatif or the terminal.
+//!
+//! - [`args`]: the top-level `Cli` and the global flags (clap);
+//! - [`commands`]: one thin file per command over `artifactctl::ops`;
+//! - [`settings`]: flags, environment and config resolved before any I/O;
+//! - [`printer`]: every byte of output, stdout for data and stderr for status;
+//! - [`prompt`]: confirmations (`--yes`, a TTY question, or a refusal);
+//! - [`reporters`]: progress bars behind the library's reporter traits.
+
+pub mod args;
+pub mod commands;
+pub mod printer;
+pub mod prompt;
+pub mod reporters;
+pub mod settings;

@@ -1,0 +1,341 @@
+//! The only module that mutates the store. Everything that others read is
+//! published here, atomically:
+//!
+//! - [`atomic_write`]: write to a temporary sibling, fsync, rename, fsync the
+//!   parent directory;
+//! - [`set_latest`]: swap a `latest` symlink (or its pointer file where
+//!   symlinks are unavailable) by renaming a temporary link over it;
+//! - [`Staging`]: assemble a directory out of sight and publish it with a
+//!   no-replace rename, so a reader sees nothing or the whole thing;
+//! - [`StoreLock`]: the store-wide writer lock;
+//! - [`discard_dir`]: unlist a directory with one rename, then remove it
+//!   without ever following a symlink;
+//! - [`DirFd`] and [`walk_tree`]: count or remove a tree by directory
+//!   descriptors, so a symlink swapped in after a scan is never followed.
+//!
+//! A crash at any instant leaves at worst a temporary file, a staging folder
+//! or a trash folder, all under `.artifactctl/` or hidden by a leading dot,
+//! and all swept by the next writer ([`sweep_leftovers`]).
+
+mod atomic;
+pub mod fault;
+mod lock;
+mod staging;
+mod sweep;
+mod transfer;
+mod trash;
+mod walk;
+
+pub use atomic::*;
+pub use lock::*;
+pub use staging::*;
+pub use sweep::*;
+pub use transfer::*;
+pub use trash::*;
+pub use walk::*;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A name no other process or thread will pick: `<host>-<pid>.<nonce>`. The
+/// owner part lets a later writer tell whether the process that made a
+/// staging or trash folder is still running.
+pub fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{}.{:x}{:x}", host_tag(), std::process::id(), nanos, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::fs::{self, File};
+    use std::io;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    use crate::store::layout::{INTERNAL_DIR, LATEST, STAGING_DIR, TRASH_DIR};
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.json");
+        atomic_write(&path, b"one").unwrap();
+        atomic_write(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn set_latest_swaps_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("a")).unwrap();
+        fs::create_dir(dir.path().join("b")).unwrap();
+        set_latest(dir.path(), "a").unwrap();
+        set_latest(dir.path(), "b").unwrap();
+        assert_eq!(
+            fs::read_link(dir.path().join(LATEST)).unwrap(),
+            Path::new("b")
+        );
+    }
+
+    #[test]
+    fn rename_noreplace_refuses_an_existing_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        fs::create_dir(&a).unwrap();
+        fs::create_dir(&b).unwrap();
+        let err = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert!(a.exists());
+    }
+
+    #[test]
+    fn unpublished_staging_is_removed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = {
+            let staging = Staging::create(dir.path(), "run").unwrap();
+            fs::write(staging.path().join("f"), b"x").unwrap();
+            staging.path().to_path_buf()
+        };
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn leftovers_of_dead_writers_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join(INTERNAL_DIR).join(STAGING_DIR);
+        fs::create_dir_all(staging.join("run.999999999.abc")).unwrap();
+        fs::create_dir_all(staging.join(format!("run.{}.abc", std::process::id()))).unwrap();
+        let found = find_leftovers(dir.path());
+        assert_eq!(found.len(), 1);
+        assert!(found[0].path.ends_with("run.999999999.abc"));
+        assert_eq!(sweep_leftovers(dir.path()), 1);
+    }
+
+    #[test]
+    fn links_inside_and_outside() {
+        assert!(link_stays_inside(
+            Path::new("checkpoints/latest.pt"),
+            Path::new("best.pt")
+        ));
+        assert!(link_stays_inside(Path::new("a/b/c"), Path::new("../x")));
+        assert!(!link_stays_inside(Path::new("a"), Path::new("../x")));
+        assert!(!link_stays_inside(Path::new("a/b"), Path::new("../../x")));
+        assert!(!link_stays_inside(Path::new("a"), Path::new("/etc/passwd")));
+    }
+
+    #[test]
+    fn share_tree_links_read_only_files_and_keeps_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("sub/data.bin"), b"data").unwrap();
+        symlink("data.bin", src.join("sub/alias")).unwrap();
+        make_tree_readonly(&src).unwrap();
+        let dst = dir.path().join("dst");
+        fs::create_dir(&dst).unwrap();
+        assert_eq!(share_tree(&src, &dst).unwrap(), 4);
+        use std::os::unix::fs::MetadataExt;
+        let a = fs::metadata(src.join("sub/data.bin")).unwrap();
+        let b = fs::metadata(dst.join("sub/data.bin")).unwrap();
+        assert_eq!(a.ino(), b.ino());
+        assert_eq!(
+            fs::read_link(dst.join("sub/alias")).unwrap(),
+            Path::new("data.bin")
+        );
+        make_tree_writable(&src).unwrap();
+    }
+
+    #[test]
+    fn another_machines_leftovers_wait_out_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join(INTERNAL_DIR).join(STAGING_DIR);
+        let foreign = staging.join("run.0badc0de-1.abc");
+        fs::create_dir_all(&foreign).unwrap();
+        assert!(
+            find_leftovers(dir.path()).is_empty(),
+            "a young foreign folder is left alone"
+        );
+        let old = SystemTime::now() - FOREIGN_GRACE - Duration::from_secs(60);
+        File::open(&foreign).unwrap().set_modified(old).unwrap();
+        let found = find_leftovers(dir.path());
+        assert_eq!(found.len(), 1);
+        assert!(found[0].age >= FOREIGN_GRACE);
+        let ours = staging.join(format!("run.{}-999999999.abc", host_tag()));
+        fs::create_dir_all(&ours).unwrap();
+        assert_eq!(
+            find_leftovers(dir.path()).len(),
+            2,
+            "a dead local owner goes at once"
+        );
+    }
+
+    #[test]
+    fn live_staging_labels_skip_dead_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::create(dir.path(), "20261123_101500").unwrap();
+        let parent = staging.path().parent().unwrap();
+        fs::create_dir(parent.join("20261123_101501.999999999.abc")).unwrap();
+        assert_eq!(live_staging_labels(dir.path()), ["20261123_101500"]);
+    }
+
+    #[test]
+    fn unlisted_dirs_wait_in_the_trash_for_the_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir_all(run.join("sub")).unwrap();
+        fs::write(run.join("sub/f"), b"x").unwrap();
+        let doomed = unlist_dir(dir.path(), &run).unwrap();
+        assert!(!run.exists());
+        assert!(doomed.starts_with(dir.path().join(INTERNAL_DIR).join(TRASH_DIR)));
+        assert!(doomed.join("sub/f").is_file());
+        remove_tree(&doomed).unwrap();
+        assert!(!doomed.exists());
+    }
+
+    #[test]
+    fn writes_into_a_readonly_dir_restore_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir(&run).unwrap();
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o555)).unwrap();
+        atomic_write_in_readonly_dir(&run.join("metadata.json"), b"{}").unwrap();
+        assert_eq!(fs::read(run.join("metadata.json")).unwrap(), b"{}");
+        let mode = fs::metadata(&run).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o555);
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn discard_dir_does_not_follow_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("keep"), b"x").unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir(&run).unwrap();
+        symlink(outside.path(), run.join("link")).unwrap();
+        discard_dir(dir.path(), &run).unwrap();
+        assert!(!run.exists());
+        assert!(outside.path().join("keep").exists());
+    }
+
+    fn c(name: &str) -> CString {
+        CString::new(name).unwrap()
+    }
+
+    fn run_walk(root: &Path, name: &str, remove: bool) -> (TreeTotals, Vec<String>) {
+        let errors = std::sync::Mutex::new(Vec::new());
+        let on_error =
+            |p: &Path, e: &io::Error| errors.lock().unwrap().push(format!("{}: {e}", p.display()));
+        let parent = DirFd::open(root).unwrap();
+        let dir = parent.open_dir(&c(name)).unwrap();
+        let walk = TreeWalk {
+            remove,
+            device: dir.id().unwrap().dev,
+            keep: None,
+            on_file: None,
+            on_error: &on_error,
+            on_progress: &|_| {},
+        };
+        let totals = walk_tree(&parent, &c(name), dir, Path::new(name), &walk);
+        (totals, errors.into_inner().unwrap())
+    }
+
+    #[test]
+    fn walk_tree_counts_then_removes_without_following_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("precious"), b"keep me").unwrap();
+        let tree = dir.path().join("trained_models");
+        fs::create_dir_all(tree.join("a/b")).unwrap();
+        fs::write(tree.join("m.pkl"), b"12345").unwrap();
+        fs::write(tree.join("a/b/n.pkl"), b"123").unwrap();
+        symlink(outside.path(), tree.join("a/out")).unwrap();
+        symlink("loop", tree.join("loop")).unwrap();
+        // A read-only folder inside the tree still goes.
+        fs::set_permissions(tree.join("a/b"), fs::Permissions::from_mode(0o555)).unwrap();
+
+        let (counted, errors) = run_walk(dir.path(), "trained_models", false);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!((counted.files, counted.bytes, counted.left), (4, 8, 0));
+        assert!(tree.join("a/b/n.pkl").exists(), "counting removes nothing");
+
+        let (removed, errors) = run_walk(dir.path(), "trained_models", true);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(removed, counted);
+        assert!(tree.symlink_metadata().is_err());
+        assert_eq!(
+            fs::read(outside.path().join("precious")).unwrap(),
+            b"keep me"
+        );
+    }
+
+    #[test]
+    fn a_symlink_swapped_in_after_the_scan_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir_all(outside.path().join("inner")).unwrap();
+        fs::write(outside.path().join("inner/precious"), b"x").unwrap();
+        let tree = dir.path().join("mlruns");
+        fs::create_dir_all(tree.join("inner")).unwrap();
+        fs::write(tree.join("inner/f"), b"x").unwrap();
+        let parent = DirFd::open(dir.path()).unwrap();
+        let held = parent.open_dir(&c("mlruns")).unwrap();
+        // The attacker replaces a subfolder by a link to outside after we opened its parent.
+        fs::remove_dir_all(tree.join("inner")).unwrap();
+        symlink(outside.path().join("inner"), tree.join("inner")).unwrap();
+        let on_error = |_: &Path, _: &io::Error| {};
+        let walk = TreeWalk {
+            remove: true,
+            device: held.id().unwrap().dev,
+            keep: None,
+            on_file: None,
+            on_error: &on_error,
+            on_progress: &|_| {},
+        };
+        let totals = walk_tree(&parent, &c("mlruns"), held, Path::new("mlruns"), &walk);
+        assert_eq!(totals.files, 1, "the link itself is unlinked");
+        assert!(outside.path().join("inner/precious").exists());
+        // And the root of a walk is never opened through a link either.
+        symlink(outside.path(), dir.path().join("swapped")).unwrap();
+        let err = parent.open_dir(&c("swapped")).unwrap_err();
+        assert!(matches!(
+            err.raw_os_error(),
+            Some(libc::ELOOP) | Some(libc::ENOTDIR)
+        ));
+    }
+
+    #[test]
+    fn kept_entries_stay_with_their_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("t");
+        fs::create_dir_all(tree.join("sub")).unwrap();
+        fs::write(tree.join("sub/keep.pkl"), b"k").unwrap();
+        fs::write(tree.join("sub/drop.pkl"), b"d").unwrap();
+        let parent = DirFd::open(dir.path()).unwrap();
+        let held = parent.open_dir(&c("t")).unwrap();
+        let keep = |p: &Path, _: EntryKind| p.ends_with("keep.pkl");
+        let on_error = |p: &Path, e: &io::Error| panic!("{}: {e}", p.display());
+        let walk = TreeWalk {
+            remove: true,
+            device: held.id().unwrap().dev,
+            keep: Some(&keep),
+            on_file: None,
+            on_error: &on_error,
+            on_progress: &|_| {},
+        };
+        let totals = walk_tree(&parent, &c("t"), held, Path::new("t"), &walk);
+        assert_eq!((totals.files, totals.left), (1, 1));
+        assert!(tree.join("sub/keep.pkl").exists());
+        assert!(!tree.join("sub/drop.pkl").exists());
+    }
+}

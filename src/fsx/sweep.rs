@@ -1,0 +1,137 @@
+//! Leftovers of writers that died: staging and trash folders whose owner is
+//! gone, found by the owner tag in their names and removed by the next writer.
+
+use std::fs::{self};
+use std::io::{self};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::store::layout::{INTERNAL_DIR, STAGING_DIR, TRASH_DIR};
+
+/// This machine's tag in owner names, a short hash of the host name: a store
+/// shared over the network must not take another machine's live writer for a
+/// dead one just because the pid is unknown here.
+pub(crate) fn host_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let name = crate::host::hostname().unwrap_or_default();
+        // FNV-1a: stable across versions and platforms, unlike std's hasher.
+        let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ b as u32).wrapping_mul(0x0100_0193)
+        });
+        format!("{hash:08x}")
+    })
+}
+
+/// How long a staging or trash folder made on another machine is left alone:
+/// its owner cannot be asked whether it is alive.
+pub const FOREIGN_GRACE: Duration = Duration::from_secs(3600);
+/// Leftovers of a writer that died: a staging or trash folder whose owning
+/// process on this machine is gone, or one made on another machine more than
+/// [`FOREIGN_GRACE`] ago. Names carry the owner (see [`unique_suffix`]).
+#[derive(Debug, Clone)]
+pub struct Leftover {
+    pub path: PathBuf,
+    pub age: Duration,
+    pub kind: &'static str,
+}
+
+pub fn find_leftovers(store_dir: &Path) -> Vec<Leftover> {
+    let mut found = Vec::new();
+    let now = SystemTime::now();
+    for (sub, kind) in [(STAGING_DIR, "staging"), (TRASH_DIR, "trash")] {
+        let Ok(entries) = fs::read_dir(store_dir.join(INTERNAL_DIR).join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            match owner_of(&name) {
+                Owner::Alive => continue,
+                Owner::Elsewhere if age < FOREIGN_GRACE => continue,
+                Owner::Elsewhere | Owner::Dead => {}
+            }
+            found.push(Leftover {
+                path: entry.path(),
+                age,
+                kind,
+            });
+        }
+    }
+    found
+}
+
+/// Remove what dead writers left behind. Called by every writer once it holds
+/// the store lock.
+pub fn sweep_leftovers(store_dir: &Path) -> usize {
+    let leftovers = find_leftovers(store_dir);
+    let mut removed = 0;
+    for leftover in &leftovers {
+        if remove_tree(&leftover.path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Labels of the staging folders whose writer is still running, so a writer
+/// can avoid an id another one is assembling (refresh reserves its id early).
+pub fn live_staging_labels(store_dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(store_dir.join(INTERNAL_DIR).join(STAGING_DIR)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| owner_of(name) != Owner::Dead)
+        .filter_map(|name| {
+            let mut parts = name.rsplitn(3, '.');
+            let (_nonce, _pid) = (parts.next(), parts.next());
+            parts.next().map(str::to_string)
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    Alive,
+    Dead,
+    /// Made on another machine: liveness unknown.
+    Elsewhere,
+}
+
+/// The owner of `label.<host>-<pid>.<nonce>` (or the older
+/// `label.<pid>.<nonce>`, taken as this machine's).
+pub(crate) fn owner_of(name: &str) -> Owner {
+    let mut parts = name.rsplit('.');
+    let _nonce = parts.next();
+    let Some(owner) = parts.next() else {
+        return Owner::Dead;
+    };
+    let (host, pid) = match owner.split_once('-') {
+        Some((host, pid)) => (Some(host), pid),
+        None => (None, owner),
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return Owner::Dead;
+    };
+    if host.is_some_and(|h| h != host_tag()) {
+        return Owner::Elsewhere;
+    }
+    if pid == std::process::id() as i32 {
+        return Owner::Alive;
+    }
+    // SAFETY: signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    if rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
+        Owner::Alive
+    } else {
+        Owner::Dead
+    }
+}

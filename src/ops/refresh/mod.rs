@@ -1,0 +1,751 @@
+//! `refresh`: run the `[refresh]` pipeline into a new raw run (seeds 000 and
+//! 001). The run is assembled in a staging folder inside the store (steps
+//! write to `<staging>/<step>/`, logs go to `<staging>/logs/<step>.log`),
+//! then published whole with its status: `complete` runs may become
+//! `latest`, `failed` and `interrupted` ones are kept for debugging only.
+//!
+//! A step whose fingerprint (command, environment, deps, needed outputs)
+//! equals the one recorded in the latest complete run is not run again: its
+//! recorded outputs are brought in by [`fsx::share_tree`] (hard links of
+//! read-only files, or reflinks), and their manifest is taken from the record
+//! instead of hashing the bytes again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, SubsecRound, Utc};
+use globset::GlobBuilder;
+use serde_json::{Map, Value};
+
+use crate::config::RefreshConfig;
+use crate::error::ArtifactError;
+use crate::fsx::{self, Staging};
+use crate::ops::{self, LatestPolicy};
+use crate::policy::pipeline::{
+    self, Action, Base, Fingerprint, Pipeline, Planned, Selection, StepRecord, StepStatus, LOGS_DIR,
+};
+use crate::progress::{Reporter, Silent};
+use crate::store::journal;
+use crate::store::layout::INTERNAL_DIR;
+use crate::store::manifest;
+use crate::store::metadata::{self, FileEntry, Lineage, Metadata, RunStatus, SCHEMA_VERSION};
+use crate::store::refs::{self, Namespace, RunRef, Stage, Target};
+use crate::store::{RunLocation, Store};
+
+mod runner;
+use runner::*;
+
+/// The file a step writes to have its numbers merged into the run's metrics.
+pub const STEP_METRICS_FILE: &str = "metrics.json";
+#[derive(Debug, Clone, Default)]
+pub struct RefreshOptions {
+    pub project_root: PathBuf,
+    pub config: RefreshConfig,
+    pub selection: Selection,
+    pub namespace: Namespace,
+    pub id: Option<String>,
+    /// Given to steps as `ARTIFACTCTL_DATASET`, recorded in lineage.
+    pub dataset: Option<PathBuf>,
+    /// `--param`, over `[refresh.params]`.
+    pub params: BTreeMap<String, Value>,
+    pub force: bool,
+    pub keep_going: bool,
+    /// Steps run at once (at least 1).
+    pub jobs: usize,
+    /// Pass each output line to [`Reporter::step_log`] as well as the log file.
+    pub stream_logs: bool,
+    /// Set by the caller's SIGINT/SIGTERM handler: stop the children and
+    /// publish the run as `interrupted`.
+    pub interrupted: Option<&'static AtomicBool>,
+    pub command: Vec<String>,
+}
+
+/// One line of the plan.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedStep {
+    pub name: String,
+    pub group: Option<String>,
+    /// `run`, `reuse`, `carry` (left out, outputs taken from the base run) or `skip`.
+    pub action: &'static str,
+    pub reason: String,
+    pub reused_from: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    /// The latest complete run, compared with for reuse.
+    pub base: Option<String>,
+    pub steps: Vec<PlannedStep>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepOutcome {
+    pub name: String,
+    pub status: StepStatus,
+    pub duration_s: f64,
+    pub exit_code: Option<i32>,
+    pub reused_from: Option<String>,
+    #[serde(skip)]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    pub location: RunLocation,
+    pub status: RunStatus,
+    pub became_latest: bool,
+    pub steps: Vec<StepOutcome>,
+    pub warnings: Vec<String>,
+}
+
+/// What a refresh knows before it runs anything.
+struct Prepared {
+    pipeline: Pipeline,
+    base: Option<(RunLocation, Base)>,
+    partial: Vec<Fingerprint>,
+    planned: Vec<Planned>,
+    params: BTreeMap<String, Value>,
+    dataset: Option<(PathBuf, String)>,
+    warnings: Vec<String>,
+}
+
+fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::Run => "run",
+        Action::Reuse => "reuse",
+        Action::Carry => "carry",
+        Action::Skip => "skip",
+    }
+}
+
+/// What `refresh` would do, without running anything (`--dry-run`).
+pub fn plan(store: &Store, opts: &RefreshOptions) -> Result<Plan> {
+    let prepared = prepare(store, opts)?;
+    Ok(plan_of(&prepared))
+}
+
+fn plan_of(p: &Prepared) -> Plan {
+    let base_ref = p.base.as_ref().map(|(_, b)| b.reference.clone());
+    Plan {
+        base: base_ref.clone(),
+        steps: p
+            .planned
+            .iter()
+            .map(|s| {
+                let step = &p.pipeline.steps[s.index];
+                PlannedStep {
+                    name: step.name.clone(),
+                    group: step.group.clone(),
+                    action: action_name(&s.action),
+                    reason: s.reason.clone(),
+                    reused_from: matches!(s.action, Action::Reuse | Action::Carry)
+                        .then(|| base_ref.clone())
+                        .flatten(),
+                }
+            })
+            .collect(),
+    }
+}
+
+fn prepare(store: &Store, opts: &RefreshOptions) -> Result<Prepared> {
+    let pipeline = Pipeline::new(&opts.config.steps)?;
+    let deselected = pipeline::deselected(&pipeline, &opts.selection)?;
+    if let Some(id) = &opts.id {
+        refs::check_id(id, "--id")?;
+    }
+    store.stage_dir(Stage::Raw)?;
+    let mut warnings = Vec::new();
+    let base = find_base(store, &opts.namespace, &mut warnings);
+    if opts.selection.models_only && base.is_none() {
+        return Err(ArtifactError::not_found(format!(
+            "--models-only trains against the datasets of the latest complete run, and {} has none yet: run `artifactctl refresh` (or `--datasets-only`) first",
+            where_runs_go(store, &opts.namespace)
+        ))
+        .into());
+    }
+    let mut params: BTreeMap<String, Value> = opts
+        .config
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
+        .collect();
+    params.extend(opts.params.clone());
+    let dataset = match &opts.dataset {
+        Some(path) => Some(dataset_of(&opts.project_root, path)?),
+        None => None,
+    };
+    let env = pipeline::env_hash(
+        &opts.config.env,
+        &params,
+        dataset.as_ref().map(|(_, h)| h.as_str()),
+    );
+    // Steps often share patterns (`src/**`): hash each once per refresh.
+    let mut dep_hashes = BTreeMap::new();
+    let partial = pipeline
+        .steps
+        .iter()
+        .zip(&deselected)
+        .map(|(step, left_out)| {
+            let deps = if left_out.is_some() {
+                BTreeMap::new()
+            } else {
+                hash_deps(
+                    &opts.project_root,
+                    store.dir(),
+                    &step.name,
+                    &step.deps,
+                    &mut dep_hashes,
+                )?
+            };
+            Ok(Fingerprint {
+                command: step.run.clone(),
+                env: env.clone(),
+                deps,
+                needs: BTreeMap::new(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let planned = pipeline::plan(
+        &pipeline,
+        &deselected,
+        opts.force,
+        base.as_ref().map(|(_, b)| b),
+        &partial,
+    )?;
+    Ok(Prepared {
+        pipeline,
+        base,
+        partial,
+        planned,
+        params,
+        dataset,
+        warnings,
+    })
+}
+
+fn where_runs_go(store: &Store, ns: &Namespace) -> String {
+    match store.ns_dir(Stage::Raw, ns) {
+        Ok(dir) => dir.display().to_string(),
+        Err(_) => store.dir().display().to_string(),
+    }
+}
+
+/// The latest complete run of the namespace and its step records.
+fn find_base(
+    store: &Store,
+    ns: &Namespace,
+    warnings: &mut Vec<String>,
+) -> Option<(RunLocation, Base)> {
+    let latest = RunRef {
+        stage: Some(Stage::Raw),
+        namespace: ns.clone(),
+        target: Target::Latest,
+    };
+    let resolved = store.resolve(&latest).ok()?;
+    let location = resolved.location;
+    let meta = match Metadata::read(&location.path) {
+        Ok(meta) => meta,
+        Err(e) => {
+            warnings.push(format!(
+                "{} cannot be compared with ({e:#}); every step runs",
+                location.reference()
+            ));
+            return None;
+        }
+    };
+    if meta.status != RunStatus::Complete {
+        return None;
+    }
+    let steps = match meta.extra.get("steps") {
+        None => BTreeMap::new(),
+        Some(value) => match serde_json::from_value::<Vec<StepRecord>>(value.clone()) {
+            Ok(records) => records.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            Err(e) => {
+                warnings.push(format!(
+                    "the steps recorded in {} cannot be read ({e}); nothing is reused from it",
+                    location.path.join(metadata::METADATA_FILE).display()
+                ));
+                BTreeMap::new()
+            }
+        },
+    };
+    let reference = location.reference();
+    Some((location, Base { reference, steps }))
+}
+
+/// The dataset path made absolute, and the hash of its content.
+fn dataset_of(root: &Path, path: &Path) -> Result<(PathBuf, String)> {
+    let full = root.join(path);
+    let full = full.canonicalize().map_err(|e| {
+        ArtifactError::usage(format!(
+            "--dataset {}: {e}; pass an existing file or folder",
+            full.display()
+        ))
+    })?;
+    let hash = if full.is_dir() {
+        let files = manifest::build(&full, &Silent)?;
+        pipeline::output_hash(&files)
+    } else {
+        manifest::hash_file(&full)?
+    };
+    Ok((full, hash))
+}
+
+/// Per `deps` pattern, one hash over the files it matches (paths relative to
+/// the project root, in order). Walks only below the pattern's literal
+/// prefix, never into `.git` or the store, never through symlinked folders.
+/// A pattern matching nothing is an error: it is most likely a typo.
+fn hash_deps(
+    root: &Path,
+    store_dir: &Path,
+    step: &str,
+    patterns: &[String],
+    known: &mut BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let store_dir = store_dir.canonicalize().unwrap_or(store_dir.to_path_buf());
+    for pattern in patterns {
+        if let Some(hash) = known.get(pattern) {
+            out.insert(pattern.clone(), hash.clone());
+            continue;
+        }
+        let bad = |why: String| {
+            ArtifactError::usage(format!(
+                "deps pattern '{pattern}' of step '{step}' {why}; patterns are globs relative to the project root {}, e.g. deps = [\"scripts/make_dataset.sh\", \"data/**\"]",
+                root.display()
+            ))
+        };
+        if Path::new(pattern).is_absolute() || pattern.split('/').any(|c| c == "..") {
+            return Err(bad("leaves the project".into()).into());
+        }
+        let literal: Vec<&str> = pattern
+            .split('/')
+            .take_while(|c| !c.contains(['*', '?', '[', '{']))
+            .collect();
+        let start = root.join(literal.join("/"));
+        let matcher = if literal.len() == pattern.split('/').count() {
+            None
+        } else {
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| bad(format!("is not a valid glob ({e})")))?;
+            Some(glob.compile_matcher())
+        };
+        let mut found = Vec::new();
+        for entry in walkdir::WalkDir::new(&start)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                e.file_name() != ".git"
+                    && e.file_name() != INTERNAL_DIR
+                    && !(e.file_type().is_dir()
+                        && e.path().canonicalize().is_ok_and(|p| p == store_dir))
+            })
+        {
+            let Ok(entry) = entry else { continue };
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .unwrap_or(entry.path())
+                .to_string_lossy()
+                .into_owned();
+            if matcher.as_ref().is_none_or(|m| m.is_match(&rel)) {
+                found.push(manifest::Found {
+                    rel,
+                    path: entry.path().to_path_buf(),
+                    size: entry.metadata().map(|m| m.len()).unwrap_or(0),
+                    symlink: None,
+                });
+            }
+        }
+        if found.is_empty() {
+            return Err(bad("matches no file".into()).into());
+        }
+        let entries = manifest::hash_all(found, &Silent)?;
+        let hash = pipeline::output_hash(&entries);
+        known.insert(pattern.clone(), hash.clone());
+        out.insert(pattern.clone(), hash);
+    }
+    Ok(out)
+}
+
+/// Run the pipeline and publish the run, whatever its outcome.
+pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) -> Result<Refreshed> {
+    let started = Utc::now().trunc_subsecs(6);
+    let mut prepared = prepare(store, opts)?;
+    let (id, staging) = reserve(store, opts, started)?;
+    let run_location = store.location(Stage::Raw, &opts.namespace, &id)?;
+    reporter.note(&format!(
+        "refresh {}: {} steps{}",
+        run_location.reference(),
+        prepared.pipeline.steps.len(),
+        prepared
+            .base
+            .as_ref()
+            .map(|(_, b)| format!(", compared with {}", b.reference))
+            .unwrap_or_default()
+    ));
+    let width = prepared
+        .pipeline
+        .steps
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
+    for step in plan_of(&prepared).steps {
+        reporter.note(&format!(
+            "  {:<5} {:<width$}  {}",
+            step.action, step.name, step.reason
+        ));
+    }
+    std::fs::create_dir(staging.path().join(LOGS_DIR))
+        .with_context(|| format!("cannot create {}", staging.path().display()))?;
+
+    let mut runner = Runner {
+        opts,
+        prepared: &prepared,
+        staging: staging.path(),
+        run_id: &id,
+        reporter,
+        records: vec![None; prepared.pipeline.steps.len()],
+        reasons: vec![String::new(); prepared.pipeline.steps.len()],
+        pending: BTreeMap::new(),
+    };
+    let interrupted = runner.run_all()?;
+    let records: Vec<StepRecord> = prepared
+        .pipeline
+        .order
+        .iter()
+        .map(|&i| runner.records[i].clone().expect("every step is settled"))
+        .collect();
+    let reasons = runner.reasons.clone();
+
+    let status = if interrupted {
+        RunStatus::Interrupted
+    } else if records.iter().any(|r| r.status == StepStatus::Failed) {
+        RunStatus::Failed
+    } else {
+        RunStatus::Complete
+    };
+    let files = run_manifest(staging.path(), &records, reporter)?;
+    let metrics = step_metrics(staging.path(), &records, &mut prepared.warnings);
+    let took_from_base = records.iter().any(|r| r.reused_from.is_some());
+    let mut lineage = Lineage {
+        source: Some("refresh".into()),
+        parent: took_from_base
+            .then(|| prepared.base.as_ref().map(|(l, _)| l.qualified()))
+            .flatten(),
+        ..Default::default()
+    };
+    if let Some((path, hash)) = &prepared.dataset {
+        lineage.extra.insert(
+            "dataset".into(),
+            serde_json::json!({"path": path, "blake3": hash}),
+        );
+    }
+    let mut config = Map::new();
+    config.insert(
+        "refresh".into(),
+        serde_json::to_value(&opts.config).unwrap_or(Value::Null),
+    );
+    let mut extra = Map::new();
+    extra.insert("steps".into(), serde_json::to_value(&records)?);
+    let mut meta = Metadata {
+        schema_version: SCHEMA_VERSION,
+        id: id.clone(),
+        namespace: opts.namespace.to_string(),
+        stage: Stage::Raw,
+        created_at: started,
+        status,
+        config,
+        params: prepared.params.clone(),
+        metrics,
+        tags: Vec::new(),
+        files: Vec::new(),
+        total_size: 0,
+        file_count: 0,
+        features: None,
+        lineage,
+        producer: ops::producer(&opts.project_root, opts.command.clone()),
+        extra,
+    };
+    meta.set_files(files);
+    let mut publish_id = id.clone();
+    if opts.id.is_none() && run_location.path.symlink_metadata().is_ok() {
+        // Another writer (a register in the same second) took the id meanwhile.
+        publish_id = free_id(store, &opts.namespace, &id, &[])?;
+        prepared.warnings.push(format!(
+            "{} was taken while the steps ran; published as {publish_id} (steps saw ARTIFACTCTL_RUN_ID={id})",
+            run_location.reference()
+        ));
+    }
+    let entry = journal::Entry::new("refresh", None, None)
+        .with("status", status.as_str())
+        .with(
+            "steps_ran",
+            records
+                .iter()
+                .filter(|r| r.status == StepStatus::Ran)
+                .count(),
+        )
+        .with(
+            "steps_reused",
+            records
+                .iter()
+                .filter(|r| r.status == StepStatus::Reused)
+                .count(),
+        );
+    let published = ops::publish_run(
+        store,
+        staging,
+        &mut meta,
+        Some(&publish_id),
+        LatestPolicy::Advance,
+        entry,
+    )
+    .context("the refresh run could not be published")?;
+    let steps = records
+        .iter()
+        .zip(prepared.pipeline.order.iter())
+        .map(|(r, &i)| StepOutcome {
+            name: r.name.clone(),
+            status: r.status,
+            duration_s: r.duration_s,
+            exit_code: r.exit_code,
+            reused_from: r.reused_from.clone(),
+            reason: reasons[i].clone(),
+        })
+        .collect();
+    Ok(Refreshed {
+        location: published.location,
+        status,
+        became_latest: published.became_latest,
+        steps,
+        warnings: prepared.warnings,
+    })
+}
+
+/// Pick the run id and create the staging folder labelled with it, under the
+/// store lock, so two refreshes started together get distinct ids and the
+/// id given to steps is the one the run is published under.
+fn reserve(
+    store: &Store,
+    opts: &RefreshOptions,
+    started: DateTime<Utc>,
+) -> Result<(String, Staging)> {
+    let _lock = ops::lock(store)?;
+    let busy = fsx::live_staging_labels(store.dir());
+    let id = match &opts.id {
+        Some(id) => {
+            let location = store.location(Stage::Raw, &opts.namespace, id)?;
+            if location.path.symlink_metadata().is_ok() || busy.contains(&staging_label(id)) {
+                return Err(ArtifactError::conflict(format!(
+                    "{} already exists or is being built by another refresh; ids are never reused: choose another --id",
+                    location.reference()
+                ))
+                .into());
+            }
+            id.clone()
+        }
+        None => free_id(store, &opts.namespace, &refs::default_id(started), &busy)?,
+    };
+    let staging = Staging::create(store.dir(), &id).with_context(|| {
+        format!(
+            "cannot create a staging folder in {}",
+            store.internal_dir().display()
+        )
+    })?;
+    Ok((id, staging))
+}
+
+/// What [`Staging`] makes of a label.
+fn staging_label(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
+fn free_id(store: &Store, ns: &Namespace, base: &str, busy: &[String]) -> Result<String> {
+    for attempt in 0..1000 {
+        let id = if attempt == 0 {
+            base.to_string()
+        } else {
+            refs::suffixed_id(base, attempt)
+        };
+        let taken = store
+            .location(Stage::Raw, ns, &id)?
+            .path
+            .symlink_metadata()
+            .is_ok()
+            || busy.contains(&staging_label(&id));
+        if !taken {
+            return Ok(id);
+        }
+    }
+    Err(ArtifactError::conflict(format!(
+        "more than 999 runs were created in the second of {base}; pass --id"
+    ))
+    .into())
+}
+
+/// Every file of the staged run: step outputs from their records (hashed
+/// when the step ended, or taken from the base run), the rest hashed now.
+fn run_manifest(
+    staging: &Path,
+    records: &[StepRecord],
+    reporter: &dyn Reporter,
+) -> Result<Vec<FileEntry>> {
+    let recorded: BTreeSet<&str> = records
+        .iter()
+        .filter(|r| staging.join(&r.name).is_dir())
+        .map(|r| r.name.as_str())
+        .collect();
+    let rest: Vec<manifest::Found> = manifest::list_files(staging)?
+        .into_iter()
+        .filter(|f| {
+            let top = f.rel.split('/').next().unwrap_or_default();
+            !(recorded.contains(top) && f.rel.contains('/'))
+        })
+        .collect();
+    let mut files = manifest::hash_all(rest, reporter)?;
+    for record in records
+        .iter()
+        .filter(|r| recorded.contains(r.name.as_str()))
+    {
+        files.extend(record.outputs.iter().map(|f| FileEntry {
+            path: format!("{}/{}", record.name, f.path),
+            ..f.clone()
+        }));
+    }
+    Ok(files)
+}
+
+/// Each step's `metrics.json`, merged as `<step>.<metric>`.
+fn step_metrics(
+    staging: &Path,
+    records: &[StepRecord],
+    warnings: &mut Vec<String>,
+) -> BTreeMap<String, f64> {
+    let mut metrics = BTreeMap::new();
+    for record in records {
+        let path = staging.join(&record.name).join(STEP_METRICS_FILE);
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(obj)) => {
+                for (k, v) in metadata::numeric_metrics(&obj) {
+                    metrics.insert(format!("{}.{k}", record.name), v);
+                }
+            }
+            _ => warnings.push(format!(
+                "{} is not a JSON object of numbers; its metrics were not recorded (the file is kept)",
+                path.display()
+            )),
+        }
+    }
+    metrics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn deps(root: &Path, patterns: &[&str]) -> Result<BTreeMap<String, String>> {
+        let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+        hash_deps(
+            root,
+            &root.join("artifacts"),
+            "step",
+            &patterns,
+            &mut BTreeMap::new(),
+        )
+    }
+
+    #[test]
+    fn deps_hash_what_the_globs_match_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "bondtrader/ml/train.py", "fit()");
+        write(root, "bondtrader/ml/deep/net.py", "layers");
+        write(root, "bondtrader/data/load.py", "read()");
+        write(root, "scripts/make_dataset.sh", "echo");
+        let before = deps(
+            root,
+            &[
+                "bondtrader/ml/**",
+                "scripts/make_dataset.sh",
+                "bondtrader/*/load.py",
+            ],
+        )
+        .unwrap();
+        assert_eq!(before.len(), 3);
+
+        // Files outside the pattern, in .git or in the store change nothing.
+        write(root, "bondtrader/data/other.py", "x");
+        write(root, "bondtrader/ml/.git/HEAD", "ref");
+        write(root, "artifacts/raw/r/model.pt", "w");
+        assert_eq!(
+            deps(
+                root,
+                &[
+                    "bondtrader/ml/**",
+                    "scripts/make_dataset.sh",
+                    "bondtrader/*/load.py"
+                ]
+            )
+            .unwrap(),
+            before
+        );
+
+        // A change below `**` does.
+        write(root, "bondtrader/ml/deep/net.py", "more layers");
+        let after = deps(root, &["bondtrader/ml/**"]).unwrap();
+        assert_ne!(after["bondtrader/ml/**"], before["bondtrader/ml/**"]);
+        // A plain folder path means everything below it.
+        assert_eq!(deps(root, &["bondtrader/ml"]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn deps_that_match_nothing_or_leave_the_project_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [
+            "missing/**",
+            "../etc/passwd",
+            "/etc/passwd",
+            "src/[",
+            "a/../../b",
+        ] {
+            let err = deps(dir.path(), &[bad]).unwrap_err();
+            assert!(format!("{err:#}").contains(bad), "{bad}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn staging_labels_match_what_staging_makes() {
+        assert_eq!(staging_label("20261123_101500_001"), "20261123_101500_001");
+        assert_eq!(staging_label("v1.2+rc"), "v1_2_rc");
+        assert_eq!(took(0.0123), "12ms");
+        assert_eq!(took(3.44), "3.4s");
+    }
+}

@@ -1,0 +1,396 @@
+//! `list --where` filters and `--sort` keys.
+//!
+//! A filter is `FIELD OP VALUE` with OP one of `= == != > >= < <=`.
+//! FIELD is `metrics.NAME`, `params.NAME`, `tags`, `id`, `namespace`,
+//! `stage`, `status`, `created`, `size`, `models`, `files`, `latest` or
+//! `pinned`. Numbers compare as numbers, everything else as text (times are
+//! RFC 3339, so `created>=2026-11-01` works). `tags=x` means "has tag x".
+
+use std::cmp::Ordering;
+use std::str::FromStr;
+
+use serde_json::Value;
+
+use crate::error::ArtifactError;
+use crate::store::RunInfo;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    Metric(String),
+    Param(String),
+    Tags,
+    Id,
+    Namespace,
+    Stage,
+    Status,
+    Created,
+    Size,
+    Models,
+    Files,
+    Latest,
+    Pinned,
+}
+
+const FIELD_HELP: &str = "fields: metrics.NAME, params.NAME, tags, id, namespace, stage, status, created, size, models, files, latest, pinned";
+
+impl FromStr for Field {
+    type Err = ArtifactError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Some(name) = s.strip_prefix("metrics.") {
+            return Ok(Field::Metric(name.to_string()));
+        }
+        if let Some(name) = s.strip_prefix("params.") {
+            return Ok(Field::Param(name.to_string()));
+        }
+        Ok(match s {
+            "tags" | "tag" => Field::Tags,
+            "id" => Field::Id,
+            "namespace" | "ns" => Field::Namespace,
+            "stage" => Field::Stage,
+            "status" => Field::Status,
+            "created" | "created_at" => Field::Created,
+            "size" | "size_bytes" => Field::Size,
+            "models" | "model_count" => Field::Models,
+            "files" | "file_count" => Field::Files,
+            "latest" => Field::Latest,
+            "pinned" => Field::Pinned,
+            _ => {
+                return Err(ArtifactError::usage(format!(
+                    "unknown field '{s}': {FIELD_HELP}"
+                )));
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl Op {
+    fn holds(self, ord: Ordering) -> bool {
+        match self {
+            Op::Eq => ord == Ordering::Equal,
+            Op::Ne => ord != Ordering::Equal,
+            Op::Gt => ord == Ordering::Greater,
+            Op::Ge => ord != Ordering::Less,
+            Op::Lt => ord == Ordering::Less,
+            Op::Le => ord != Ordering::Greater,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub field: Field,
+    pub op: Op,
+    pub value: String,
+}
+
+impl FromStr for Filter {
+    type Err = ArtifactError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let usage = |why: &str| {
+            ArtifactError::usage(format!(
+                "bad --where '{text}': {why}; write FIELD OP VALUE, e.g. metrics.sharpe_ratio>1.0 or params.seq_length=30 ({FIELD_HELP})"
+            ))
+        };
+        let at = text
+            .find(['=', '!', '<', '>'])
+            .ok_or_else(|| usage("no operator"))?;
+        let (field, rest) = text.split_at(at);
+        let (op, len) = match rest.as_bytes() {
+            [b'=', b'=', ..] => (Op::Eq, 2),
+            [b'!', b'=', ..] => (Op::Ne, 2),
+            [b'>', b'=', ..] => (Op::Ge, 2),
+            [b'<', b'=', ..] => (Op::Le, 2),
+            [b'=', ..] => (Op::Eq, 1),
+            [b'>', ..] => (Op::Gt, 1),
+            [b'<', ..] => (Op::Lt, 1),
+            _ => return Err(usage("'!' must be followed by '='")),
+        };
+        let field: Field = field
+            .parse()
+            .map_err(|e: ArtifactError| usage(&e.message))?;
+        let value = rest[len..].trim().to_string();
+        if value.is_empty() {
+            return Err(usage("no value after the operator"));
+        }
+        if field == Field::Tags && !matches!(op, Op::Eq | Op::Ne) {
+            return Err(usage("tags only take = or !="));
+        }
+        Ok(Filter { field, op, value })
+    }
+}
+
+/// A field's value on one run.
+enum Val<'a> {
+    Num(f64),
+    Time(chrono::DateTime<chrono::Utc>),
+    Text(std::borrow::Cow<'a, str>),
+    Missing,
+}
+
+fn field_value<'a>(run: &'a RunInfo, field: &Field) -> Val<'a> {
+    use std::borrow::Cow;
+    match field {
+        Field::Metric(name) => run.metrics.get(name).map_or(Val::Missing, |v| Val::Num(*v)),
+        Field::Param(name) => match run.params.get(name) {
+            Some(Value::Number(n)) => n.as_f64().map_or(Val::Missing, Val::Num),
+            Some(Value::String(s)) => Val::Text(Cow::Borrowed(s)),
+            Some(Value::Bool(b)) => Val::Text(Cow::Owned(b.to_string())),
+            Some(Value::Null) | None => Val::Missing,
+            Some(other) => Val::Text(Cow::Owned(other.to_string())),
+        },
+        Field::Tags => Val::Missing,
+        Field::Id => Val::Text(Cow::Borrowed(&run.id)),
+        Field::Namespace => Val::Text(Cow::Borrowed(&run.namespace)),
+        Field::Stage => Val::Text(Cow::Borrowed(run.stage.as_str())),
+        Field::Status => Val::Text(Cow::Borrowed(run.status.as_str())),
+        Field::Created => run.created_at.map_or(Val::Missing, Val::Time),
+        Field::Size => Val::Num(run.size_bytes as f64),
+        Field::Models => Val::Num(run.model_count as f64),
+        Field::Files => Val::Num(run.file_count as f64),
+        Field::Latest => Val::Text(Cow::Owned(run.latest.to_string())),
+        Field::Pinned => Val::Text(Cow::Owned(run.pinned.to_string())),
+    }
+}
+
+impl Filter {
+    pub fn matches(&self, run: &RunInfo) -> bool {
+        if self.field == Field::Tags {
+            let has = run.tags.iter().any(|t| t == &self.value);
+            return has == (self.op == Op::Eq);
+        }
+        let ord = match field_value(run, &self.field) {
+            Val::Missing => return false,
+            Val::Num(actual) => match self.value.parse::<f64>() {
+                Ok(wanted) => actual.partial_cmp(&wanted),
+                Err(_) => Some(format_number(actual).as_str().cmp(self.value.as_str())),
+            },
+            // Times compare as RFC 3339 text, so a date prefix works.
+            Val::Time(t) => Some(t.to_rfc3339().as_str().cmp(self.value.as_str())),
+            Val::Text(actual) => match (actual.parse::<f64>(), self.value.parse::<f64>()) {
+                (Ok(a), Ok(w)) => a.partial_cmp(&w),
+                _ => Some(actual.as_ref().cmp(self.value.as_str())),
+            },
+        };
+        ord.is_some_and(|o| self.op.holds(o))
+    }
+}
+
+fn format_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        n.to_string()
+    }
+}
+
+/// A `--sort` key. Numbers and times sort largest or newest first, text
+/// sorts A to Z; runs without the field always come last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey(pub Field);
+
+impl FromStr for SortKey {
+    type Err = ArtifactError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let field: Field = s.parse().map_err(|e: ArtifactError| {
+            ArtifactError::usage(format!("bad --sort '{s}': {}", e.message))
+        })?;
+        if field == Field::Tags {
+            return Err(ArtifactError::usage(
+                "bad --sort 'tags': runs cannot be sorted by tags",
+            ));
+        }
+        Ok(SortKey(field))
+    }
+}
+
+impl SortKey {
+    fn descending(&self) -> bool {
+        matches!(
+            self.0,
+            Field::Metric(_) | Field::Created | Field::Size | Field::Models | Field::Files
+        )
+    }
+
+    pub fn sort(&self, runs: &mut [RunInfo], reverse: bool) {
+        let flip = self.descending() != reverse;
+        runs.sort_by(|a, b| {
+            let (va, vb) = (field_value(a, &self.0), field_value(b, &self.0));
+            let ord = match (&va, &vb) {
+                (Val::Missing, Val::Missing) => Ordering::Equal,
+                (Val::Missing, _) => return Ordering::Greater,
+                (_, Val::Missing) => return Ordering::Less,
+                (Val::Num(x), Val::Num(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+                (Val::Time(x), Val::Time(y)) => x.cmp(y),
+                (Val::Time(_), _) => Ordering::Less,
+                (_, Val::Time(_)) => Ordering::Greater,
+                (Val::Text(x), Val::Text(y)) => x.cmp(y),
+                (Val::Num(_), Val::Text(_)) => Ordering::Less,
+                (Val::Text(_), Val::Num(_)) => Ordering::Greater,
+            };
+            let ord = ord.then_with(|| a.reference.cmp(&b.reference));
+            if flip {
+                ord.reverse()
+            } else {
+                ord
+            }
+        });
+    }
+}
+
+/// The value of the `list` BEST column: the metric itself, or else the best
+/// of the per-step values named `<step>.<metric>` (a refresh records one per
+/// model), judged by `goal`.
+pub fn best_metric(run: &RunInfo, metric: &str, goal: crate::config::Goal) -> Option<f64> {
+    if let Some(v) = run.metrics.get(metric) {
+        return Some(*v);
+    }
+    let suffix = format!(".{metric}");
+    let values = run
+        .metrics
+        .iter()
+        .filter(|(k, _)| k.ends_with(&suffix))
+        .map(|(_, v)| *v);
+    match goal {
+        crate::config::Goal::Max => values.reduce(f64::max),
+        crate::config::Goal::Min => values.reduce(f64::min),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::metadata::RunStatus;
+    use crate::store::refs::{Namespace, Stage};
+    use crate::store::{RunLayout, RunLocation};
+    use serde_json::json;
+
+    fn run(id: &str, sharpe: Option<f64>, seq: Value, tags: &[&str]) -> RunInfo {
+        RunInfo {
+            reference: id.into(),
+            id: id.into(),
+            namespace: String::new(),
+            stage: Stage::Raw,
+            created_at: crate::store::refs::id_time(id),
+            status: RunStatus::Complete,
+            size_bytes: 10,
+            file_count: 1,
+            model_count: 1,
+            metrics: sharpe
+                .map(|s| ("sharpe_ratio".to_string(), s))
+                .into_iter()
+                .collect(),
+            params: [("seq_length".to_string(), seq)].into_iter().collect(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            latest: false,
+            pinned: false,
+            layout: RunLayout::Native,
+            problems: vec![],
+            location: RunLocation {
+                stage: Stage::Raw,
+                namespace: Namespace::root(),
+                id: id.into(),
+                path: id.into(),
+            },
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn parses_operators() {
+        let f: Filter = "metrics.sharpe_ratio>1.0".parse().unwrap();
+        assert_eq!(
+            (f.field, f.op, f.value.as_str()),
+            (Field::Metric("sharpe_ratio".into()), Op::Gt, "1.0")
+        );
+        let f: Filter = "params.seq_length=30".parse().unwrap();
+        assert_eq!(f.op, Op::Eq);
+        for (text, op) in [
+            ("a.b", None),
+            ("id==x", Some(Op::Eq)),
+            ("id!=x", Some(Op::Ne)),
+            ("size>=1", Some(Op::Ge)),
+            ("size<=1", Some(Op::Le)),
+            ("size<1", Some(Op::Lt)),
+        ] {
+            let text = if text == "a.b" { "metrics.x" } else { text };
+            assert_eq!(text.parse::<Filter>().ok().map(|f| f.op), op, "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_filters() {
+        for bad in [
+            "sharpe>1",
+            "metrics.x",
+            "metrics.x>",
+            "id!x",
+            "tags>a",
+            "bogus=1",
+        ] {
+            assert!(bad.parse::<Filter>().is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn numbers_compare_as_numbers_and_params_match_loosely() {
+        let r = run("20261123_101500", Some(1.5), json!(30), &["gpu"]);
+        let t = |s: &str| s.parse::<Filter>().unwrap().matches(&r);
+        assert!(t("metrics.sharpe_ratio>1.0"));
+        assert!(!t("metrics.sharpe_ratio>10"));
+        assert!(t("params.seq_length=30"));
+        assert!(t("params.seq_length=30.0"));
+        assert!(!t("params.seq_length=31"));
+        assert!(t("tags=gpu") && t("tags!=cpu") && !t("tags=cpu"));
+        assert!(t("created>=2026-11-01") && !t("created<2026-11-01"));
+        assert!(!t("metrics.missing<100"), "a missing metric never matches");
+        let s = run("x", None, json!("30"), &[]);
+        assert!("params.seq_length=30"
+            .parse::<Filter>()
+            .unwrap()
+            .matches(&s));
+    }
+
+    #[test]
+    fn best_metric_falls_back_to_per_step_values() {
+        use crate::config::Goal;
+        let mut r = run("x", None, json!(1), &[]);
+        assert_eq!(best_metric(&r, "sharpe_ratio", Goal::Max), None);
+        r.metrics.insert("lstm.sharpe_ratio".into(), 0.5);
+        r.metrics.insert("xgb.sharpe_ratio".into(), 1.5);
+        r.metrics.insert("xgb.sharpe_ratio_std".into(), 9.0);
+        assert_eq!(best_metric(&r, "sharpe_ratio", Goal::Max), Some(1.5));
+        assert_eq!(best_metric(&r, "sharpe_ratio", Goal::Min), Some(0.5));
+        r.metrics.insert("sharpe_ratio".into(), 1.0);
+        assert_eq!(best_metric(&r, "sharpe_ratio", Goal::Max), Some(1.0));
+    }
+
+    #[test]
+    fn sorting_puts_missing_last() {
+        let mut runs = vec![
+            run("20261123_101500", Some(0.5), json!(1), &[]),
+            run("20261123_101600", None, json!(1), &[]),
+            run("20261123_101700", Some(2.0), json!(1), &[]),
+        ];
+        SortKey("metrics.sharpe_ratio".parse().unwrap()).sort(&mut runs, false);
+        let ids: Vec<_> = runs.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["20261123_101700", "20261123_101500", "20261123_101600"]
+        );
+        SortKey(Field::Id).sort(&mut runs, false);
+        assert_eq!(runs[0].id, "20261123_101500");
+        SortKey(Field::Created).sort(&mut runs, true);
+        assert_eq!(runs[0].id, "20261123_101500");
+    }
+}

@@ -1,0 +1,52 @@
+//! The names of a store's layout, in one place: stage folders come from
+//! [`Stage`](crate::store::refs::Stage); everything artifactctl keeps for
+//! itself lives under [`INTERNAL_DIR`].
+
+use std::fs;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::store::refs::Stage;
+
+/// artifactctl's own folder inside a store: lock, staging, trash, journal.
+pub const INTERNAL_DIR: &str = ".artifactctl";
+/// The link (or pointer file) naming a namespace's current run.
+pub const LATEST: &str = "latest";
+/// Where symlinks are unavailable, `latest` is this file holding the id.
+pub const LATEST_POINTER: &str = "latest_pointer.txt";
+/// Under [`INTERNAL_DIR`]: runs being assembled.
+pub const STAGING_DIR: &str = "staging";
+/// Under [`INTERNAL_DIR`]: runs being removed.
+pub const TRASH_DIR: &str = "trash";
+/// Under [`INTERNAL_DIR`]: the writer lock file.
+pub const LOCK_FILE: &str = "lock";
+/// Under [`INTERNAL_DIR`]: the append-only audit journal.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Staged,
+    Flat,
+}
+
+pub(crate) fn detect_layout(dir: &Path) -> Layout {
+    let staged = Stage::ALL.iter().any(|s| dir.join(s.as_str()).is_dir());
+    let empty = match fs::read_dir(dir) {
+        Ok(mut entries) => entries.all(|e| {
+            e.map(|e| e.file_name().to_string_lossy().starts_with('.'))
+                .unwrap_or(true)
+        }),
+        Err(_) => true,
+    };
+    if staged || empty {
+        Layout::Staged
+    } else {
+        Layout::Flat
+    }
+}
+
+pub(crate) fn is_hidden_or_pointer(name: &str) -> bool {
+    name.starts_with('.') || name == LATEST || name == LATEST_POINTER
+}

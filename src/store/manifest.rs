@@ -1,0 +1,141 @@
+//! The manifest of a run: every file with its size and BLAKE3 hash, hashed in
+//! parallel across files (and within large files).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+
+use crate::progress::{Reporter, Unit};
+use crate::store::metadata::{FileEntry, METADATA_FILE};
+
+/// Files at least this large are memory-mapped and hashed on several threads.
+const MMAP_THRESHOLD: u64 = 1 << 20;
+
+pub fn hash_file(path: &Path) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let len = path.symlink_metadata().map(|m| m.len()).unwrap_or(0);
+    if len >= MMAP_THRESHOLD {
+        hasher.update_mmap_rayon(path)
+    } else {
+        hasher.update_reader(std::fs::File::open(path)?)
+    }
+    .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// One entry of a run folder, before hashing.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub rel: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub symlink: Option<String>,
+}
+
+/// Every file and symlink below `dir`, except the run's own `metadata.json`,
+/// sorted by path. Symlinks are listed, never followed.
+pub fn list_files(dir: &Path) -> Result<Vec<Found>> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let ft = entry.file_type();
+        if entry.depth() == 0 || ft.is_dir() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .expect("walkdir stays below its root")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if rel == METADATA_FILE {
+            continue;
+        }
+        if ft.is_symlink() {
+            let target = std::fs::read_link(entry.path())?
+                .to_string_lossy()
+                .into_owned();
+            out.push(Found {
+                rel,
+                path: entry.path().to_path_buf(),
+                size: 0,
+                symlink: Some(target),
+            });
+        } else if ft.is_file() {
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push(Found {
+                rel,
+                path: entry.path().to_path_buf(),
+                size,
+                symlink: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Hash every file below `dir` into manifest entries.
+pub fn build(dir: &Path, reporter: &dyn Reporter) -> Result<Vec<FileEntry>> {
+    let found = list_files(dir)?;
+    hash_all(found, reporter)
+}
+
+pub fn hash_all(found: Vec<Found>, reporter: &dyn Reporter) -> Result<Vec<FileEntry>> {
+    let total: u64 = found.iter().map(|f| f.size).sum();
+    reporter.begin("hashing", Some(total), Unit::Bytes);
+    let entries = found
+        .into_par_iter()
+        .map(|f| {
+            let blake3 = match &f.symlink {
+                Some(target) => hash_bytes(target.as_bytes()),
+                None => hash_file(&f.path)?,
+            };
+            reporter.advance(f.size);
+            Ok(FileEntry {
+                path: f.rel,
+                size: f.size,
+                blake3,
+                symlink: f.symlink,
+            })
+        })
+        .collect::<Result<Vec<_>>>();
+    reporter.end();
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+
+    #[test]
+    fn manifest_lists_files_and_links_but_not_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("checkpoints")).unwrap();
+        std::fs::write(dir.path().join("checkpoints/best.pt"), b"weights").unwrap();
+        std::fs::write(dir.path().join(METADATA_FILE), b"{}").unwrap();
+        std::os::unix::fs::symlink("best.pt", dir.path().join("checkpoints/latest.pt")).unwrap();
+        let m = build(dir.path(), &Silent).unwrap();
+        let paths: Vec<_> = m.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["checkpoints/best.pt", "checkpoints/latest.pt"]);
+        assert_eq!(m[0].blake3, hash_bytes(b"weights"));
+        assert_eq!(m[1].symlink.as_deref(), Some("best.pt"));
+    }
+
+    #[test]
+    fn large_files_hash_like_small_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![7u8; (MMAP_THRESHOLD as usize) * 2 + 3];
+        let p = dir.path().join("big");
+        std::fs::write(&p, &data).unwrap();
+        assert_eq!(hash_file(&p).unwrap(), hash_bytes(&data));
+    }
+}

@@ -1,0 +1,353 @@
+//! `metadata.json`, schema version 1 (documented in `docs/metadata.md` and
+//! `docs/metadata.schema.json`), and the readers for the layouts users
+//! already have on disk: seed 003's `training_metadata.json` and seed 002's
+//! `metadata.json` without a schema version.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::store::refs::Stage;
+
+pub const SCHEMA_VERSION: u32 = 1;
+pub const METADATA_FILE: &str = "metadata.json";
+/// Seed 003's per-version metadata.
+pub const TRAINING_METADATA_FILE: &str = "training_metadata.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Complete,
+    Failed,
+    Interrupted,
+    /// Only ever read, never written: the metadata could not be read.
+    Unknown,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Complete => "complete",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative to the run directory, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    /// BLAKE3 of the content; for a symlink, of its target text.
+    pub blake3: String,
+    /// Set for symlinks (always relative and inside the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink: Option<String>,
+}
+
+/// Seed 002's feature persistence.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Features {
+    #[serde(default)]
+    pub feature_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected_features: Option<Vec<i64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_size_actual: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// Where the run came from: a registered folder, a refresh, a promotion.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The run this one was derived from (a qualified ref, `raw/ns/id`).
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// The artifact this one was promoted from (a qualified ref).
+    #[serde(default)]
+    pub promoted_from: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Producer {
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub git_commit: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The full record. Fields this version does not know land in `extra` and are
+/// written back unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub schema_version: u32,
+    pub id: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub stage: Stage,
+    pub created_at: DateTime<Utc>,
+    pub status: RunStatus,
+    #[serde(default)]
+    pub config: Map<String, Value>,
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+    #[serde(default)]
+    pub total_size: u64,
+    #[serde(default)]
+    pub file_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Features>,
+    #[serde(default)]
+    pub lineage: Lineage,
+    #[serde(default)]
+    pub producer: Producer,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Read a metadata file without following a symlink in its place: a run's
+/// metadata is its own, never a link to somewhere else on the machine.
+pub fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    // Read until EOF without the size probe `read_to_end` makes: `list`
+    // reads thousands of small files and each saved syscall counts.
+    let mut bytes = vec![0u8; 8192];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(len);
+    Ok(bytes)
+}
+
+impl Metadata {
+    pub fn read(dir: &Path) -> Result<Metadata> {
+        let path = dir.join(METADATA_FILE);
+        let bytes =
+            read_no_follow(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not valid metadata", path.display()))
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("metadata serializes");
+        text.push('\n');
+        text
+    }
+
+    /// Set `files`, `total_size` and `file_count` from a manifest.
+    pub fn set_files(&mut self, mut files: Vec<FileEntry>) {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        self.total_size = files.iter().map(|f| f.size).sum();
+        self.file_count = files.len() as u64;
+        self.files = files;
+    }
+}
+
+/// What `list` needs from a native `metadata.json`, read without buffering
+/// unknown fields (this is the hot path of `list` over thousands of runs).
+#[derive(Debug, Deserialize)]
+pub struct Summary<'a> {
+    pub schema_version: u32,
+    pub created_at: Option<String>,
+    pub status: Option<RunStatus>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default, borrow)]
+    pub files: Vec<SummaryFile<'a>>,
+    #[serde(default)]
+    pub total_size: u64,
+    #[serde(default)]
+    pub file_count: u64,
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SummaryFile<'a> {
+    #[serde(borrow)]
+    pub path: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub symlink: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Keep only finite numbers (and booleans as 0/1, for gates and `--where`).
+pub fn numeric_metrics<'a>(
+    raw: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> BTreeMap<String, f64> {
+    raw.into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::Number(n) => n.as_f64().map(|f| (k.clone(), f)),
+            Value::Bool(b) => Some((k.clone(), if *b { 1.0 } else { 0.0 })),
+            _ => None,
+        })
+        .filter(|(_, f)| f.is_finite())
+        .collect()
+}
+
+/// Read a creation time as the seeds write it: RFC 3339, a naive ISO time
+/// (seed 002, taken as UTC) or a `YYYYMMDD_HHMMSS` stamp (seed 003).
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y%m%d_%H%M%S",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(t.and_utc());
+        }
+    }
+    None
+}
+
+/// Seed 002's consistency rules, for whatever feature metadata a run has.
+pub fn feature_problems(features: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let names = features.get("feature_names").and_then(Value::as_array);
+    let count = features.get("feature_count").and_then(Value::as_u64);
+    let selected = features.get("selected_features").and_then(Value::as_array);
+    let input = features.get("input_size_actual").and_then(Value::as_u64);
+    if let (Some(names), Some(count)) = (names, count) {
+        if names.len() as u64 != count {
+            problems.push(format!(
+                "feature count mismatch: feature_count={count} but {} feature_names",
+                names.len()
+            ));
+        }
+    }
+    if let Some(selected) = selected {
+        let total = names.map(|n| n.len() as u64).or(count);
+        let mut seen = std::collections::HashSet::new();
+        for s in selected {
+            match s.as_i64() {
+                Some(i) if i < 0 || total.is_some_and(|t| i as u64 >= t) => {
+                    problems.push(format!("selected feature index {i} is out of range"));
+                }
+                Some(i) if !seen.insert(i) => {
+                    problems.push(format!("selected feature index {i} appears twice"));
+                }
+                None => problems.push(format!("selected feature {s} is not an index")),
+                _ => {}
+            }
+        }
+        if let Some(input) = input {
+            if input != selected.len() as u64 {
+                problems.push(format!(
+                    "input_size_actual={input} but {} selected_features",
+                    selected.len()
+                ));
+            }
+        }
+    }
+    problems
+}
+
+pub const FEATURE_KEYS: [&str; 4] = [
+    "feature_names",
+    "selected_features",
+    "feature_count",
+    "input_size_actual",
+];
+
+/// The seed 002 feature fields found at the top of a legacy metadata object.
+pub fn legacy_features(obj: &Map<String, Value>) -> Option<Value> {
+    let found: Map<String, Value> = FEATURE_KEYS
+        .iter()
+        .filter_map(|k| obj.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect();
+    (!found.is_empty()).then_some(Value::Object(found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_survive_a_rewrite() {
+        let text = json!({
+            "schema_version": 1, "id": "a", "namespace": "", "stage": "raw",
+            "created_at": "2026-11-23T10:15:00Z", "status": "complete",
+            "future_field": {"x": 1},
+            "lineage": {"source": "s", "new_link": "y"},
+        });
+        let meta: Metadata = serde_json::from_value(text).unwrap();
+        let back: Value = serde_json::from_str(&meta.to_json()).unwrap();
+        assert_eq!(back["future_field"], json!({"x": 1}));
+        assert_eq!(back["lineage"]["new_link"], json!("y"));
+    }
+
+    #[test]
+    fn times_in_every_seed_format() {
+        let want = parse_time("2024-08-16T14:23:01Z").unwrap();
+        assert_eq!(parse_time("2024-08-16T14:23:01.000000"), Some(want));
+        assert_eq!(parse_time("20240816_142301"), Some(want));
+        assert_eq!(parse_time("2024-08-16T16:23:01+02:00"), Some(want));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn feature_rules_of_seed_002() {
+        let ok = json!({"feature_names": ["a", "b", "c"], "feature_count": 3,
+                        "selected_features": [0, 2], "input_size_actual": 2});
+        assert!(feature_problems(&ok).is_empty());
+        let bad = json!({"feature_names": ["a", "b", "c"], "feature_count": 50,
+                         "selected_features": [0, 0, 7], "input_size_actual": 2});
+        let problems = feature_problems(&bad);
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].contains("feature count mismatch"));
+    }
+
+    #[test]
+    fn numeric_metrics_drop_text_and_keep_flags() {
+        let raw = json!({"a": 1.5, "b": "x", "c": true, "d": null});
+        let m = numeric_metrics(raw.as_object().unwrap());
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["c"], 1.0);
+    }
+}

@@ -1,0 +1,336 @@
+//! The store on disk: where runs live, how they are found, read and resolved.
+//!
+//! Two layouts are read as they are:
+//! - **staged**: `<store>/{raw,validated,production}/[ns/]<id>/` (seed 004,
+//!   and what artifactctl writes);
+//! - **flat**: `<store>/[ns/]<id>/` with no stage folders (seed 003's
+//!   `backend/models/`, seed 002's `models/{type}/{symbol}/`), read as the
+//!   raw stage.
+//!
+//! Reading never writes: nothing here creates `.artifactctl/` or any folder.
+
+pub mod discover;
+pub mod journal;
+pub mod latest;
+pub mod layout;
+pub mod manifest;
+pub mod metadata;
+pub mod model;
+pub mod read;
+pub mod refs;
+
+use discover::walk_namespace;
+pub use latest::read_latest;
+use latest::{mark_latest, newest_complete_of};
+use layout::detect_layout;
+pub use layout::Layout;
+pub use model::*;
+pub use read::read_run;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::error::ArtifactError;
+use crate::store::layout::{INTERNAL_DIR, LATEST};
+use crate::store::refs::{format_ref, Namespace, RunRef, Stage, Target};
+use rayon::prelude::*;
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+    layout: Layout,
+}
+
+impl Store {
+    /// Open the store at `dir` without touching the disk beyond looking.
+    pub fn open(dir: impl Into<PathBuf>) -> Store {
+        let dir = dir.into();
+        let layout = detect_layout(&dir);
+        Store { dir, layout }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    pub fn internal_dir(&self) -> PathBuf {
+        self.dir.join(INTERNAL_DIR)
+    }
+
+    pub fn stages(&self) -> &'static [Stage] {
+        match self.layout {
+            Layout::Staged => &Stage::ALL,
+            Layout::Flat => &[Stage::Raw],
+        }
+    }
+
+    pub fn stage_dir(&self, stage: Stage) -> Result<PathBuf, ArtifactError> {
+        match (self.layout, stage) {
+            (Layout::Staged, _) => Ok(self.dir.join(stage.as_str())),
+            (Layout::Flat, Stage::Raw) => Ok(self.dir.clone()),
+            (Layout::Flat, _) => Err(ArtifactError::usage(format!(
+                "{} has a flat layout (runs directly inside, as seeds 002 and 003 keep them) and no {stage} stage; \
+                 point --store at a store with raw/ validated/ production/ folders",
+                self.dir.display()
+            ))),
+        }
+    }
+
+    pub fn ns_dir(&self, stage: Stage, ns: &Namespace) -> Result<PathBuf, ArtifactError> {
+        let mut dir = self.stage_dir(stage)?;
+        for seg in ns.segments() {
+            dir.push(seg);
+        }
+        Ok(dir)
+    }
+
+    pub fn location(
+        &self,
+        stage: Stage,
+        ns: &Namespace,
+        id: &str,
+    ) -> Result<RunLocation, ArtifactError> {
+        Ok(RunLocation {
+            stage,
+            namespace: ns.clone(),
+            id: id.to_string(),
+            path: self.ns_dir(stage, ns)?.join(id),
+        })
+    }
+
+    /// Every run at or below `under` in the given stages, sorted by stage,
+    /// namespace and id.
+    pub fn locations(&self, stages: &[Stage], under: &Namespace) -> Vec<RunLocation> {
+        let mut out = Vec::new();
+        for &stage in stages {
+            let Ok(dir) = self.ns_dir(stage, under) else {
+                continue;
+            };
+            walk_namespace(&dir, stage, under, refs::MAX_NAMESPACE_DEPTH, &mut out);
+        }
+        out
+    }
+
+    /// The runs directly in one namespace (not below it).
+    pub fn locations_in(&self, stage: Stage, ns: &Namespace) -> Vec<RunLocation> {
+        let mut out = Vec::new();
+        if let Ok(dir) = self.ns_dir(stage, ns) {
+            walk_namespace(&dir, stage, ns, 0, &mut out);
+        }
+        out
+    }
+
+    /// Read every run at or below `under`, in parallel, marking each
+    /// namespace's `latest`.
+    pub fn runs(&self, stages: &[Stage], under: &Namespace, opts: &ReadOptions) -> Vec<RunInfo> {
+        let locations = self.locations(stages, under);
+        let mut runs: Vec<RunInfo> = locations
+            .into_par_iter()
+            .map(|loc| read_run(loc, opts))
+            .collect();
+        mark_latest(self, &mut runs);
+        runs
+    }
+
+    pub fn read_run(&self, location: RunLocation, opts: &ReadOptions) -> RunInfo {
+        let mut run = read_run(location, opts);
+        let ns_dir = run
+            .location
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        run.latest = match read_latest(&ns_dir) {
+            state @ (LatestState::Link(_) | LatestState::Pointer(_)) => state.id() == Some(&run.id),
+            LatestState::Escaping(_) => false,
+            _ => {
+                let siblings = self.locations_in(run.stage, &run.location.namespace);
+                newest_complete_of(siblings, opts).is_some_and(|n| n.id == run.id)
+            }
+        };
+        run
+    }
+
+    pub fn latest(&self, stage: Stage, ns: &Namespace) -> Result<LatestState, ArtifactError> {
+        Ok(read_latest(&self.ns_dir(stage, ns)?))
+    }
+
+    /// The newest complete run of a namespace by `created_at`, skipping `except`.
+    pub fn newest_complete(
+        &self,
+        stage: Stage,
+        ns: &Namespace,
+        except: Option<&str>,
+    ) -> Option<RunInfo> {
+        let opts = ReadOptions::new(&[], false).ok()?;
+        let candidates = self
+            .locations_in(stage, ns)
+            .into_iter()
+            .filter(|l| Some(l.id.as_str()) != except)
+            .collect();
+        newest_complete_of(candidates, &opts)
+    }
+
+    /// Turn a ref into a run directory, directly: a ref with an id costs one
+    /// `lstat`, a `latest` one `readlink`. Only a miss scans, to suggest.
+    pub fn resolve(&self, r: &RunRef) -> Result<Resolved> {
+        let stage = r.stage();
+        let ns_dir = self.ns_dir(stage, &r.namespace)?;
+        let where_ = format_ns(stage, &r.namespace);
+        match &r.target {
+            Target::Id(id) => {
+                let location = self.location(stage, &r.namespace, id)?;
+                match location.path.symlink_metadata() {
+                    Ok(m) if m.is_dir() => Ok(Resolved { location, warnings: vec![] }),
+                    Ok(m) if m.file_type().is_symlink() => Err(ArtifactError::corrupt(format!(
+                        "{} is a symlink; artifactctl never follows links to run folders: replace it with the folder itself",
+                        location.path.display()
+                    ))
+                    .into()),
+                    _ => Err(self.not_found(stage, &r.namespace, id, &where_).into()),
+                }
+            }
+            Target::Latest => {
+                let mut warnings = Vec::new();
+                match read_latest(&ns_dir) {
+                    LatestState::Link(id) | LatestState::Pointer(id) => {
+                        let location = self.location(stage, &r.namespace, &id)?;
+                        return Ok(Resolved { location, warnings });
+                    }
+                    LatestState::Escaping(target) => {
+                        return Err(ArtifactError::corrupt(format!(
+                            "{} points to '{target}', outside {}; refusing to follow it: re-point it with `ln -sfn <run-id> {}` or remove it",
+                            ns_dir.join(LATEST).display(),
+                            ns_dir.display(),
+                            ns_dir.join(LATEST).display()
+                        ))
+                        .into());
+                    }
+                    LatestState::Dangling(target) => warnings.push(format!(
+                        "{} points to '{target}', which does not exist; using the newest complete run instead",
+                        ns_dir.join(LATEST).display()
+                    )),
+                    LatestState::NotALink => warnings.push(format!(
+                        "{} is not a link; using the newest complete run instead",
+                        ns_dir.join(LATEST).display()
+                    )),
+                    LatestState::Missing => {}
+                }
+                match self.newest_complete(stage, &r.namespace, None) {
+                    Some(run) => Ok(Resolved { location: run.location, warnings }),
+                    None => Err(ArtifactError::not_found(format!(
+                        "no complete run in {where_} ({}); register one with `artifactctl register DIR`",
+                        ns_dir.display()
+                    ))
+                    .into()),
+                }
+            }
+        }
+    }
+
+    fn not_found(&self, stage: Stage, ns: &Namespace, id: &str, where_: &str) -> ArtifactError {
+        let wanted = format_ref(stage, ns, id);
+        let mut candidates: Vec<(usize, String)> = self
+            .locations(&[stage], &Namespace::root())
+            .into_iter()
+            .map(|l| {
+                let reference = l.reference();
+                let distance = if l.id == id {
+                    0
+                } else {
+                    edit_distance(&reference, &wanted)
+                };
+                (distance, reference)
+            })
+            .collect();
+        candidates.sort();
+        let nearest: Vec<String> = candidates.into_iter().take(5).map(|(_, r)| r).collect();
+        let hint = if nearest.is_empty() {
+            format!("{where_} has no runs yet")
+        } else {
+            format!("nearest: {}", nearest.join(", "))
+        };
+        ArtifactError::not_found(format!(
+            "no run '{wanted}' in {}; {hint}; `artifactctl list --stage all` shows every run",
+            self.dir.display()
+        ))
+    }
+}
+
+fn format_ns(stage: Stage, ns: &Namespace) -> String {
+    if ns.is_root() {
+        format!("{stage}/")
+    } else {
+        format!("{stage}/{ns}/")
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::latest::sibling_name;
+    use crate::store::layout::{LATEST, LATEST_POINTER};
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn latest_targets_must_stay_beside_the_link() {
+        assert_eq!(
+            sibling_name(Path::new("20240816_142301")).as_deref(),
+            Some("20240816_142301")
+        );
+        assert_eq!(sibling_name(Path::new("./a/")).as_deref(), Some("a"));
+        assert_eq!(sibling_name(Path::new("/etc")), None);
+        assert_eq!(sibling_name(Path::new("../../x")), None);
+        assert_eq!(sibling_name(Path::new("a/b")), None);
+        assert_eq!(sibling_name(Path::new("latest")), None);
+    }
+
+    #[test]
+    fn read_latest_classifies_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(read_latest(d), LatestState::Missing);
+        fs::create_dir(d.join("r1")).unwrap();
+        symlink("r1", d.join(LATEST)).unwrap();
+        assert_eq!(read_latest(d), LatestState::Link("r1".into()));
+        fs::remove_file(d.join(LATEST)).unwrap();
+        symlink("/etc", d.join(LATEST)).unwrap();
+        assert_eq!(read_latest(d), LatestState::Escaping("/etc".into()));
+        fs::remove_file(d.join(LATEST)).unwrap();
+        symlink("gone", d.join(LATEST)).unwrap();
+        assert_eq!(read_latest(d), LatestState::Dangling("gone".into()));
+        fs::remove_file(d.join(LATEST)).unwrap();
+        fs::write(d.join(LATEST_POINTER), "models/gru/BTCEUR/r1\n").unwrap();
+        assert_eq!(read_latest(d), LatestState::Pointer("r1".into()));
+        fs::write(d.join(LATEST_POINTER), "../../etc\n").unwrap();
+        assert!(matches!(read_latest(d), LatestState::Dangling(_)));
+    }
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+}
