@@ -645,3 +645,37 @@ pub fn streams_of(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Run `cmd` with the fault-injection hook of debug builds armed:
+/// `ARTIFACTCTL_FAULT=<point>[@<nth>][:<action>]`. Asserts that the fault
+/// really fired — stderr has the line `artifactctl: fault injected at
+/// <point>` — and, for the default action `kill`, that the process died of
+/// SIGKILL there. A crash test that never reached its point fails here
+/// instead of passing without having proved anything.
+pub fn with_fault(cmd: &mut Command, spec: &str) -> std::process::Output {
+    use std::os::unix::process::ExitStatusExt;
+    let out = cmd.env("ARTIFACTCTL_FAULT", spec).output().expect("run");
+    let (point, action) = match spec.split_once(':') {
+        Some((point, action)) => (point, action),
+        None => (spec, "kill"),
+    };
+    let point = point.split('@').next().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let marker = format!("artifactctl: fault injected at {point}");
+    assert!(
+        stderr.lines().any(|line| line
+            .strip_prefix(&marker)
+            .is_some_and(|rest| !rest.starts_with(|c: char| c.is_alphanumeric() || c == '-'))),
+        "ARTIFACTCTL_FAULT={spec} did not fire ({}); stderr:\n{stderr}",
+        out.status
+    );
+    if action == "kill" {
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "ARTIFACTCTL_FAULT={spec}: expected death by SIGKILL, got {}; stderr:\n{stderr}",
+            out.status
+        );
+    }
+    out
+}
