@@ -373,7 +373,10 @@ fn kill_9_before_the_publish_rename_leaves_no_run_and_the_next_write_sweeps() {
     );
 
     let reference = p.register(&out, &[]);
-    assert_eq!(assert_visible_runs_whole(&p), [reference.clone()]);
+    assert_eq!(
+        assert_visible_runs_whole(&p),
+        std::slice::from_ref(&reference)
+    );
     assert!(
         staging_left(&p).is_empty(),
         "dead writers' staging is swept: {:?}",
@@ -489,5 +492,62 @@ fn kill_9_during_register_move_never_loses_the_users_folder() {
     assert!(
         back.as_ref() == Some(&given) || kept_in_store,
         "the folder given to `register --move` is neither back in place nor a run"
+    );
+}
+
+/// An I/O error injected while the run is assembled in staging (ENOSPC on a
+/// write, EIO on an fsync or rename): register fails with exit 1 and says
+/// nothing was registered, and that is true: no run, no staging left, the
+/// user's folder as it was; the next register works.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn an_io_error_while_staging_registers_nothing_and_leaves_nothing() {
+    for spec in ["write:enospc", "fsync:eio", "rename:eio"] {
+        let p = Project::new();
+        let out = p.training_output("out");
+        let given = files_of(&out);
+        let failed = with_fault(p.cmd().args(["register", "out"]), spec);
+        let stderr = String::from_utf8_lossy(&failed.stderr);
+        assert_eq!(failed.status.code(), Some(1), "{spec}: {stderr}");
+        assert!(
+            stderr.contains("nothing was registered"),
+            "{spec}: {stderr}"
+        );
+        assert!(assert_visible_runs_whole(&p).is_empty(), "{spec}");
+        assert!(
+            staging_left(&p).is_empty(),
+            "{spec}: {:?}",
+            staging_left(&p)
+        );
+        assert_eq!(files_of(&out), given, "{spec}: the user's folder");
+        let reference = p.register(&out, &[]);
+        assert_eq!(assert_visible_runs_whole(&p), [reference]);
+        p.cmd().args(["verify", "--all"]).assert().success();
+    }
+}
+
+/// When moving `latest` fails after the run was published (EIO on the
+/// symlink), register exits 1 saying "nothing was registered", yet the run
+/// is in the store and listed. Either the message or the outcome is wrong;
+/// which one is for src/ to decide, so the test is ignored with its reason.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+#[ignore = "bug: register says 'nothing was registered' when only moving latest failed and the run is published"]
+fn a_failure_to_move_latest_is_reported_truthfully() {
+    let p = Project::new();
+    p.training_output("out");
+    let failed = with_fault(p.cmd().args(["register", "out"]), "symlink:eio");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    let runs = assert_visible_runs_whole(&p);
+    assert!(
+        runs.is_empty() || !stderr.contains("nothing was registered"),
+        "stderr says nothing was registered, but {runs:?} is listed: {stderr}"
     );
 }
