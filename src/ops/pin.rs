@@ -6,7 +6,6 @@
 //! those runs are refused with a pointer to `artifactctl register`.
 
 use anyhow::Result;
-use serde_json::Value;
 
 use crate::error::ArtifactError;
 use crate::fsx;
@@ -15,8 +14,6 @@ use crate::store::journal;
 use crate::store::metadata::{Metadata, RunStatus, METADATA_FILE};
 use crate::store::refs::RunRef;
 use crate::store::{ReadOptions, RunLayout, Store};
-
-const PINNED: &str = "pinned";
 
 #[derive(Debug, Clone)]
 pub struct PinOutcome {
@@ -61,12 +58,7 @@ pub fn set_pinned(store: &Store, r: &RunRef, pinned: bool) -> Result<PinOutcome>
             location.path.join(METADATA_FILE).display()
         ))
     })?;
-    let was = meta
-        .extra
-        .get(PINNED)
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if was == pinned {
+    if meta.pinned == pinned {
         return Ok(PinOutcome {
             reference,
             pinned,
@@ -74,11 +66,7 @@ pub fn set_pinned(store: &Store, r: &RunRef, pinned: bool) -> Result<PinOutcome>
             warnings: resolved.warnings,
         });
     }
-    if pinned {
-        meta.extra.insert(PINNED.into(), Value::Bool(true));
-    } else {
-        meta.extra.remove(PINNED);
-    }
+    meta.pinned = pinned;
     let path = location.path.join(METADATA_FILE);
     fsx::atomic_write_in_readonly_dir(&path, meta.to_json().as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;

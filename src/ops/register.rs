@@ -108,6 +108,7 @@ pub fn register(
             ..Default::default()
         },
         producer: ops::producer(&opts.project_root, opts.command.clone()),
+        pinned: false,
         extra: imported.extra,
     };
     meta.metrics.extend(opts.metrics);

@@ -126,8 +126,16 @@ pub struct Metadata {
     pub lineage: Lineage,
     #[serde(default)]
     pub producer: Producer,
+    /// Protected from `cleanup` and `delete` (`artifactctl pin`); written
+    /// only when true, so unpinned records stay as they were.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pinned: bool,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// Read a metadata file without following a symlink in its place: a run's

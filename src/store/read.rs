@@ -153,11 +153,7 @@ pub(crate) fn apply_native(run: &mut RunInfo, meta: Metadata, opts: &ReadOptions
     run.metrics = meta.metrics.clone();
     run.params = meta.params.clone();
     run.tags = meta.tags.clone();
-    run.pinned = meta
-        .extra
-        .get("pinned")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    run.pinned = meta.pinned;
     run.size_bytes = meta.total_size;
     run.file_count = meta.file_count;
     run.model_count = meta
@@ -174,8 +170,7 @@ pub(crate) fn apply_native(run: &mut RunInfo, meta: Metadata, opts: &ReadOptions
     }
     if opts.detail {
         let files = meta.files.iter().map(file_row).collect();
-        let mut extra = meta.extra.clone();
-        extra.remove("pinned");
+        let extra = meta.extra.clone();
         run.detail = Some(RunDetail {
             path: run.location.path.clone(),
             files,

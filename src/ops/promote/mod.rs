@@ -174,6 +174,7 @@ fn empty_metadata(run: &RunInfo) -> Metadata {
         features: None,
         lineage: Lineage::default(),
         producer: Default::default(),
+        pinned: false,
         extra: Map::new(),
     }
 }

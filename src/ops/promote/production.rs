@@ -241,6 +241,7 @@ pub fn promote_production(
             extra: Map::new(),
         },
         producer: ops::producer(&plan.project_root, plan.command),
+        pinned: false,
         extra: Map::new(),
     };
     let approval_json = json!({"by": user, "at": now, "method": approval});

@@ -174,6 +174,7 @@ pub fn promote_validated(
             extra: lineage_extra,
         },
         producer: ops::producer(&plan.project_root, plan.command),
+        pinned: false,
         extra: Map::new(),
     };
     meta.extra.insert(

@@ -474,6 +474,7 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
         features: None,
         lineage,
         producer: ops::producer(&opts.project_root, opts.command.clone()),
+        pinned: false,
         extra,
     };
     meta.set_files(files);
