@@ -213,7 +213,7 @@ fn promoted_artifacts_are_read_only_and_share_bytes_with_the_raw_run() {
         // unprivileged user (the test user under setpriv when running as
         // root; the tempdir is opened up so that user can reach the file).
         assert!(
-            !can_write_unprivileged(&dir.join("model.pt")),
+            !can_write_unprivileged(p.root(), &dir.join("model.pt")),
             "{} is writable by an ordinary user",
             dir.display()
         );
@@ -222,11 +222,12 @@ fn promoted_artifacts_are_read_only_and_share_bytes_with_the_raw_run() {
 
 /// Whether an ordinary user can open `path` for writing (`sh -c ': >> path'`,
 /// which never truncates). As root the check runs as the unprivileged test
-/// user, with the project folder made traversable for it.
-fn can_write_unprivileged(path: &Path) -> bool {
+/// user, with the folders from the project `root` (itself in world-traversable
+/// /tmp) down to `path` made traversable for it.
+fn can_write_unprivileged(root: &Path, path: &Path) -> bool {
     if crate::support::is_root() {
         for dir in path.ancestors().skip(1) {
-            if dir.starts_with(std::env::temp_dir()) && dir != std::env::temp_dir() {
+            if dir.starts_with(root) {
                 let mode = dir.metadata().unwrap().permissions().mode();
                 std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o005))
                     .unwrap();

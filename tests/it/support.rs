@@ -22,9 +22,18 @@ pub struct Project {
 }
 
 impl Project {
+    /// A fresh project in `/tmp/.tmpXXXXXX` (not `$TMPDIR`): some snapshot
+    /// tables hold the project path, and their column widths follow the
+    /// longest cell, so the path's length must not depend on the machine.
     pub fn new() -> Project {
+        let base = Path::new("/tmp");
+        let dir = if base.is_dir() {
+            tempfile::tempdir_in(base)
+        } else {
+            tempfile::tempdir()
+        };
         Project {
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir: dir.expect("tempdir"),
             env: Vec::new(),
             user: None,
         }
