@@ -1,8 +1,6 @@
-mod common;
-
 use std::os::unix::fs::symlink;
 
-use common::{legacy_models, legacy_versions, seed004, Project};
+use crate::support::{legacy_models, legacy_versions, seed004, stdout_of, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -78,6 +76,7 @@ fn list_shows_runs_newest_first_with_the_latest_marked() {
         .stdout(predicate::str::contains("*  20261121_100000"))
         .stdout(predicate::str::contains("sharpe_ratio"))
         .stdout(predicate::str::contains("1.7"));
+    assert_output_snapshot!(Some(p.root()), "list_table", stdout_of(p.cmd().arg("list")));
 }
 
 #[test]
@@ -194,6 +193,11 @@ fn seed_003_versions_are_read_as_they_are_and_corruption_is_shown() {
         .stdout(predicate::str::contains(
             "! corrupted training_metadata.json",
         ));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "list_table_seed_003",
+        stdout_of(p.cmd().args(["--store", "backend/models", "list"]))
+    );
 }
 
 #[test]
@@ -252,6 +256,11 @@ fn seed_004_stages_are_read_as_they_are() {
     assert_eq!(
         run(&list, "validated/v5_5_epoch70_validated")["metrics"]["coverage"],
         0.99
+    );
+    assert_output_snapshot!(
+        Some(p.root()),
+        "list_table_seed_004",
+        stdout_of(p.cmd().args(["list", "--stage", "all"]))
     );
 }
 

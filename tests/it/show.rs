@@ -1,8 +1,6 @@
-mod common;
-
 use std::os::unix::fs::symlink;
 
-use common::{legacy_models, legacy_versions, Project};
+use crate::support::{legacy_models, legacy_versions, stdout_of, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -49,6 +47,11 @@ fn show_prints_everything_about_a_run() {
         .stdout(predicate::str::contains("1.25"))
         .stdout(predicate::str::contains("checkpoints/best.pt"))
         .stdout(predicate::str::contains("seq_length"));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "show_run",
+        stdout_of(p.cmd().args(["show", &reference]))
+    );
 }
 
 #[test]

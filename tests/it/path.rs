@@ -1,6 +1,4 @@
-mod common;
-
-use common::Project;
+use crate::support::Project;
 use predicates::prelude::*;
 
 #[test]

@@ -1,6 +1,4 @@
-mod common;
-
-use common::bin;
+use crate::support::bin;
 use predicates::prelude::*;
 
 #[test]

@@ -1,6 +1,4 @@
-mod common;
-
-use common::{legacy_versions, Project};
+use crate::support::{legacy_versions, Project};
 use predicates::prelude::*;
 
 #[test]
@@ -74,7 +72,7 @@ fn delete_refuses_a_run_a_promoted_artifact_came_from() {
     let out = p.training_output("out");
     let reference = p.register(&out, &[]);
     let promoted = p.store().join("validated/x_validated");
-    common::write(
+    crate::support::write(
         &promoted.join("metadata.json"),
         serde_json::json!({
             "schema_version": 1, "id": "x_validated", "namespace": "", "stage": "validated",

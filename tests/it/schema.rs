@@ -1,11 +1,11 @@
 //! Real metadata.json output validates against docs/metadata.schema.json.
-mod common;
 
-use common::Project;
+use crate::support::Project;
 use serde_json::Value;
 
 fn validator() -> jsonschema::Validator {
-    let schema: Value = serde_json::from_str(include_str!("../docs/metadata.schema.json")).unwrap();
+    let schema: Value =
+        serde_json::from_str(include_str!("../../docs/metadata.schema.json")).unwrap();
     jsonschema::validator_for(&schema).expect("the schema itself is valid")
 }
 

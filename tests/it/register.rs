@@ -1,8 +1,6 @@
-mod common;
-
 use std::os::unix::fs::symlink;
 
-use common::Project;
+use crate::support::{with_fault, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -229,7 +227,7 @@ fn internal_links_are_kept_as_links() {
 fn a_seed_002_folder_keeps_its_feature_metadata() {
     let p = Project::new();
     let out = p.path("gru_out");
-    common::legacy_models(&p.path("legacy"), 1, false);
+    crate::support::legacy_models(&p.path("legacy"), 1, false);
     std::fs::rename(p.path("legacy/gru/BTCEUR/20240815_140000"), &out).unwrap();
     let reference = p.register(&out, &["-n", "gru/BTCEUR"]);
     let meta = metadata(&p, &reference);
@@ -309,44 +307,134 @@ fn git_commit_is_recorded_when_the_root_is_a_checkout() {
     assert_eq!(metadata(&p, &reference)["producer"]["git_commit"], sha);
 }
 
+/// Every file under `dir` with its bytes, to show nothing the user gave was
+/// lost or changed.
+fn files_of(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).unwrap().to_path_buf();
+            (rel, std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
+
+/// Folders left in the store's staging area.
+fn staging_left(p: &Project) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(p.store().join(".artifactctl/staging"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// The runs `list --json` shows are all whole: complete, no problems, the
+/// seven files of `training_output`.
+fn assert_visible_runs_whole(p: &Project) -> Vec<String> {
+    let list = p.list_json(&[]);
+    let mut refs = Vec::new();
+    for run in list["runs"].as_array().unwrap() {
+        assert_eq!(
+            run["status"], "complete",
+            "a visible run is always complete"
+        );
+        assert!(run["problems"].as_array().unwrap().is_empty(), "{run}");
+        assert_eq!(run["file_count"], 7, "{run}");
+        refs.push(run["ref"].as_str().unwrap().to_string());
+    }
+    refs
+}
+
+/// SIGKILL (via the debug fault hook) with the run assembled in staging,
+/// just before the rename that publishes it: no run appears, the user's
+/// folder is untouched, and the next register works and sweeps the
+/// dead writer's staging.
 #[test]
-fn kill_9_during_register_leaves_no_run_and_the_next_write_sweeps() {
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn kill_9_before_the_publish_rename_leaves_no_run_and_the_next_write_sweeps() {
     let p = Project::new();
     let out = p.training_output("out");
-    // Enough bytes that the copy is still under way when the signal lands.
-    let big = vec![42u8; 64 << 20];
-    for i in 0..6 {
-        std::fs::write(out.join(format!("checkpoints/big_{i}.pt")), &big).unwrap();
-    }
-    let bin = assert_cmd::cargo::cargo_bin("artifactctl");
-    for delay_ms in [5u64, 40, 150] {
-        let mut child = std::process::Command::new(&bin)
-            .args(["register", "out", "--no-progress"])
-            .current_dir(p.root())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let list = p.list_json(&[]);
-        for run in list["runs"].as_array().unwrap() {
-            assert_eq!(
-                run["status"], "complete",
-                "a visible run is always complete"
-            );
-            assert!(run["problems"].as_array().unwrap().is_empty(), "{run}");
-            assert_eq!(run["file_count"], 13);
-        }
-    }
-    let small = p.training_output("small");
-    p.register(&small, &[]);
-    let staging = p.store().join(".artifactctl/staging");
-    let left: Vec<_> = std::fs::read_dir(&staging)
-        .map(|d| d.flatten().collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "dead writers' staging is swept: {left:?}");
+    let given = files_of(&out);
+    with_fault(
+        p.cmd().args(["register", "out", "--no-progress"]),
+        "before-publish-rename",
+    );
+    assert_eq!(files_of(&out), given, "the user's folder is as it was");
+    assert!(
+        assert_visible_runs_whole(&p).is_empty(),
+        "an unpublished run is not visible"
+    );
+    assert!(
+        !staging_left(&p).is_empty(),
+        "the kill landed with the run still in staging"
+    );
+
+    let reference = p.register(&out, &[]);
+    assert_eq!(
+        assert_visible_runs_whole(&p),
+        std::slice::from_ref(&reference)
+    );
+    assert!(
+        staging_left(&p).is_empty(),
+        "dead writers' staging is swept: {:?}",
+        staging_left(&p)
+    );
+    p.cmd().args(["verify", "--all"]).assert().success();
+    assert_eq!(files_of(&out), given, "the user's folder is as it was");
+}
+
+/// SIGKILL just after the publish rename, before `latest` moves and the
+/// journal is written: the run that is there is whole, the next register
+/// works and becomes latest, and verify finds nothing wrong.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn kill_9_after_the_publish_rename_leaves_a_whole_run_and_the_next_write_works() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let given = files_of(&out);
+    with_fault(
+        p.cmd().args([
+            "register",
+            "out",
+            "--no-progress",
+            "--id",
+            "20261123_101500",
+        ]),
+        "after-publish-rename",
+    );
+    assert_eq!(files_of(&out), given, "the user's folder is as it was");
+    assert_eq!(
+        assert_visible_runs_whole(&p),
+        ["20261123_101500"],
+        "the published run is there and whole"
+    );
+    assert_eq!(
+        files_of(&p.store().join("raw/20261123_101500"))
+            .into_iter()
+            .filter(|(rel, _)| rel != std::path::Path::new("metadata.json"))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        given,
+        "the published run holds exactly the user's files"
+    );
+
+    let second = p.register(&out, &["--id", "20261123_101600"]);
+    assert_eq!(second, "20261123_101600");
+    let mut refs = assert_visible_runs_whole(&p);
+    refs.sort();
+    assert_eq!(refs, ["20261123_101500", "20261123_101600"]);
+    assert_eq!(
+        std::fs::read_link(p.store().join("raw/latest")).unwrap(),
+        std::path::Path::new("20261123_101600")
+    );
+    assert!(staging_left(&p).is_empty(), "{:?}", staging_left(&p));
+    p.cmd().args(["verify", "--all"]).assert().success();
+    assert_eq!(files_of(&out), given, "the user's folder is as it was");
 }
 
 #[test]
@@ -370,4 +458,96 @@ fn a_moved_folder_is_given_back_when_publishing_fails() {
     );
     let staging = p.store().join(".artifactctl/staging");
     assert!(std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0) == 0);
+}
+
+/// `register --move` renames the user's folder into staging. Killed before
+/// the publish rename, that folder must survive: given back, or at least
+/// not deleted by the next writer's sweep of dead writers' staging.
+///
+/// It is not today: the sweep removes the adopted folder with the rest of
+/// the dead writer's staging, so the user's training outputs are gone. The
+/// fix belongs in src/ (fsx staging sweep must rename an adopted folder back
+/// to its origin, which Staging::adopt knows), not in the tests, so the test
+/// is ignored with its reason rather than deleted or weakened; run it with
+/// `cargo test --test it -- --ignored`.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+#[ignore = "bug: the staging sweep deletes a folder adopted by a killed `register --move`"]
+fn kill_9_during_register_move_never_loses_the_users_folder() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let given = files_of(&out);
+    with_fault(
+        p.cmd().args(["register", "out", "--move", "--no-progress"]),
+        "before-publish-rename",
+    );
+    // The next write sweeps dead writers' staging.
+    let other = p.training_output("other");
+    p.register(&other, &[]);
+    let back = out.exists().then(|| files_of(&out));
+    let kept_in_store = p.list_json(&[])["runs"].as_array().unwrap().len() == 2;
+    assert!(
+        back.as_ref() == Some(&given) || kept_in_store,
+        "the folder given to `register --move` is neither back in place nor a run"
+    );
+}
+
+/// An I/O error injected while the run is assembled in staging (ENOSPC on a
+/// write, EIO on an fsync or rename): register fails with exit 1 and says
+/// nothing was registered, and that is true: no run, no staging left, the
+/// user's folder as it was; the next register works.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn an_io_error_while_staging_registers_nothing_and_leaves_nothing() {
+    for spec in ["write:enospc", "fsync:eio", "rename:eio"] {
+        let p = Project::new();
+        let out = p.training_output("out");
+        let given = files_of(&out);
+        let failed = with_fault(p.cmd().args(["register", "out"]), spec);
+        let stderr = String::from_utf8_lossy(&failed.stderr);
+        assert_eq!(failed.status.code(), Some(1), "{spec}: {stderr}");
+        assert!(
+            stderr.contains("nothing was registered"),
+            "{spec}: {stderr}"
+        );
+        assert!(assert_visible_runs_whole(&p).is_empty(), "{spec}");
+        assert!(
+            staging_left(&p).is_empty(),
+            "{spec}: {:?}",
+            staging_left(&p)
+        );
+        assert_eq!(files_of(&out), given, "{spec}: the user's folder");
+        let reference = p.register(&out, &[]);
+        assert_eq!(assert_visible_runs_whole(&p), [reference]);
+        p.cmd().args(["verify", "--all"]).assert().success();
+    }
+}
+
+/// When moving `latest` fails after the run was published (EIO on the
+/// symlink), register exits 1 saying "nothing was registered", yet the run
+/// is in the store and listed. Either the message or the outcome is wrong;
+/// which one is for src/ to decide, so the test is ignored with its reason.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+#[ignore = "bug: register says 'nothing was registered' when only moving latest failed and the run is published"]
+fn a_failure_to_move_latest_is_reported_truthfully() {
+    let p = Project::new();
+    p.training_output("out");
+    let failed = with_fault(p.cmd().args(["register", "out"]), "symlink:eio");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    let runs = assert_visible_runs_whole(&p);
+    assert!(
+        runs.is_empty() || !stderr.contains("nothing was registered"),
+        "stderr says nothing was registered, but {runs:?} is listed: {stderr}"
+    );
 }

@@ -1,6 +1,4 @@
-mod common;
-
-use common::Project;
+use crate::support::{stdout_of, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -15,7 +13,8 @@ fn history(p: &Project, args: &[&str]) -> Vec<Value> {
 
 #[test]
 fn history_shows_promotions_rollbacks_and_deletions_with_who_when_from_to() {
-    let p = Project::new();
+    // A fixed USER: the USER column's width follows the longest name.
+    let p = Project::new().env("USER", "dev");
     p.released(NS, &["1.0.0", "1.1.0"]);
     p.cmd().args(["rollback", NS]).assert().success();
     let other = p.raw_run("ppo/ETHEUR", "20261123_121500");
@@ -54,6 +53,11 @@ fn history_shows_promotions_rollbacks_and_deletions_with_who_when_from_to() {
         .success()
         .stdout(predicate::str::contains("rollback"))
         .stdout(predicate::str::contains("version=1.1.0"));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "history_table",
+        stdout_of(p.cmd().arg("history"))
+    );
 }
 
 #[test]

@@ -1,8 +1,6 @@
-mod common;
-
 use std::path::Path;
 
-use common::Project;
+use crate::support::Project;
 use predicates::prelude::*;
 
 const NS: &str = "gru/BTCEUR";
@@ -90,7 +88,7 @@ fn rollback_without_releases_says_how_to_make_one() {
 #[test]
 fn rollback_in_a_seed_003_flat_store_moves_its_latest_back_in_time() {
     let p = Project::new();
-    let ids = common::legacy_versions(&p.store(), 3, None);
+    let ids = crate::support::legacy_versions(&p.store(), 3, None);
     p.cmd()
         .args(["rollback"])
         .assert()

@@ -1,12 +1,10 @@
-mod common;
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{seed000, write, Project};
+use crate::support::{seed000, streams_of, write, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -234,6 +232,11 @@ fn human_output_lists_items_reasons_and_totals_and_v_lists_files() {
         .stdout(predicate::str::contains("*.pkl"))
         .stdout(predicate::str::contains("would remove"))
         .stderr(predicate::str::contains("--force"));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "clear_dry_run",
+        streams_of(p.cmd().arg("clear"))
+    );
     p.cmd()
         .args(["-v", "clear"])
         .assert()
@@ -334,7 +337,7 @@ fn home_or_slash_without_a_config_is_refused() {
         .args(["clear"])
         .assert()
         .success();
-    common::bin()
+    crate::support::bin()
         .current_dir("/")
         .env("HOME", &home)
         .args(["--root", "/", "clear"])
@@ -380,37 +383,23 @@ fn keep_and_extra_patterns_come_from_config_and_environment() {
 
 #[test]
 fn failures_are_collected_and_the_rest_carries_on() {
-    let p = Project::new();
+    // Root ignores permission bits, so the binary runs as an unprivileged
+    // user when the suite runs as root (see `Project::unprivileged`); no
+    // `chattr +i` and no skipping.
+    let p = Project::unprivileged();
     seed000(p.root());
     // A source folder the user cannot write: its model file cannot go, and
     // clear must not change the folder's permissions to force it.
     write(&p.path("locked/model.pkl"), b"stuck");
     let locked = p.path("locked");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
-    // Root ignores permissions; an immutable file fails for root as well.
-    let immutable = unsafe { libc::geteuid() } == 0
-        && std::process::Command::new("chattr")
-            .arg("+i")
-            .arg(locked.join("model.pkl"))
-            .status()
-            .is_ok_and(|s| s.success());
-    struct Unlock(PathBuf, bool);
+    struct Unlock(PathBuf);
     impl Drop for Unlock {
         fn drop(&mut self) {
-            if self.1 {
-                let _ = std::process::Command::new("chattr")
-                    .arg("-i")
-                    .arg(self.0.join("model.pkl"))
-                    .status();
-            }
             let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
         }
     }
-    let _unlock = Unlock(locked.clone(), immutable);
-    if unsafe { libc::geteuid() } == 0 && !immutable {
-        eprintln!("skipped: running as root without chattr, no way to make a removal fail");
-        return;
-    }
+    let _unlock = Unlock(locked.clone());
     let (json, code) = clear_json(&p, &["--force"]);
     assert_eq!(code, 1, "{json:#}");
     let errors = json["errors"].as_array().unwrap();

@@ -1,11 +1,8 @@
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use common::Project;
+use crate::support::{with_fault, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -212,15 +209,43 @@ fn promoted_artifacts_are_read_only_and_share_bytes_with_the_raw_run() {
             raw_ckpt.metadata().unwrap().ino(),
             "hard link, not a copy"
         );
-        assert!(std::fs::write(dir.join("model.pt"), b"x").is_err() || is_root());
+        // Root writes through permission bits, so the write is tried as an
+        // unprivileged user (the test user under setpriv when running as
+        // root; the tempdir is opened up so that user can reach the file).
+        assert!(
+            !can_write_unprivileged(p.root(), &dir.join("model.pt")),
+            "{} is writable by an ordinary user",
+            dir.display()
+        );
     }
 }
 
-/// Root writes through permission bits, so the write test only means
-/// something for other users.
-fn is_root() -> bool {
-    // SAFETY: getuid cannot fail.
-    unsafe { libc::getuid() == 0 }
+/// Whether an ordinary user can open `path` for writing (`sh -c ': >> path'`,
+/// which never truncates). As root the check runs as the unprivileged test
+/// user, with the folders from the project `root` (itself in world-traversable
+/// /tmp) down to `path` made traversable for it.
+fn can_write_unprivileged(root: &Path, path: &Path) -> bool {
+    if crate::support::is_root() {
+        for dir in path.ancestors().skip(1) {
+            if dir.starts_with(root) {
+                let mode = dir.metadata().unwrap().permissions().mode();
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o005))
+                    .unwrap();
+            }
+        }
+    }
+    let out = crate::support::unprivileged_command("sh")
+        .args(["-c", ": >> \"$1\"", "sh"])
+        .arg(path)
+        .output()
+        .expect("run sh");
+    // The user must at least reach the file, or the check proves nothing.
+    assert!(
+        out.status.success() || String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.status.success()
 }
 
 #[test]
@@ -244,9 +269,11 @@ fn production_needs_approval_without_a_terminal() {
 
 /// Run the binary on a pseudo-terminal (util-linux `script`), typing `answer`.
 fn on_a_terminal(p: &Project, args: &str, answer: &str) -> Option<std::process::Output> {
+    // Not a skip: without util-linux `script` the test fails and says why.
     let script = ["/usr/bin/script", "/bin/script"]
         .into_iter()
-        .find(|s| Path::new(s).exists())?;
+        .find(|s| Path::new(s).exists())
+        .expect("util-linux `script` is needed to run artifactctl on a terminal");
     let bin = assert_cmd::cargo::cargo_bin("artifactctl");
     let mut child = Command::new(script)
         .current_dir(p.root())
@@ -267,10 +294,7 @@ fn production_approval_on_a_terminal_is_a_prompt() {
     let p = Project::new();
     let validated = p.released(NS, &[]);
     let args = |v: &str| format!("promote {validated} --to production --version {v}");
-    let Some(refused) = on_a_terminal(&p, &args("1.0.0"), "n\n") else {
-        eprintln!("skipped: no `script` to make a terminal");
-        return;
-    };
+    let refused = on_a_terminal(&p, &args("1.0.0"), "n\n").expect("run on a terminal");
     assert_eq!(refused.status.code(), Some(1));
     assert!(!p.store().join("production").join(NS).join("1.0.0").exists());
     let approved = on_a_terminal(&p, &args("1.0.0"), "y\n").unwrap();
@@ -479,55 +503,106 @@ fn racing_releases_of_different_versions_leave_latest_on_the_higher() {
     }
 }
 
+/// SIGKILL (via the debug fault hook) at either side of the rename that
+/// publishes a release: before it, no version folder; after it (before
+/// `latest` moves and the journal is written), a whole, read-only one. Either
+/// way the store verifies clean, and the next promotion works and sweeps the
+/// dead one's staging.
 #[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
 fn kill_9_during_a_promotion_leaves_nothing_partial() {
     let p = Project::new();
     let validated = p.released(NS, &[]);
-    // A large deployment config makes the copy long enough to be interrupted.
-    for i in 0..4 {
-        p.write(&format!("deploy/blob{i}.bin"), vec![i as u8; 32 << 20]);
-    }
-    for (n, delay_ms) in [5u64, 40, 120, 300].into_iter().enumerate() {
-        let version = format!("2.{n}.0");
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("artifactctl"))
-            .current_dir(p.root())
+    p.write("deploy/kubernetes/deployment.yaml", "replicas: 2\n");
+    let release = |version: &str| {
+        let mut cmd = p.cmd();
+        cmd.args(["promote", &validated, "--to", "production"])
             .args([
-                "promote",
-                &validated,
-                "--to",
-                "production",
                 "--version",
-                &version,
-            ])
-            .args(["--approve", "--deploy-config", "deploy"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
-        let dir = p.store().join("production").join(NS).join(&version);
-        if dir.exists() {
-            // Published before the kill: it must be whole.
-            let meta = metadata(&dir);
-            assert_eq!(meta["version"], version.as_str());
+                version,
+                "--approve",
+                "--deploy-config",
+                "deploy",
+            ]);
+        cmd
+    };
+    let production = p.store().join("production").join(NS);
+
+    with_fault(&mut release("2.0.0"), "before-publish-rename");
+    assert!(!production.join("2.0.0").exists(), "nothing published");
+    assert!(!production.join("latest").exists());
+    assert!(
+        !runs_in(&p.store().join(".artifactctl/staging")).is_empty(),
+        "the kill landed with the release still in staging"
+    );
+    p.cmd().args(["verify", "--all"]).assert().success();
+
+    with_fault(&mut release("2.1.0"), "after-publish-rename");
+    let dir = production.join("2.1.0");
+    let meta = metadata(&dir);
+    assert_eq!(meta["version"], "2.1.0", "published before the kill: whole");
+    assert!(dir.join("model.pt").is_file());
+    assert!(dir.join("deployment/kubernetes/deployment.yaml").is_file());
+    // The content was made read-only in staging; the release folder itself
+    // and its metadata.json only get read-only after the rename, which the
+    // kill pre-empted.
+    for entry in walkdir::WalkDir::new(&dir).min_depth(1) {
+        let entry = entry.unwrap();
+        if entry.path() == dir.join("metadata.json") {
+            continue;
         }
-        p.cmd().args(["verify", "--all"]).assert().success();
+        let mode = entry.metadata().unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o222,
+            0,
+            "{} published read-only ({mode:o})",
+            entry.path().display()
+        );
     }
+    // So verify reports exactly that, with the fix; applying it leaves a
+    // clean store. (The kill pre-empting make_tree_readonly is the one thing
+    // a crash after the publish rename leaves behind.)
+    let out = p
+        .cmd()
+        .args(["verify", "--all", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = doc["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{doc:#}");
+    assert_eq!(problems[0]["ref"], format!("production/{NS}/2.1.0"));
+    assert_eq!(problems[0]["kind"], "writable");
+    let fix = problems[0]["fix"].as_str().unwrap();
+    assert!(fix.starts_with("chmod -R a-w "), "{fix}");
+    let status = Command::new("chmod")
+        .args(["-R", "a-w"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    p.cmd().args(["verify", "--all"]).assert().success();
+
     // The next write sweeps whatever staging the dead promotions left.
     p.promote(
         &validated,
         &["--to", "production", "--version", "3.0.0", "--approve"],
     );
     assert!(runs_in(&p.store().join(".artifactctl/staging")).is_empty());
+    assert_eq!(
+        std::fs::read_link(production.join("latest")).unwrap(),
+        Path::new("3.0.0")
+    );
     p.cmd().args(["verify", "--all"]).assert().success();
 }
 
 #[test]
 fn seed_004_layout_promotes_from_a_raw_run_without_metadata() {
     let p = Project::new();
-    common::seed004(&p.store());
+    crate::support::seed004(&p.store());
     p.require_gates(&["coverage > 0.95", "best_val_loss < 0.5"]);
     let validated = p.promote(
         "v5_5_20251123_103epochs",

@@ -3,7 +3,9 @@
 //! suite never needs ../shared).
 #![allow(dead_code)]
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use assert_cmd::Command;
 use serde_json::{json, Value};
@@ -12,13 +14,44 @@ use tempfile::TempDir;
 /// A temporary project root with its own store at `<root>/artifacts`.
 pub struct Project {
     pub dir: TempDir,
+    /// Variables every `cmd()` of this project sets (see [`Project::env`]).
+    env: Vec<(String, String)>,
+    /// Set by [`Project::unprivileged`] when the suite runs as root: the
+    /// uid/gid every command of this project runs as.
+    user: Option<(u32, u32)>,
 }
 
 impl Project {
+    /// A fresh project in `/tmp/.tmpXXXXXX` (not `$TMPDIR`): some snapshot
+    /// tables hold the project path, and their column widths follow the
+    /// longest cell, so the path's length must not depend on the machine.
     pub fn new() -> Project {
+        let base = Path::new("/tmp");
+        let dir = if base.is_dir() {
+            tempfile::tempdir_in(base)
+        } else {
+            tempfile::tempdir()
+        };
         Project {
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir: dir.expect("tempdir"),
+            env: Vec::new(),
+            user: None,
         }
+    }
+
+    /// A project whose commands run as an ordinary user, for tests about
+    /// permission bits (root writes through them). As a non-root user this
+    /// is [`Project::new`]. As root (CI runs as root) every `cmd()` runs the
+    /// binary as [`test_user`] under `setpriv`, after handing the whole tree
+    /// to that user, so fixtures the test wrote as root are the user's own.
+    pub fn unprivileged() -> Project {
+        let mut p = Project::new();
+        if is_root() {
+            // tempdir() makes the folder 0700; the user must reach into it.
+            std::fs::set_permissions(p.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            p.user = Some(test_user());
+        }
+        p
     }
 
     pub fn root(&self) -> &Path {
@@ -33,11 +66,31 @@ impl Project {
         self.root().join(rel)
     }
 
-    /// The binary, run in the project root with a clean environment.
+    /// The binary, run in the project root with a clean environment (as
+    /// the unprivileged test user for [`Project::unprivileged`]).
     pub fn cmd(&self) -> Command {
-        let mut cmd = bin();
+        let mut cmd = match self.user {
+            None => bin(),
+            Some((uid, gid)) => {
+                chown_tree(self.root(), uid, gid);
+                let mut cmd = Command::new("setpriv");
+                cmd.args(as_user_args(uid, gid)).arg(cargo_bin());
+                clean_env(&mut cmd);
+                cmd
+            }
+        };
         cmd.current_dir(self.root());
+        for (key, value) in &self.env {
+            cmd.env(key, value);
+        }
         cmd
+    }
+
+    /// Set `key=value` for every command of this project, e.g. a fixed
+    /// `USER` so that journal tables have the same widths for everyone.
+    pub fn env(mut self, key: &str, value: &str) -> Project {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     /// Write a file (creating parents) relative to the root.
@@ -101,13 +154,110 @@ impl Project {
 /// environment cannot leak into a test.
 pub fn bin() -> Command {
     let mut cmd = Command::cargo_bin("artifactctl").expect("binary");
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// The path of the binary under test.
+pub fn cargo_bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("artifactctl")
+}
+
+fn clean_env(cmd: &mut Command) {
     for (key, _) in std::env::vars() {
         if key.starts_with("ARTIFACTCTL_") {
             cmd.env_remove(key);
         }
     }
     cmd.env("NO_COLOR", "1");
-    cmd
+    // Help and tables must not follow the developer's terminal width.
+    cmd.env_remove("COLUMNS");
+    cmd.env_remove("LINES");
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The name of the unprivileged account permission tests run as when the
+/// suite itself runs as root.
+pub const TEST_USER: &str = "artifactctl-test";
+
+/// uid and gid of [`TEST_USER`], creating the account (a system user with
+/// no home) the first time a test in this process asks. Only for root: the
+/// suite must never silently pass a permission test because root ignores
+/// permission bits, so failure to create the user fails the test.
+pub fn test_user() -> (u32, u32) {
+    static USER: OnceLock<(u32, u32)> = OnceLock::new();
+    *USER.get_or_init(|| {
+        assert!(is_root(), "test_user() is for a suite running as root");
+        let lookup = || {
+            let uid = std::process::Command::new("id")
+                .args(["-u", TEST_USER])
+                .output()
+                .ok()?;
+            let gid = std::process::Command::new("id")
+                .args(["-g", TEST_USER])
+                .output()
+                .ok()?;
+            if !uid.status.success() || !gid.status.success() {
+                return None;
+            }
+            let parse = |b: &[u8]| String::from_utf8_lossy(b).trim().parse::<u32>().ok();
+            Some((parse(&uid.stdout)?, parse(&gid.stdout)?))
+        };
+        if let Some(ids) = lookup() {
+            return ids;
+        }
+        let status = std::process::Command::new("useradd")
+            .args(["--system", "--no-create-home", "--user-group"])
+            .args(["--shell", "/usr/sbin/nologin", TEST_USER])
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("running as root: cannot run useradd to create {TEST_USER}: {e}")
+            });
+        // Another test binary may have created it in the meantime (exit 9).
+        lookup().unwrap_or_else(|| {
+            panic!(
+                "running as root: useradd {TEST_USER} failed ({status}); \
+                 permission tests need an unprivileged user"
+            )
+        })
+    })
+}
+
+/// `setpriv` arguments that drop every privilege to `uid`:`gid`.
+fn as_user_args(uid: u32, gid: u32) -> Vec<String> {
+    vec![
+        format!("--reuid={uid}"),
+        format!("--regid={gid}"),
+        "--clear-groups".into(),
+        "--".into(),
+    ]
+}
+
+/// `program` run as the unprivileged test user when the suite runs as root,
+/// as the current user otherwise. The caller makes sure the paths it touches
+/// are reachable by that user (see [`Project::unprivileged`]).
+pub fn unprivileged_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    if is_root() {
+        let (uid, gid) = test_user();
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(as_user_args(uid, gid)).arg(program);
+        cmd
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+/// Give every entry under `root` (not following symlinks) to `uid`:`gid`.
+fn chown_tree(root: &Path, uid: u32, gid: u32) {
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = entry.expect("walk project");
+        std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", entry.path().display()));
+    }
 }
 
 pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> PathBuf {
@@ -398,4 +548,143 @@ pub fn seed000(root: &Path) {
     write(&root.join("coverage.xml"), b"<coverage/>");
     write(&root.join(".coverage"), b"SQLite format 3");
     std::os::unix::fs::symlink("../bondtrader", root.join("trained_models/src_link")).unwrap();
+}
+
+/// The insta settings every snapshot of human-readable output is taken
+/// under: the one place that says what varies between runs.
+///
+/// `None` is for output that depends on nothing but the binary (`--help`):
+/// no filters, every byte is pinned. `Some(root)` is for output about a
+/// temporary project: `root` becomes `[ROOT]`; the binary's own path (in
+/// recorded command lines) `[BIN]`; run ids made from the clock
+/// (`20261123_151004`, `20261123_151004_002`) `[ID]`; date-times
+/// (`2026-11-23 15:10:04`, RFC 3339 too) `[TIME]`; `15:10:04 ` at the start
+/// of a line `[HMS]`; durations (`ran in 6ms`) `[DUR]`; the user names the
+/// journal records (`uid:N`, or this user's name as a table cell) `[USER]`;
+/// the recorded `hostname` `[HOST]`. Sizes are left alone: every fixture
+/// writes known bytes, so they do not vary.
+pub fn snapshot_settings(root: Option<&Path>) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    let Some(root) = root else {
+        return settings;
+    };
+    let mut paths = vec![(root.to_path_buf(), "[ROOT]"), (cargo_bin(), "[BIN]")];
+    for (path, name) in paths.clone() {
+        if let Ok(real) = path.canonicalize() {
+            if real != path {
+                paths.insert(0, (real, name));
+            }
+        }
+    }
+    for (path, name) in paths {
+        settings.add_filter(&regex_escape(&path.to_string_lossy()), name);
+    }
+    settings.add_filter(r"\b\d{8}_\d{6}(_\d{3})?\b", "[ID]");
+    settings.add_filter(
+        r"\b\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?",
+        "[TIME]",
+    );
+    settings.add_filter(r"(?m)^\d{2}:\d{2}:\d{2} ", "[HMS] ");
+    settings.add_filter(r"\b\d+(\.\d+)?(ns|µs|us|ms|s)\b", "[DUR]");
+    // Journal users: `uid:N` anywhere; a name only as a table cell, so that
+    // "root" in "project root" survives.
+    settings.add_filter(r"\buid:\d+\b", "[USER]");
+    settings.add_filter(
+        &format!(r"(?m)(  |^)({TEST_USER}|{})(  |$)", regex_escape(&whoami())),
+        "$1[USER]$3",
+    );
+    settings.add_filter(r"(?m)^(\s*hostname\s+)\S+$", "$1[HOST]");
+    settings
+}
+
+/// The user name the binary records for this process (as `current_user`
+/// in src/journal.rs does: USER, LOGNAME, USERNAME, else `uid:N`).
+fn whoami() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|u| !u.is_empty())
+        // SAFETY: getuid cannot fail.
+        .unwrap_or_else(|| format!("uid:{}", unsafe { libc::getuid() }))
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Snapshot `text` (human-readable output) under [`snapshot_settings`]:
+/// `assert_output_snapshot!(Some(p.root()), "name", text)`.
+macro_rules! assert_output_snapshot {
+    ($root:expr, $name:expr, $text:expr $(,)?) => {{
+        let text: String = $text;
+        $crate::support::snapshot_settings($root).bind(|| {
+            ::insta::assert_snapshot!($name, text);
+        });
+    }};
+}
+
+/// Stdout of a command that must succeed, as text.
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 stdout")
+}
+
+/// Both streams of a run, labelled, for snapshots of reports that put a
+/// plan on one stream and a summary on the other; with the exit code.
+pub fn streams_of(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code().map_or("signal".into(), |c| c.to_string()),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Run `cmd` with the fault-injection hook of debug builds armed:
+/// `ARTIFACTCTL_FAULT=<point>[@<nth>][:<action>]`. Asserts that the fault
+/// really fired — stderr has the line `artifactctl: fault injected at
+/// <point>` — and, for the default action `kill`, that the process died of
+/// SIGKILL there. A crash test that never reached its point fails here
+/// instead of passing without having proved anything.
+pub fn with_fault(cmd: &mut Command, spec: &str) -> std::process::Output {
+    use std::os::unix::process::ExitStatusExt;
+    let out = cmd.env("ARTIFACTCTL_FAULT", spec).output().expect("run");
+    let (point, action) = match spec.split_once(':') {
+        Some((point, action)) => (point, action),
+        None => (spec, "kill"),
+    };
+    let point = point.split('@').next().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let marker = format!("artifactctl: fault injected at {point}");
+    assert!(
+        stderr.lines().any(|line| line
+            .strip_prefix(&marker)
+            .is_some_and(|rest| !rest.starts_with(|c: char| c.is_alphanumeric() || c == '-'))),
+        "ARTIFACTCTL_FAULT={spec} did not fire ({}); stderr:\n{stderr}",
+        out.status
+    );
+    if action == "kill" {
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "ARTIFACTCTL_FAULT={spec}: expected death by SIGKILL, got {}; stderr:\n{stderr}",
+            out.status
+        );
+    }
+    out
 }

@@ -1,6 +1,4 @@
-mod common;
-
-use common::{legacy_versions, NativeRun, Project};
+use crate::support::{legacy_versions, NativeRun, Project};
 use predicates::prelude::*;
 use serde_json::{json, Value};
 

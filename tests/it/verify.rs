@@ -1,9 +1,7 @@
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::Project;
+use crate::support::{streams_of, Project};
 use serde_json::Value;
 
 const NS: &str = "gru/BTCEUR";
@@ -62,6 +60,11 @@ fn a_healthy_store_verifies_clean() {
     assert_eq!(doc["problems"], serde_json::json!([]));
     let (code, doc) = verify(&p, &[&format!("production/{NS}/latest")]);
     assert_eq!((code, doc["checked"].as_u64()), (0, Some(1)));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "verify_clean",
+        streams_of(p.cmd().args(["verify", "--all"]))
+    );
 }
 
 #[test]
@@ -83,6 +86,11 @@ fn tampering_is_detected_changed_deleted_and_added_files() {
         );
     }
     assert_eq!(found.len(), 3, "{found:?}");
+    assert_output_snapshot!(
+        Some(p.root()),
+        "verify_tampered",
+        streams_of(p.cmd().args(["verify", &raw]))
+    );
 }
 
 #[test]
@@ -125,7 +133,7 @@ fn tampering_with_a_promoted_artifact_and_its_read_only_bits() {
 #[test]
 fn seed_002_feature_mismatch_is_reported_and_legacy_limits_said() {
     let p = Project::new();
-    let refs = common::legacy_models(&p.store(), 1, true);
+    let refs = crate::support::legacy_models(&p.store(), 1, true);
     let out = p
         .cmd()
         .args(["verify", "--all", "--json"])
@@ -147,6 +155,11 @@ fn seed_002_feature_mismatch_is_reported_and_legacy_limits_said() {
         .as_str()
         .unwrap()
         .contains("cannot be verified"));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "verify_seed_002",
+        streams_of(p.cmd().args(["verify", "--all"]))
+    );
 }
 
 #[test]

@@ -1,10 +1,8 @@
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::Project;
+use crate::support::{streams_of, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -218,6 +216,11 @@ fn a_full_refresh_records_steps_logs_metrics_and_params() {
 #[test]
 fn an_unchanged_pipeline_is_reused_without_copying() {
     let p = example();
+    assert_output_snapshot!(
+        Some(p.root()),
+        "refresh_plan_first",
+        streams_of(p.cmd().args(["refresh", "--dry-run"]))
+    );
     let (_, first) = refresh(&p, &[]);
     let first_ref = first["run"].as_str().unwrap().to_string();
     let planned = plan(&p, &[]);
@@ -227,6 +230,11 @@ fn an_unchanged_pipeline_is_reused_without_copying() {
         .assert()
         .success()
         .stdout(predicate::str::contains(format!("reused from {first_ref}")));
+    assert_output_snapshot!(
+        Some(p.root()),
+        "refresh_plan_reuse",
+        streams_of(p.cmd().args(["refresh", "--dry-run"]))
+    );
 
     let (code, second) = refresh(&p, &[]);
     assert_eq!(code, 0);
@@ -638,7 +646,7 @@ fn metrics_that_are_not_json_are_reported_and_skipped() {
 }
 
 /// `refresh ARGS` started in the background, stdout piped, with the same
-/// clean environment as `common::bin()`.
+/// clean environment as `crate::support::bin()`.
 fn spawn_refresh(p: &Project, args: &[&str], stderr: Stdio) -> std::process::Child {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_artifactctl"));
     for (key, _) in std::env::vars() {

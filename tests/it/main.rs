@@ -1,0 +1,24 @@
+//! The end-to-end test suite: one binary (like cargo's `tests/testsuite`), so
+//! the shared `support` module is compiled once. Every test runs the real
+//! `artifactctl` binary; none imports the library.
+
+#[macro_use]
+mod support;
+
+mod cleanup;
+mod clear;
+mod completions;
+mod delete;
+mod help;
+mod history;
+mod init;
+mod list;
+mod path;
+mod pin;
+mod promote;
+mod refresh;
+mod register;
+mod rollback;
+mod schema;
+mod show;
+mod verify;
