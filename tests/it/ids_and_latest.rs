@@ -1,13 +1,11 @@
 //! Ids and `latest` under races and hostile stores (issue 10, items 4, 5, 6
 //! and the id high-water mark of item 18).
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{write, Project};
+use crate::support::{write, Project};
 
 /// The binary as a plain process, for tests that run it in the background.
 fn spawn(p: &Project, args: &[&str]) -> Child {
