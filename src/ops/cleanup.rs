@@ -395,7 +395,17 @@ pub fn execute(
             failed.push((row.reference.clone(), problem.clone()));
         }
     }
-    plan.freed_bytes = plan.to_remove().map(|r| r.size_bytes).sum();
+    // Only what is really gone counts as freed: a run that could not be
+    // unlisted, or whose files could not all be removed, frees nothing yet.
+    plan.freed_bytes = plan
+        .to_remove()
+        .filter(|r| {
+            !failed
+                .iter()
+                .any(|(reference, _)| *reference == r.reference)
+        })
+        .map(|r| r.size_bytes)
+        .sum();
     Ok(Outcome {
         plan,
         failed,

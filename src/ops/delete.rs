@@ -53,9 +53,10 @@ pub fn check_protections(store: &Store, run: &RunInfo, opts: &DeleteOptions) -> 
     }
 }
 
-/// Remove the planned run: unlist it with one rename, move `latest` to the
-/// newest remaining complete run if it pointed here, journal the removal,
-/// then remove its files.
+/// Remove the planned run: move `latest` to the newest other complete run
+/// if it points here, journal the intent, unlist the run with one rename,
+/// journal the removal, then remove its files. `latest` moves first, so a
+/// kill at any point never leaves it dangling.
 pub fn execute(store: &Store, plan: DeletePlan, opts: &DeleteOptions) -> Result<Deleted> {
     let _lock = ops::lock(store)?;
     // Re-check under the lock: a promotion may have landed since planning.
@@ -78,7 +79,8 @@ pub fn execute(store: &Store, plan: DeletePlan, opts: &DeleteOptions) -> Result<
         },
         &Silent,
         &mut |run| {
-            latest_now = ops::repoint_latest(store, run.stage, &run.location.namespace)?;
+            latest_now =
+                ops::repoint_latest_away(store, run.stage, &run.location.namespace, &run.id)?;
             Ok(vec![(
                 "latest_now".to_string(),
                 Value::from(latest_now.clone()),

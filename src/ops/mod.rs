@@ -6,6 +6,7 @@
 pub mod cleanup;
 pub mod clear;
 pub mod delete;
+pub mod history;
 pub mod ids;
 pub mod pin;
 pub mod promote;
@@ -208,6 +209,35 @@ fn point_latest(store: &Store, location: &RunLocation) -> Result<bool> {
         )
     })?;
     Ok(true)
+}
+
+/// Before `leaving` goes from a namespace: if `latest` names it (or is
+/// broken), point it at the newest other complete run, or remove it when
+/// none is left. The caller holds the lock.
+pub fn repoint_latest_away(
+    store: &Store,
+    stage: Stage,
+    ns: &Namespace,
+    leaving: &str,
+) -> Result<Option<String>> {
+    let ns_dir = store.ns_dir(stage, ns)?;
+    match store.latest(stage, ns)? {
+        LatestState::Link(id) | LatestState::Pointer(id) if id != leaving => return Ok(Some(id)),
+        LatestState::Escaping(_) | LatestState::NotALink => return Ok(None),
+        _ => {}
+    }
+    match store.newest_complete(stage, ns, Some(leaving)) {
+        Some(run) => {
+            fsx::set_latest(&ns_dir, &run.id)?;
+            Ok(Some(run.id))
+        }
+        None => {
+            if ns_dir.is_dir() {
+                fsx::remove_latest(&ns_dir)?;
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// After a run left a namespace, point `latest` at the newest complete run

@@ -156,9 +156,10 @@ pub struct Report {
 
 /// Remove `requests`; the caller holds the store lock. Each run is re-read
 /// and re-checked first, since a pin, a promotion or a rollback may have
-/// landed since it was planned. `annotate` runs once a run is unlisted and
-/// before its journal entry is written, so the entry can record what the
-/// caller did about it (delete moves `latest`).
+/// landed since it was planned. `annotate` runs before a run is unlisted,
+/// so the caller can move what points at it first (delete moves `latest`
+/// away, so a kill never leaves it dangling) and record that in the
+/// journal entries.
 pub fn remove_runs(
     store: &Store,
     requests: Vec<Request>,
@@ -202,27 +203,12 @@ pub fn remove_runs(
     reporter.begin("unlisting", Some(doomed.len() as u64), Unit::Items);
     let mut trash: Vec<(RunLocation, PathBuf)> = Vec::new();
     for batch in doomed.chunks(BATCH) {
-        let mut parents = BTreeSet::new();
-        let mut unlisted = Vec::new();
+        // The intent goes to the journal before anything is unlisted: a
+        // removal killed half-way still leaves a line for every run it
+        // took, and `history` tells the intent from the completion.
+        let mut intents = Vec::with_capacity(batch.len());
+        let mut details = Vec::with_capacity(batch.len());
         for request in batch {
-            let location = &request.run.location;
-            match fsx::unlist_dir(store.dir(), &location.path) {
-                Ok(doomed_path) => {
-                    parents.insert(parent_dir(&location.path));
-                    trash.push((location.clone(), doomed_path));
-                    unlisted.push(request);
-                }
-                Err(e) => report
-                    .failed
-                    .push((location.clone(), format!("cannot unlist it: {e}"))),
-            }
-            reporter.advance(1);
-        }
-        for parent in &parents {
-            fsx::fsync_dir(parent)?;
-        }
-        let mut entries = Vec::with_capacity(unlisted.len());
-        for request in unlisted {
             let run = &request.run;
             let mut entry = journal::Entry::new(opts.action, Some(run.location.qualified()), None)
                 .with("size_bytes", run.size_bytes);
@@ -232,10 +218,35 @@ pub fn remove_runs(
             for (key, value) in annotate(run)? {
                 entry = entry.with(&key, value);
             }
-            entries.push(entry);
-            report.removed.push((run.location.clone(), run.size_bytes));
+            intents.push(entry.clone().with("state", "intent"));
+            details.push(entry);
         }
-        ops::record(store.dir(), &entries)?;
+        ops::record(store.dir(), &intents)?;
+        let mut parents = BTreeSet::new();
+        let mut done = Vec::with_capacity(batch.len());
+        for (request, entry) in batch.iter().zip(details) {
+            let location = &request.run.location;
+            match fsx::unlist_dir(store.dir(), &location.path) {
+                Ok(doomed_path) => {
+                    parents.insert(parent_dir(&location.path));
+                    trash.push((location.clone(), doomed_path));
+                    report
+                        .removed
+                        .push((location.clone(), request.run.size_bytes));
+                    done.push(entry.with("state", "removed"));
+                }
+                Err(e) => {
+                    let problem = format!("cannot unlist it: {e}");
+                    done.push(entry.with("state", "failed").with("error", problem.clone()));
+                    report.failed.push((location.clone(), problem));
+                }
+            }
+            reporter.advance(1);
+        }
+        for parent in &parents {
+            fsx::fsync_dir(parent)?;
+        }
+        ops::record(store.dir(), &done)?;
     }
     reporter.end();
 

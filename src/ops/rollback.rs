@@ -9,7 +9,7 @@ use crate::error::ArtifactError;
 use crate::fsx;
 use crate::ops::{self, promote};
 use crate::policy::version::Version;
-use crate::store::journal::{self, Entry};
+use crate::store::journal::Entry;
 use crate::store::metadata::RunStatus;
 use crate::store::refs::{qualified_ref, Namespace, Stage};
 use crate::store::{Layout, ReadOptions, RunInfo, Store};
@@ -155,67 +155,4 @@ fn ordered_versions(
         .collect();
     versions.sort();
     Ok(versions.into_iter().map(|(_, id)| id).collect())
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct HistoryOptions {
-    /// Only entries whose source or target lies at or below this namespace.
-    pub namespace: Namespace,
-    /// Only these actions (`promote`, `rollback`, `delete`, ...); all if empty.
-    pub actions: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct History {
-    pub entries: Vec<Entry>,
-    /// Journal lines that could not be read.
-    pub problems: Vec<String>,
-}
-
-pub fn history(store: &Store, opts: &HistoryOptions) -> Result<History> {
-    let (entries, problems) = journal::read(store.dir())?;
-    let entries = entries
-        .into_iter()
-        .filter(|e| opts.actions.is_empty() || opts.actions.contains(&e.action))
-        .filter(|e| {
-            opts.namespace.is_root()
-                || [&e.source, &e.target]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|r| namespace_of(r))
-                    .any(|ns| ns.starts_with(&opts.namespace))
-        })
-        .collect();
-    Ok(History { entries, problems })
-}
-
-/// The namespace of a qualified ref (`production/gru/BTCEUR/1.0.0` gives
-/// `gru/BTCEUR`); `None` for anything else (a registered folder's path).
-fn namespace_of(qualified: &str) -> Option<Namespace> {
-    let mut parts: Vec<&str> = qualified.split('/').collect();
-    if parts.len() < 2 || parts[0].parse::<Stage>().is_err() {
-        return None;
-    }
-    parts.pop();
-    Some(Namespace::from_disk(
-        parts[1..].iter().map(|s| s.to_string()).collect(),
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn namespaces_come_from_qualified_refs_only() {
-        assert_eq!(
-            namespace_of("production/gru/BTCEUR/1.0.0")
-                .unwrap()
-                .to_string(),
-            "gru/BTCEUR"
-        );
-        assert!(namespace_of("raw/x").unwrap().is_root());
-        assert!(namespace_of("/tmp/out").is_none());
-        assert!(namespace_of("x").is_none());
-    }
 }

@@ -106,7 +106,7 @@ fn keep_5_on_seed_003_versions_removes_the_oldest_and_journals_each() {
     let removed: Vec<Value> = journal
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e["action"] == "cleanup")
+        .filter(|e| e["action"] == "cleanup" && e["state"] == "removed")
         .collect();
     assert_eq!(removed.len(), 3);
     assert_eq!(removed[0]["source"], format!("raw/{}", ids[0]));
@@ -539,5 +539,96 @@ fn a_killed_cleanup_never_leaves_a_half_removed_run_and_the_next_one_finishes() 
     if let Ok(mut left) = trash.read_dir() {
         assert!(left.next().is_none(), "the trash was not emptied");
     }
+    p.cmd().args(["verify", "--all"]).assert().success();
+}
+
+/// A cleanup killed while unlisting (the 3rd rename into the trash) has
+/// already journaled its intent for every run of the batch: no run leaves
+/// the listing without a journal line, and `history` shows the open
+/// intents until the next cleanup completes them.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn a_killed_cleanup_journals_every_run_it_took() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    for i in 0..6 {
+        p.register(
+            &out,
+            &[
+                "--id",
+                &format!("20260101_{i:06}"),
+                "--created-at",
+                &format!("2026-01-01T00:00:{i:02}Z"),
+            ],
+        );
+    }
+    // Renames before unlisting: none in cleanup's own planning, so the 3rd
+    // rename is the 3rd run taken into the trash.
+    with_fault(
+        p.cmd()
+            .args(["cleanup", "--keep", "1", "--yes", "--no-progress"]),
+        "rename@3",
+    );
+    let journal = std::fs::read_to_string(p.store().join(".artifactctl/journal.jsonl")).unwrap();
+    let entries: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let listed = p.list_json(&[]);
+    let present: Vec<String> = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("raw/{}", r["id"].as_str().unwrap()))
+        .collect();
+    let gone: Vec<String> = (0..6)
+        .map(|i| format!("raw/20260101_{i:06}"))
+        .filter(|r| !present.contains(r))
+        .collect();
+    assert_eq!(
+        gone.len(),
+        2,
+        "the kill landed on the third unlisting: {present:?}"
+    );
+    for run in &gone {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["action"] == "cleanup" && e["source"] == *run),
+            "{run} left the listing with no journal line"
+        );
+    }
+    let intents = entries.iter().filter(|e| e["state"] == "intent").count();
+    assert_eq!(
+        intents, 5,
+        "the intent of the whole batch is journaled first"
+    );
+    let shown = p.json(&["history", "--action", "cleanup"]);
+    let open: Vec<&Value> = shown["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state"] == "intent")
+        .collect();
+    assert_eq!(
+        open.len(),
+        5,
+        "nothing was completed, so every intent shows"
+    );
+    p.cmd()
+        .args(["cleanup", "--keep", "1", "--yes"])
+        .assert()
+        .success();
+    let shown = p.json(&["history", "--action", "cleanup"]);
+    let entries = shown["entries"].as_array().unwrap();
+    let removed: Vec<&Value> = entries.iter().filter(|e| e["state"] == "removed").collect();
+    assert_eq!(
+        removed.len(),
+        3,
+        "the second cleanup completed the rest: {entries:?}"
+    );
     p.cmd().args(["verify", "--all"]).assert().success();
 }

@@ -41,7 +41,10 @@ fn deleting_latest_moves_it_to_the_newest_remaining_run() {
     );
     let journal = std::fs::read_to_string(p.store().join(".artifactctl/journal.jsonl")).unwrap();
     assert_eq!(
-        journal.lines().filter(|l| l.contains("\"delete\"")).count(),
+        journal
+            .lines()
+            .filter(|l| l.contains("\"delete\"") && l.contains("\"removed\""))
+            .count(),
         2
     );
 }

@@ -1,5 +1,5 @@
 use anyhow::Result;
-use artifactctl::ops::rollback::{self, HistoryOptions};
+use artifactctl::ops::history::{self, HistoryOptions};
 use artifactctl::store::refs::Namespace;
 use artifactctl::ExitCode;
 use serde_json::{json, Value};
@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         namespace: args.namespace,
         actions: args.actions,
     };
-    let history = rollback::history(&ctx.store, &opts)?;
+    let history = history::history(&ctx.store, &opts)?;
     for problem in &history.problems {
         out.warn(problem);
     }
