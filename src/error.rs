@@ -18,6 +18,9 @@ pub enum ErrorKind {
     Refused,
     /// The store or a file in it is not in the shape it should be.
     Corrupt,
+    /// The change was published, but a step after it (moving `latest`, the
+    /// journal, read-only bits, the changelog) failed.
+    Incomplete,
 }
 
 #[derive(Debug, Clone)]
@@ -48,11 +51,14 @@ impl ArtifactError {
     pub fn corrupt(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Corrupt, message)
     }
+    pub fn incomplete(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Incomplete, message)
+    }
 
     pub fn exit_code(&self) -> ExitCode {
         match self.kind {
             ErrorKind::Usage | ErrorKind::NotFound | ErrorKind::Conflict => ExitCode::Usage,
-            ErrorKind::Refused | ErrorKind::Corrupt => ExitCode::Failure,
+            ErrorKind::Refused | ErrorKind::Corrupt | ErrorKind::Incomplete => ExitCode::Failure,
         }
     }
 }

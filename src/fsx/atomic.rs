@@ -35,11 +35,21 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 /// Write `bytes` to `path` so that a reader sees the old content or the new,
 /// never a mix, and the new content survives a power cut once this returns.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    atomic_write_with_mode(path, bytes, None)
+}
+
+/// [`atomic_write`], giving the new file `mode` (a read-only record stays
+/// read-only when it is rewritten).
+fn atomic_write_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
     let tmp = temp_sibling(path);
     let result = (|| {
         let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         fault::hit(Point::Write)?;
         file.write_all(bytes)?;
+        if let Some(mode) = mode {
+            fault::hit(Point::Chmod)?;
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         fault::hit(Point::Fsync)?;
         file.sync_all()?;
         drop(file);
@@ -136,16 +146,24 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 
 /// [`atomic_write`] into a directory that may be read-only (a promoted run):
 /// the owner's write bit is lent to the directory for the rename and taken
-/// back afterwards, whatever the outcome.
+/// back afterwards, whatever the outcome. A kill in between leaves the
+/// folder writable (and maybe a temporary file); `verify` reports both and
+/// `verify --repair` puts them right.
 pub fn atomic_write_in_readonly_dir(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_of(path);
+    // The new file keeps the old one's mode: pinning a read-only promoted
+    // artifact must leave its metadata.json read-only.
+    let file_mode = fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.permissions().mode() & 0o7777);
     let mode = fs::symlink_metadata(dir)?.permissions().mode();
     if mode & 0o200 != 0 {
-        return atomic_write(path, bytes);
+        return atomic_write_with_mode(path, bytes, file_mode);
     }
     fault::hit(Point::Chmod)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o200))?;
-    let written = atomic_write(path, bytes);
+    let written = atomic_write_with_mode(path, bytes, file_mode);
     let restored = fs::set_permissions(dir, fs::Permissions::from_mode(mode));
     written.and(restored)
 }

@@ -119,3 +119,34 @@ pub fn make_tree_readonly(path: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Remove a temporary file that an interrupted [`atomic_write`] left beside
+/// its target, lending the owner's write bit to a read-only folder for the
+/// unlink. Refuses anything that is not such a file: this is a repair, not a
+/// way to delete.
+pub fn remove_stray_temp(path: &Path) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let meta = fs::symlink_metadata(path)?;
+    if !(name.starts_with('.') && name.ends_with(".tmp") && meta.is_file()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a temporary file of artifactctl's",
+                path.display()
+            ),
+        ));
+    }
+    let dir = parent_of(path);
+    let mode = fs::symlink_metadata(dir)?.permissions().mode();
+    if mode & 0o200 != 0 {
+        return fs::remove_file(path);
+    }
+    fault::hit(Point::Chmod)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o200))?;
+    let removed = fs::remove_file(path);
+    let restored = fs::set_permissions(dir, fs::Permissions::from_mode(mode));
+    removed.and(restored)
+}

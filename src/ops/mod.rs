@@ -13,6 +13,7 @@ pub mod promote;
 pub mod refresh;
 pub mod register;
 pub mod removal;
+pub mod repair;
 pub mod rollback;
 pub mod verify;
 
@@ -90,13 +91,16 @@ pub fn publish_run(
             ))
         }
     })?;
+    // Published: from here on a failure must say so, never "nothing was
+    // registered". What is left undone, `verify --repair` completes.
     let became_latest = match latest {
-        _ if meta.status != RunStatus::Complete => false,
-        LatestPolicy::Keep => false,
-        LatestPolicy::Advance => advance_latest(store, &location, meta.created_at)?,
-        LatestPolicy::Always => point_latest(store, &location)?,
-        LatestPolicy::HighestVersion => highest_version_latest(store, &location)?,
-    };
+        _ if meta.status != RunStatus::Complete => Ok(false),
+        LatestPolicy::Keep => Ok(false),
+        LatestPolicy::Advance => advance_latest(store, &location, meta.created_at),
+        LatestPolicy::Always => point_latest(store, &location),
+        LatestPolicy::HighestVersion => highest_version_latest(store, &location),
+    }
+    .map_err(|e| published_but(&location, "moving latest failed", e))?;
     let entry = journal_entry
         .with("became_latest", became_latest)
         .with("total_size", meta.total_size)
@@ -105,12 +109,37 @@ pub fn publish_run(
         target: Some(location.qualified()),
         ..entry
     };
-    record(store.dir(), std::slice::from_ref(&entry))?;
+    record(store.dir(), std::slice::from_ref(&entry))
+        .map_err(|e| published_but(&location, "the journal entry failed", e))?;
     Ok(Published {
         location,
         became_latest,
         notes: chosen.note.into_iter().collect(),
     })
+}
+
+/// The error for a step that failed after `location` was published: it says
+/// what is true (the run is there) and how to complete the rest.
+pub fn published_but(location: &RunLocation, what: &str, err: anyhow::Error) -> anyhow::Error {
+    ArtifactError::incomplete(format!(
+        "published as {}, but {what}: {err:#}; `artifactctl verify --repair` completes it",
+        location.qualified()
+    ))
+    .into()
+}
+
+/// Add `context` to a failure unless the run was published meanwhile (then
+/// the error already says what is true).
+pub fn unless_published(err: anyhow::Error, context: String) -> anyhow::Error {
+    let published = err
+        .chain()
+        .filter_map(|e| e.downcast_ref::<ArtifactError>())
+        .any(|e| e.kind == crate::error::ErrorKind::Incomplete);
+    if published {
+        err
+    } else {
+        err.context(context)
+    }
 }
 
 /// Take the store lock and finish what dead writers left behind.

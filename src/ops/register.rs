@@ -132,7 +132,7 @@ pub fn register(
         LatestPolicy::Advance,
         entry,
     )
-    .context("nothing was registered")?;
+    .map_err(|e| ops::unless_published(e, "nothing was registered".into()))?;
     Ok(Registered {
         location: published.location,
         became_latest: published.became_latest,

@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::error::ArtifactError;
 use crate::fsx;
 use crate::progress::{Reporter, Unit};
+use crate::store::journal;
 use crate::store::manifest;
 use crate::store::metadata::{self, FileEntry, Metadata, METADATA_FILE, SCHEMA_VERSION};
 use crate::store::refs::{format_ref, Namespace, RunRef, Stage};
@@ -59,6 +60,38 @@ pub struct Report {
     pub problems: Vec<Problem>,
     pub notes: Vec<Note>,
     pub bytes_hashed: u64,
+    /// What `verify --repair` can put right ([`crate::ops::repair`]).
+    #[serde(skip)]
+    pub repairs: Vec<Repair>,
+}
+
+/// A fix `verify --repair` can make safely: it completes what an
+/// interrupted or failed write left undone, and never touches an
+/// artifact's content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Repair {
+    /// Set the read-only bits of a promoted artifact.
+    ReadOnly(PathBuf),
+    /// Remove a temporary file an interrupted atomic write left in a run.
+    RemoveTemp(PathBuf),
+    /// Point a namespace's `latest` at its newest complete run (`away`: the
+    /// run it names now, which is not complete).
+    Latest {
+        stage: Stage,
+        namespace: Namespace,
+        away: Option<String>,
+    },
+    /// Journal a run that was published without its journal line.
+    Journal(journal::Entry),
+    /// Add a release's missing changelog entry.
+    Changelog(String),
+}
+
+/// Whether a file name is one of `fsx`'s temporary siblings
+/// (`.<name>.<owner>.<nonce>.tmp`).
+fn is_temp_name(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    name.starts_with('.') && name.ends_with(".tmp") && name.matches('.').count() >= 4
 }
 
 /// One file to re-hash.
@@ -103,6 +136,7 @@ pub fn verify(store: &Store, opts: &VerifyOptions, reporter: &dyn Reporter) -> R
     hash_files(jobs, &mut report, reporter);
     check_latest(store, &runs, &mut report);
     if opts.all {
+        check_journal_and_changelog(store, &runs, &mut report);
         for leftover in fsx::find_leftovers(store.dir()) {
             report.notes.push(Note {
                 reference: leftover.path.display().to_string(),
@@ -216,10 +250,72 @@ fn check_run(run: &RunInfo, report: &mut Report, jobs: &mut Vec<HashJob>) {
             "move the folder back where it was created; runs are not renamed by hand".into(),
         );
     }
-    check_manifest(run, &meta, &mut problem, jobs);
+    check_manifest(run, &meta, &mut problem, jobs, &mut report.repairs);
     let promoted = run.location.stage != Stage::Raw && meta.lineage.promoted_from.is_some();
-    if promoted {
-        check_readonly(run, &mut problem);
+    if promoted && check_readonly(run, &mut problem) {
+        report.repairs.push(Repair::ReadOnly(dir.clone()));
+    }
+}
+
+/// Runs published without their journal line, and releases without their
+/// changelog entry (a write that failed or was killed right after the
+/// publish). Notes, not problems: the artifacts themselves are whole.
+fn check_journal_and_changelog(store: &Store, runs: &[RunInfo], report: &mut Report) {
+    let Ok((entries, _)) = journal::read(store.dir()) else {
+        return;
+    };
+    let journaled: BTreeSet<&str> = entries.iter().filter_map(|e| e.target.as_deref()).collect();
+    let changelog = store
+        .stage_dir(Stage::Production)
+        .ok()
+        .and_then(|d| std::fs::read_to_string(d.join(crate::ops::promote::CHANGELOG_FILE)).ok())
+        .unwrap_or_default();
+    for run in runs.iter().filter(|r| r.layout == RunLayout::Native) {
+        let qualified = run.location.qualified();
+        let Ok(meta) = Metadata::read(&run.location.path) else {
+            continue;
+        };
+        if !journaled.contains(qualified.as_str()) {
+            report.notes.push(Note {
+                reference: run.reference.clone(),
+                kind: "unjournaled",
+                detail: "published without its journal line (a write failed or was killed after publishing); `artifactctl verify --repair` records it".into(),
+            });
+            let action = match meta.lineage.source.as_deref() {
+                Some(s) if s.starts_with("refresh") => "refresh",
+                _ if meta.lineage.promoted_from.is_some() => "promote",
+                _ => "register",
+            };
+            report.repairs.push(Repair::Journal(
+                journal::Entry::new(
+                    action,
+                    meta.lineage.promoted_from.clone(),
+                    Some(qualified.clone()),
+                )
+                .with("repaired", true)
+                .with("created_at", meta.created_at.to_rfc3339()),
+            ));
+        }
+        if run.location.stage == Stage::Production && meta.lineage.promoted_from.is_some() {
+            let label = if run.location.namespace.is_root() {
+                "production".to_string()
+            } else {
+                run.location.namespace.to_string()
+            };
+            let heading = format!("## {label} {} (", run.id);
+            if !changelog.contains(&heading) {
+                report.notes.push(Note {
+                    reference: run.reference.clone(),
+                    kind: "unchangelogged",
+                    detail: "a release without its CHANGELOG.md entry; `artifactctl verify --repair` adds one from its metadata".into(),
+                });
+                report.repairs.push(Repair::Changelog(format!(
+                    "\n{heading}{})\n\n- from: {}\n- entry restored by `artifactctl verify --repair`: the original was lost\n",
+                    meta.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    meta.lineage.promoted_from.as_deref().unwrap_or("?"),
+                )));
+            }
+        }
     }
 }
 
@@ -247,6 +343,7 @@ fn check_manifest(
     meta: &Metadata,
     problem: &mut impl FnMut(&'static str, String, String),
     jobs: &mut Vec<HashJob>,
+    repairs: &mut Vec<Repair>,
 ) {
     let dir = &run.location.path;
     let on_disk = match manifest::list_files(dir) {
@@ -296,6 +393,15 @@ fn check_manifest(
         }
     }
     for rel in on_disk.keys().filter(|r| !expected.contains(*r)) {
+        if is_temp_name(rel) {
+            problem(
+                "unexpected_file",
+                format!("{rel} is a temporary file an interrupted write left behind"),
+                "`artifactctl verify --repair` removes it".into(),
+            );
+            repairs.push(Repair::RemoveTemp(dir.join(rel)));
+            continue;
+        }
         problem(
             "unexpected_file",
             format!("{rel} is in the folder but not in the manifest"),
@@ -304,7 +410,8 @@ fn check_manifest(
     }
 }
 
-fn check_readonly(run: &RunInfo, problem: &mut impl FnMut(&'static str, String, String)) {
+/// Report writable entries of a promoted artifact; whether any were found.
+fn check_readonly(run: &RunInfo, problem: &mut impl FnMut(&'static str, String, String)) -> bool {
     let dir = &run.location.path;
     let writable: Vec<String> = walkdir::WalkDir::new(dir)
         .follow_links(false)
@@ -342,9 +449,14 @@ fn check_readonly(run: &RunInfo, problem: &mut impl FnMut(&'static str, String, 
                     "ies are"
                 }
             ),
-            format!("chmod -R a-w {}", dir.display()),
+            format!(
+                "`artifactctl verify --repair` (or chmod -R a-w {})",
+                dir.display()
+            ),
         );
+        return true;
     }
+    false
 }
 
 fn hash_files(jobs: Vec<HashJob>, report: &mut Report, reporter: &dyn Reporter) {
@@ -393,11 +505,12 @@ fn check_latest(store: &Store, runs: &[RunInfo], report: &mut Report) {
         let reference = format_ref(stage, &ns, crate::store::layout::LATEST);
         let link = ns_dir.join(crate::store::layout::LATEST);
         let repoint = format!(
-            "re-point it with `ln -sfn <run-id> {}` (or `artifactctl rollback` in production)",
+            "`artifactctl verify --repair` points it at the newest complete run (or `ln -sfn <run-id> {}`; `artifactctl rollback` in production)",
             link.display()
         );
+        let problems = &mut report.problems;
         let mut problem = |detail: String| {
-            report.problems.push(Problem {
+            problems.push(Problem {
                 reference: reference.clone(),
                 kind: "latest",
                 detail,
@@ -423,15 +536,32 @@ fn check_latest(store: &Store, runs: &[RunInfo], report: &mut Report) {
                         "latest points to {id}, which is {}",
                         target.status.as_str()
                     ));
+                    report.repairs.push(Repair::Latest {
+                        stage,
+                        namespace: ns.clone(),
+                        away: Some(id.clone()),
+                    });
                 }
             }
             LatestState::Dangling(t) => {
-                problem(format!("latest points to '{t}', which does not exist"))
+                problem(format!("latest points to '{t}', which does not exist"));
+                report.repairs.push(Repair::Latest {
+                    stage,
+                    namespace: ns.clone(),
+                    away: None,
+                });
             }
-            LatestState::Escaping(t) => problem(format!(
-                "latest points to '{t}', outside {}",
-                ns_dir.display()
-            )),
+            LatestState::Escaping(t) => {
+                problem(format!(
+                    "latest points to '{t}', outside {}",
+                    ns_dir.display()
+                ));
+                report.repairs.push(Repair::Latest {
+                    stage,
+                    namespace: ns.clone(),
+                    away: None,
+                });
+            }
             LatestState::NotALink => problem("latest is a real file or folder, not a link".into()),
             LatestState::Missing => {}
         }

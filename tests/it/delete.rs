@@ -98,3 +98,26 @@ fn delete_of_an_unknown_ref_is_exit_2() {
     p.cmd().args(["delete", "nope", "--yes"]).assert().code(2);
     p.cmd().args(["delete", "../x", "--yes"]).assert().code(2);
 }
+
+/// A delete of the latest run killed after it unlisted the run never leaves
+/// `latest` dangling: it was moved to the other run first.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn a_killed_delete_of_latest_never_leaves_latest_dangling() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let older = p.register(&out, &["--created-at", "2026-01-01T00:00:00Z"]);
+    let newer = p.register(&out, &["--created-at", "2026-01-02T00:00:00Z"]);
+    crate::support::with_fault(p.cmd().args(["delete", &newer, "--yes"]), "mid-removal");
+    assert_eq!(
+        std::fs::read_link(p.store().join("raw/latest"))
+            .unwrap()
+            .to_str(),
+        Some(older.as_str())
+    );
+    p.cmd().args(["verify", "--all"]).assert().success();
+    p.cmd().args(["path", "latest"]).assert().success();
+}

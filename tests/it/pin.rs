@@ -151,3 +151,37 @@ fn pinning_an_unknown_ref_is_a_usage_error() {
     p.cmd().args(["pin", "gru/nope"]).assert().code(2);
     p.cmd().args(["pin", "../etc"]).assert().code(2);
 }
+
+/// Pinning a promoted (read-only) artifact keeps it read-only: its new
+/// `metadata.json` takes the old one's mode, so `verify` stays clean.
+#[test]
+fn pinning_a_promoted_artifact_keeps_it_read_only() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let raw = p.register(&out, &[]);
+    let validated = p
+        .cmd()
+        .args([
+            "promote",
+            &raw,
+            "--to",
+            "validated",
+            "--checkpoint",
+            "epoch_70",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        validated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&validated.stderr)
+    );
+    let validated = String::from_utf8(validated.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    for verb in ["pin", "unpin"] {
+        p.cmd().args([verb, &validated]).assert().success();
+        p.cmd().args(["verify", "--all"]).assert().success();
+    }
+}

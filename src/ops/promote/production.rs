@@ -289,7 +289,8 @@ pub fn promote_production(
         plan.notes.as_deref(),
         now,
     );
-    append_changelog(store, &changelog)?;
+    append_changelog(store, &changelog)
+        .map_err(|e| ops::published_but(&promoted.location, "the changelog entry failed", e))?;
     Ok(promoted)
 }
 

@@ -502,7 +502,7 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
         LatestPolicy::Advance,
         entry,
     )
-    .context("the refresh run could not be published")?;
+    .map_err(|e| ops::unless_published(e, "the refresh run could not be published".into()))?;
     let steps = records
         .iter()
         .zip(prepared.pipeline.order.iter())

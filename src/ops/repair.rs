@@ -1,0 +1,67 @@
+//! `verify --repair`: complete what an interrupted or failed write left
+//! undone, from the repairs `verify` found. Under the store lock, and never
+//! touching an artifact's content: read-only bits, stray temporary files,
+//! `latest`, missing journal lines and changelog entries. Taking the lock
+//! also sweeps dead writers' staging and trash folders.
+
+use anyhow::{Context, Result};
+
+use crate::fsx;
+use crate::ops::{self, verify::Repair};
+use crate::store::Store;
+
+/// Apply `repairs`; returns one line per repair made, for the user.
+pub fn repair(store: &Store, repairs: &[Repair]) -> Result<Vec<String>> {
+    let _lock = ops::lock(store)?;
+    let mut done = Vec::new();
+    let mut journal = Vec::new();
+    for repair in repairs {
+        match repair {
+            Repair::ReadOnly(dir) => {
+                fsx::make_tree_readonly(dir)
+                    .with_context(|| format!("cannot make {} read-only", dir.display()))?;
+                done.push(format!("made {} read-only", dir.display()));
+            }
+            Repair::RemoveTemp(path) => {
+                fsx::remove_stray_temp(path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+                done.push(format!(
+                    "removed the stray temporary file {}",
+                    path.display()
+                ));
+            }
+            Repair::Latest {
+                stage,
+                namespace,
+                away,
+            } => {
+                let now = match away {
+                    Some(id) => ops::repoint_latest_away(store, *stage, namespace, id)?,
+                    None => ops::repoint_latest(store, *stage, namespace)?,
+                };
+                let ns = if namespace.is_root() {
+                    format!("{stage}/")
+                } else {
+                    format!("{stage}/{namespace}/")
+                };
+                done.push(match now {
+                    Some(id) => format!("pointed {ns}latest at {id}"),
+                    None => format!("removed {ns}latest: no complete run is left there"),
+                });
+            }
+            Repair::Journal(entry) => {
+                done.push(format!(
+                    "journaled {} (published without its journal line)",
+                    entry.target.as_deref().unwrap_or("?")
+                ));
+                journal.push(entry.clone());
+            }
+            Repair::Changelog(text) => {
+                ops::promote::append_changelog(store, text)?;
+                done.push("added a missing production/CHANGELOG.md entry".to_string());
+            }
+        }
+    }
+    ops::record(store.dir(), &journal)?;
+    Ok(done)
+}
