@@ -18,6 +18,8 @@ pub enum ErrorKind {
     Refused,
     /// The store or a file in it is not in the shape it should be.
     Corrupt,
+    /// Stopped by SIGINT or SIGTERM.
+    Interrupted,
 }
 
 #[derive(Debug, Clone)]
@@ -48,11 +50,15 @@ impl ArtifactError {
     pub fn corrupt(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Corrupt, message)
     }
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Interrupted, message)
+    }
 
     pub fn exit_code(&self) -> ExitCode {
         match self.kind {
             ErrorKind::Usage | ErrorKind::NotFound | ErrorKind::Conflict => ExitCode::Usage,
             ErrorKind::Refused | ErrorKind::Corrupt => ExitCode::Failure,
+            ErrorKind::Interrupted => ExitCode::Interrupted,
         }
     }
 }
@@ -87,5 +93,7 @@ mod tests {
         assert_eq!(exit_code_for(&err.unwrap_err()), ExitCode::Failure);
         let err = anyhow::Error::new(ArtifactError::refused("protected"));
         assert_eq!(exit_code_for(&err), ExitCode::Failure);
+        let err = anyhow::Error::new(ArtifactError::interrupted("stop")).context("register");
+        assert_eq!(exit_code_for(&err), ExitCode::Interrupted);
     }
 }

@@ -134,16 +134,43 @@ pub fn publish_run(
     })
 }
 
-/// Take the store lock and finish what dead writers left behind.
-pub fn lock(store: &Store) -> Result<StoreLock> {
+/// The store lock, held by a writer that a signal must not end half-way:
+/// SIGINT and SIGTERM only raise the flag of [`crate::interrupt`] while it
+/// lives.
+pub struct Locked {
+    _lock: StoreLock,
+    _busy: crate::interrupt::Busy,
+}
+
+/// Take the store lock and finish what dead writers left behind. A folder a
+/// dead `register --move` had taken in is given back, and said so in
+/// [`take_notices`].
+pub fn lock(store: &Store) -> Result<Locked> {
+    let busy = crate::interrupt::busy();
     let lock = StoreLock::acquire(store.dir()).with_context(|| {
         format!(
             "cannot take the store lock in {}; check that the folder is writable",
             store.internal_dir().display()
         )
     })?;
-    fsx::sweep_leftovers(store.dir());
-    Ok(lock)
+    let swept = fsx::sweep_leftovers(store.dir());
+    let mut notices = NOTICES.lock().unwrap_or_else(|e| e.into_inner());
+    for recovered in swept.recovered {
+        notices.push(recovered.to_string());
+    }
+    Ok(Locked {
+        _lock: lock,
+        _busy: busy,
+    })
+}
+
+/// What the library did on its own that the user must hear about (a folder
+/// recovered from a dead writer), for the binary to print at the end.
+static NOTICES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The notices gathered so far, oldest first; they are handed out once.
+pub fn take_notices() -> Vec<String> {
+    std::mem::take(&mut *NOTICES.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn fs_create_dir_all(dir: &Path) -> Result<()> {

@@ -16,6 +16,7 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde_json::Value;
 
+use crate::error::ArtifactError;
 use crate::fsx;
 use crate::ops;
 use crate::progress::{Reporter, Unit};
@@ -201,10 +202,17 @@ pub fn remove_runs(
 
     reporter.begin("unlisting", Some(doomed.len() as u64), Unit::Items);
     let mut trash: Vec<(RunLocation, PathBuf)> = Vec::new();
+    let mut stopped = false;
     for batch in doomed.chunks(BATCH) {
         let mut parents = BTreeSet::new();
         let mut unlisted = Vec::new();
         for request in batch {
+            // Between runs, a signal stops the removal; what is unlisted so
+            // far is journaled below, and its files are removed.
+            if crate::interrupt::requested() {
+                stopped = true;
+                break;
+            }
             let location = &request.run.location;
             match fsx::unlist_dir(store.dir(), &location.path) {
                 Ok(doomed_path) => {
@@ -236,6 +244,9 @@ pub fn remove_runs(
             report.removed.push((run.location.clone(), run.size_bytes));
         }
         ops::record(store.dir(), &entries)?;
+        if stopped {
+            break;
+        }
     }
     reporter.end();
 
@@ -258,6 +269,14 @@ pub fn remove_runs(
         .collect();
     reporter.end();
     report.failed.extend(failures);
+    if stopped {
+        let removed = report.removed.len();
+        return Err(ArtifactError::interrupted(format!(
+            "interrupted by a signal after removing {removed} run{}; the others are untouched",
+            if removed == 1 { "" } else { "s" }
+        ))
+        .into());
+    }
     Ok(report)
 }
 

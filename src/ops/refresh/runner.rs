@@ -8,7 +8,6 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
@@ -63,9 +62,7 @@ pub(super) struct Runner<'a> {
 
 impl<'a> Runner<'a> {
     fn interrupted(&self) -> bool {
-        self.opts
-            .interrupted
-            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+        crate::interrupt::requested()
     }
 
     /// Run every step; returns whether the run was interrupted.
