@@ -33,6 +33,7 @@ use crate::store::metadata::{self, FileEntry, Lineage, Metadata, RunStatus, SCHE
 use crate::store::refs::{self, Namespace, RunRef, Stage, Target};
 use crate::store::{RunLocation, Store};
 
+mod reaper;
 mod runner;
 use runner::*;
 
@@ -416,6 +417,7 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
         records: vec![None; prepared.pipeline.steps.len()],
         reasons: vec![String::new(); prepared.pipeline.steps.len()],
         pending: BTreeMap::new(),
+        reaper: None,
     };
     // A signal after the last step ended still stops the run: it is
     // published as interrupted, like one that came mid-step.
