@@ -25,7 +25,10 @@ fn project() -> Project {
 fn many_files(p: &Project, rel: &str) -> PathBuf {
     let dir = p.training_output(rel);
     for i in 0..40 {
-        p.write(&format!("{rel}/shards/shard_{i:03}.bin"), vec![i as u8; 4096]);
+        p.write(
+            &format!("{rel}/shards/shard_{i:03}.bin"),
+            vec![i as u8; 4096],
+        );
     }
     p.write(&format!("{rel}/weights.bin"), vec![7u8; 3 << 20]);
     dir

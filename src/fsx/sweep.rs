@@ -116,8 +116,7 @@ pub fn sweep_leftovers(store_dir: &Path) -> Swept {
             let Some(folder) = name.strip_suffix(ORIGIN_SUFFIX) else {
                 continue;
             };
-            if owner_of(folder) == Owner::Dead && staging.join(folder).symlink_metadata().is_err()
-            {
+            if owner_of(folder) == Owner::Dead && staging.join(folder).symlink_metadata().is_err() {
                 let _ = fs::remove_file(entry.path());
             }
         }

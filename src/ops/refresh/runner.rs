@@ -74,8 +74,7 @@ impl<'a> Runner<'a> {
         let jobs = self.opts.jobs.max(1);
         let mut failed_first: Option<String> = None;
         let mut interrupted = false;
-        self.reaper =
-            Some(super::reaper::Reaper::start().context("cannot start the step reaper")?);
+        self.reaper = Some(super::reaper::Reaper::start().context("cannot start the step reaper")?);
         let ran = std::thread::scope(|scope| -> Result<()> {
             let mut running: BTreeMap<usize, Running> = BTreeMap::new();
             let mut kill_at: Option<Instant> = None;
