@@ -146,13 +146,15 @@ pub struct Locked {
 /// dead `register --move` had taken in is given back, and said so in
 /// [`take_notices`].
 pub fn lock(store: &Store) -> Result<Locked> {
-    let busy = crate::interrupt::busy();
     let lock = StoreLock::acquire(store.dir()).with_context(|| {
         format!(
             "cannot take the store lock in {}; check that the folder is writable",
             store.internal_dir().display()
         )
     })?;
+    // Busy only once the lock is held: a command still waiting for another
+    // writer's lock has done nothing yet, so a signal may end it at once.
+    let busy = crate::interrupt::busy();
     let swept = fsx::sweep_leftovers(store.dir());
     let mut notices = NOTICES.lock().unwrap_or_else(|e| e.into_inner());
     for recovered in swept.recovered {
