@@ -21,6 +21,8 @@ pub enum ErrorKind {
     /// The change was published, but a step after it (moving `latest`, the
     /// journal, read-only bits, the changelog) failed.
     Incomplete,
+    /// Stopped by SIGINT or SIGTERM.
+    Interrupted,
 }
 
 #[derive(Debug, Clone)]
@@ -54,11 +56,15 @@ impl ArtifactError {
     pub fn incomplete(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Incomplete, message)
     }
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Interrupted, message)
+    }
 
     pub fn exit_code(&self) -> ExitCode {
         match self.kind {
             ErrorKind::Usage | ErrorKind::NotFound | ErrorKind::Conflict => ExitCode::Usage,
             ErrorKind::Refused | ErrorKind::Corrupt | ErrorKind::Incomplete => ExitCode::Failure,
+            ErrorKind::Interrupted => ExitCode::Interrupted,
         }
     }
 }
@@ -93,5 +99,7 @@ mod tests {
         assert_eq!(exit_code_for(&err.unwrap_err()), ExitCode::Failure);
         let err = anyhow::Error::new(ArtifactError::refused("protected"));
         assert_eq!(exit_code_for(&err), ExitCode::Failure);
+        let err = anyhow::Error::new(ArtifactError::interrupted("stop")).context("register");
+        assert_eq!(exit_code_for(&err), ExitCode::Interrupted);
     }
 }

@@ -9,6 +9,7 @@
 //! - [`fsx`]: the one module that mutates: atomic writes, the lock, staging,
 //!   trash and sweep, transfer, the descriptor walker, fault points;
 //! - [`ops`]: one file or folder per operation;
+//! - [`interrupt`]: SIGINT and SIGTERM, checked by writers at safe points;
 //! - [`policy`]: the pure engines (gates, retention, pipeline, clear rules,
 //!   queries, versions), with no I/O.
 //!
@@ -19,6 +20,7 @@ pub mod error;
 pub mod exit_codes;
 pub mod fsx;
 pub mod host;
+pub mod interrupt;
 pub mod ops;
 pub mod policy;
 pub mod progress;

@@ -7,9 +7,14 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     restore_sigpipe();
+    artifactctl::interrupt::install();
     let cli = cli::args::Cli::parse();
     let out = cli::printer::Output::new(&cli.global);
-    match cli.command.run(&cli.global, &out) {
+    let result = cli.command.run(&cli.global, &out);
+    for notice in artifactctl::ops::take_notices() {
+        out.warn(&notice);
+    }
+    match result {
         Ok(code) => code.into(),
         Err(err) => {
             out.error(&err);

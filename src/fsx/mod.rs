@@ -118,7 +118,7 @@ mod tests {
         let found = find_leftovers(dir.path());
         assert_eq!(found.len(), 1);
         assert!(found[0].path.ends_with("run.999999999.abc"));
-        assert_eq!(sweep_leftovers(dir.path()), 1);
+        assert_eq!(sweep_leftovers(dir.path()).removed, 1);
     }
 
     #[test]

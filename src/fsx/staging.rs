@@ -6,9 +6,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
 use super::fault::{self, Point};
 use super::*;
-use crate::store::layout::{INTERNAL_DIR, STAGING_DIR};
+use crate::store::layout::{INTERNAL_DIR, ORIGIN_SUFFIX, RECOVERED_DIR, STAGING_DIR};
 
 /// A directory assembled out of sight under `.artifactctl/staging/`, removed
 /// on drop unless [`Staging::publish`] moved it into place.
@@ -60,12 +62,45 @@ impl Staging {
     /// Stage the user's own folder by renaming it in (`register --move`). If
     /// it is never published, it is renamed back instead of removed. Fails
     /// with `EXDEV` when `source` is on another filesystem than the store.
+    ///
+    /// The origin is recorded durably beside the staging folder *before* the
+    /// rename, so even after `kill -9` the next writer's sweep gives the
+    /// folder back instead of removing the only copy.
     pub fn adopt(store_dir: &Path, label: &str, source: &Path) -> io::Result<Staging> {
         let mut staging = Staging::reserve(store_dir, label)?;
-        fault::hit(Point::Rename)?;
-        fs::rename(source, &staging.path)?;
-        staging.return_to = Some(source.to_path_buf());
+        let source = std::path::absolute(source)?;
+        let record = origin_record(&staging.path);
+        atomic_write(&record, source.as_os_str().as_bytes())?;
+        let moved = fault::hit(Point::Rename).and_then(|()| fs::rename(&source, &staging.path));
+        if let Err(e) = moved {
+            let _ = fs::remove_file(&record);
+            return Err(e);
+        }
+        staging.return_to = Some(source);
         Ok(staging)
+    }
+
+    /// Write the run's own `name` (its `metadata.json`) into the staging
+    /// folder atomically. In a folder moved in by `register --move`, the
+    /// user's file of that name is first set aside beside the staging folder
+    /// (or a marker says there was none), so a give-back restores the folder
+    /// exactly as it was given.
+    pub fn write_run_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        if self.return_to.is_some() {
+            let theirs = self.path.join(name);
+            let kept = sidecar(&self.path, &format!(".kept.{name}"));
+            let ours = sidecar(&self.path, &format!(".ours.{name}"));
+            if kept.symlink_metadata().is_err() && ours.symlink_metadata().is_err() {
+                if theirs.symlink_metadata().is_ok() {
+                    fault::hit(Point::Rename)?;
+                    fs::rename(&theirs, &kept)?;
+                } else {
+                    atomic_write(&ours, b"")?;
+                }
+                fsync_dir(parent_of(&self.path))?;
+            }
+        }
+        atomic_write(&self.path.join(name), bytes)
     }
 
     /// fsync everything written, then rename the directory to `dest`, failing
@@ -79,11 +114,127 @@ impl Staging {
         self.published = true;
         fsync_dir(parent)?;
         fault::hit(Point::AfterPublishRename)?;
+        if self.return_to.is_some() {
+            // The folder is a run now; a record left by a crash here names a
+            // folder that is gone, which the sweep only removes.
+            let _ = fs::remove_file(origin_record(&self.path));
+            drop_run_file_records(&self.path);
+        }
         if let Some(staging_parent) = self.path.parent() {
             let _ = fsync_dir(staging_parent);
         }
         Ok(())
     }
+}
+
+/// The record of where a moved-in staging folder came from.
+pub(crate) fn origin_record(staging: &Path) -> PathBuf {
+    sidecar(staging, ORIGIN_SUFFIX)
+}
+
+/// A file beside a staging folder, named after it.
+fn sidecar(staging: &Path, suffix: &str) -> PathBuf {
+    let mut name = staging.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Undo [`Staging::write_run_file`] in a moved-in folder before it goes back:
+/// the user's own file returns, or ours goes if they had none.
+fn restore_run_files(folder: &Path) -> io::Result<()> {
+    for name in [crate::store::metadata::METADATA_FILE] {
+        let kept = sidecar(folder, &format!(".kept.{name}"));
+        let ours = sidecar(folder, &format!(".ours.{name}"));
+        if kept.symlink_metadata().is_ok() {
+            fault::hit(Point::Rename)?;
+            fs::rename(&kept, folder.join(name))?;
+        } else if ours.symlink_metadata().is_ok() {
+            match fs::remove_file(folder.join(name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            fs::remove_file(&ours)?;
+        }
+    }
+    Ok(())
+}
+
+/// Forget the set-aside files once the run is published.
+fn drop_run_file_records(folder: &Path) {
+    for name in [crate::store::metadata::METADATA_FILE] {
+        let _ = fs::remove_file(sidecar(folder, &format!(".ours.{name}")));
+        // The user's own file was merged into the run's record when the run
+        // was made; the original is kept beside the run's staging name no
+        // longer, so it goes too.
+        let _ = fs::remove_file(sidecar(folder, &format!(".kept.{name}")));
+    }
+}
+
+/// Read the origin recorded for a staging folder, if it was moved in.
+pub(crate) fn read_origin(staging: &Path) -> Option<PathBuf> {
+    let bytes = fs::read(origin_record(staging)).ok()?;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+}
+
+/// A folder taken in by `register --move` and given back to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Where it came from.
+    pub origin: PathBuf,
+    /// `None` when it is back at `origin`; otherwise where it was kept
+    /// because something else is at `origin` now.
+    pub kept_at: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Recovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kept_at {
+            None => write!(
+                f,
+                "recovered {}: moved back after an interrupted register --move",
+                self.origin.display()
+            ),
+            Some(kept) => write!(
+                f,
+                "recovered {}: kept at {} after an interrupted register --move, as its place is taken",
+                self.origin.display(),
+                kept.display()
+            ),
+        }
+    }
+}
+
+/// Give a moved-in staging folder back: to `origin` when nothing is there
+/// (no-replace rename), otherwise to `.artifactctl/recovered/`, where no
+/// sweep goes. Never removes it. The origin record goes once the folder is
+/// back, or moves along with it into `recovered/`.
+pub(crate) fn give_back(folder: &Path, origin: &Path) -> io::Result<Recovered> {
+    restore_run_files(folder)?;
+    let record = origin_record(folder);
+    if origin.is_absolute() && rename_noreplace(folder, origin).is_ok() {
+        let _ = fsync_dir(parent_of(origin));
+        let _ = fs::remove_file(&record);
+        return Ok(Recovered {
+            origin: origin.to_path_buf(),
+            kept_at: None,
+        });
+    }
+    let internal = folder
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| io::Error::other("a staging folder outside the store"))?;
+    let kept_dir = internal.join(RECOVERED_DIR);
+    fault::hit(Point::Mkdir)?;
+    fs::create_dir_all(&kept_dir)?;
+    let name = folder.file_name().unwrap_or_default();
+    let kept = kept_dir.join(name);
+    rename_noreplace(folder, &kept)?;
+    let _ = fs::rename(&record, origin_record(&kept));
+    let _ = fsync_dir(&kept_dir);
+    Ok(Recovered {
+        origin: origin.to_path_buf(),
+        kept_at: Some(kept),
+    })
 }
 
 impl Drop for Staging {
@@ -92,16 +243,9 @@ impl Drop for Staging {
             return;
         }
         if let Some(original) = &self.return_to {
-            if fs::rename(&self.path, original).is_err() {
-                // Never delete the user's folder: park it where no sweep goes.
-                if let Some(internal) = self.path.parent().and_then(Path::parent) {
-                    let kept = internal.join("recovered");
-                    let name = self.path.file_name().unwrap_or_default().to_os_string();
-                    if fs::create_dir_all(&kept).is_ok() {
-                        let _ = fs::rename(&self.path, kept.join(name));
-                    }
-                }
-            }
+            // Never delete the user's folder; if even parking it fails, the
+            // origin record makes the next writer's sweep try again.
+            let _ = give_back(&self.path, original);
             return;
         }
         let _ = make_tree_writable(&self.path);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::store::layout::{INTERNAL_DIR, STAGING_DIR, TRASH_DIR};
+use crate::store::layout::{INTERNAL_DIR, ORIGIN_SUFFIX, STAGING_DIR, TRASH_DIR};
 
 /// This machine's tag in owner names, a short hash of the host name: a store
 /// shared over the network must not take another machine's live writer for a
@@ -35,6 +35,9 @@ pub struct Leftover {
     pub path: PathBuf,
     pub age: Duration,
     pub kind: &'static str,
+    /// Where a staging folder moved in by `register --move` came from: it is
+    /// given back, never removed.
+    pub origin: Option<PathBuf>,
 }
 
 pub fn find_leftovers(store_dir: &Path) -> Vec<Leftover> {
@@ -46,6 +49,10 @@ pub fn find_leftovers(store_dir: &Path) -> Vec<Leftover> {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(ORIGIN_SUFFIX) {
+                // Records go with their folders (see `sweep_leftovers`).
+                continue;
+            }
             let age = entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -57,27 +64,64 @@ pub fn find_leftovers(store_dir: &Path) -> Vec<Leftover> {
                 Owner::Elsewhere if age < FOREIGN_GRACE => continue,
                 Owner::Elsewhere | Owner::Dead => {}
             }
+            let origin = (kind == "staging")
+                .then(|| read_origin(&entry.path()))
+                .flatten();
             found.push(Leftover {
                 path: entry.path(),
                 age,
                 kind,
+                origin,
             });
         }
     }
     found
 }
 
-/// Remove what dead writers left behind. Called by every writer once it holds
-/// the store lock.
-pub fn sweep_leftovers(store_dir: &Path) -> usize {
-    let leftovers = find_leftovers(store_dir);
-    let mut removed = 0;
-    for leftover in &leftovers {
+/// What [`sweep_leftovers`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Swept {
+    /// Staging and trash folders removed.
+    pub removed: usize,
+    /// Folders a dead `register --move` had taken in, given back.
+    pub recovered: Vec<Recovered>,
+}
+
+/// Finish what dead writers left behind: remove their staging and trash
+/// folders, except a folder moved in by `register --move` (it has an origin
+/// record), which goes back where it came from or into
+/// `.artifactctl/recovered/`, never away. Called by every writer once it
+/// holds the store lock.
+pub fn sweep_leftovers(store_dir: &Path) -> Swept {
+    let mut swept = Swept::default();
+    for leftover in find_leftovers(store_dir) {
+        if leftover.kind == "staging" {
+            if let Some(origin) = &leftover.origin {
+                if let Ok(recovered) = give_back(&leftover.path, origin) {
+                    swept.recovered.push(recovered);
+                }
+                continue;
+            }
+        }
         if remove_tree(&leftover.path).is_ok() {
-            removed += 1;
+            swept.removed += 1;
         }
     }
-    removed
+    // A record whose folder is gone (published, or given back, just before
+    // a crash) names nothing any more.
+    let staging = store_dir.join(INTERNAL_DIR).join(STAGING_DIR);
+    if let Ok(entries) = fs::read_dir(&staging) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(folder) = name.strip_suffix(ORIGIN_SUFFIX) else {
+                continue;
+            };
+            if owner_of(folder) == Owner::Dead && staging.join(folder).symlink_metadata().is_err() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    swept
 }
 
 /// Labels of the staging folders whose writer is still running, so a writer
@@ -89,6 +133,7 @@ pub fn live_staging_labels(store_dir: &Path) -> Vec<String> {
     entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(ORIGIN_SUFFIX))
         .filter(|name| owner_of(name) != Owner::Dead)
         .filter_map(|name| {
             let mut parts = name.rsplitn(3, '.');
@@ -109,6 +154,9 @@ pub(crate) enum Owner {
 /// The owner of `label.<host>-<pid>.<nonce>` (or the older
 /// `label.<pid>.<nonce>`, taken as this machine's).
 pub(crate) fn owner_of(name: &str) -> Owner {
+    // A temporary file of `atomic_write` (`.<name>.<owner>.<nonce>.tmp`)
+    // belongs to the writer named last.
+    let name = name.strip_suffix(".tmp").unwrap_or(name);
     let mut parts = name.rsplit('.');
     let _nonce = parts.next();
     let Some(owner) = parts.next() else {

@@ -46,21 +46,23 @@ pub fn share_or_copy(src: &Path, dst: &Path) -> io::Result<u64> {
 /// parallel. Symlinks are recreated as links, never followed, and only when
 /// they are relative and stay inside `src`; anything else is refused, since a
 /// run must not reach outside itself. `skip` names top-level entries to leave
-/// out. Returns the bytes copied.
+/// out. Returns the bytes copied. Stops between files, with an error of
+/// kind `Interrupted`, once SIGINT or SIGTERM has arrived.
 pub fn copy_tree(
     src: &Path,
     dst: &Path,
     skip: &[&str],
     on_file: &(dyn Fn(u64) + Sync),
 ) -> io::Result<u64> {
-    transfer_tree(src, dst, skip, on_file, clone_or_copy)
+    transfer_tree(src, dst, skip, on_file, clone_or_copy, true)
 }
 
 /// Like [`copy_tree`], but files are brought in with [`share_or_copy`]: a
 /// reflink, or a hard link of a read-only file, so no bytes are copied where
-/// the filesystem allows (refresh reusing a step's recorded outputs).
+/// the filesystem allows (refresh reusing a step's recorded outputs). Not
+/// stopped by a signal: an interrupted refresh keeps what it has.
 pub fn share_tree(src: &Path, dst: &Path) -> io::Result<u64> {
-    transfer_tree(src, dst, &[], &|_| {}, share_or_copy)
+    transfer_tree(src, dst, &[], &|_| {}, share_or_copy, false)
 }
 
 pub(crate) fn transfer_tree(
@@ -69,6 +71,7 @@ pub(crate) fn transfer_tree(
     skip: &[&str],
     on_file: &(dyn Fn(u64) + Sync),
     transfer: fn(&Path, &Path) -> io::Result<u64>,
+    interruptible: bool,
 ) -> io::Result<u64> {
     use rayon::prelude::*;
     let mut files = Vec::new();
@@ -113,6 +116,14 @@ pub(crate) fn transfer_tree(
     files
         .par_iter()
         .map(|(from, to)| {
+            // Between files, SIGINT or SIGTERM stops a copy (the caller
+            // checks `crate::interrupt` to tell this error from others).
+            if interruptible {
+                crate::interrupt::test_pause("copying");
+                if crate::interrupt::requested() {
+                    return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+                }
+            }
             let n = transfer(from, to).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot copy {}: {e}", from.display()))
             })?;

@@ -75,7 +75,9 @@ pub fn publish_run(
     let chosen = ids::choose(store, meta.stage, &ns, requested)?;
     let location = chosen.location;
     meta.id = location.id.clone();
-    write_metadata(staging.path(), meta)?;
+    staging
+        .write_run_file(crate::store::metadata::METADATA_FILE, meta.to_json().as_bytes())
+        .with_context(|| format!("cannot write the metadata of {}", location.reference()))?;
     let staging_path = staging.path().to_path_buf();
     staging.publish(&location.path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -142,16 +144,45 @@ pub fn unless_published(err: anyhow::Error, context: String) -> anyhow::Error {
     }
 }
 
-/// Take the store lock and finish what dead writers left behind.
-pub fn lock(store: &Store) -> Result<StoreLock> {
+/// The store lock, held by a writer that a signal must not end half-way:
+/// SIGINT and SIGTERM only raise the flag of [`crate::interrupt`] while it
+/// lives.
+pub struct Locked {
+    _lock: StoreLock,
+    _busy: crate::interrupt::Busy,
+}
+
+/// Take the store lock and finish what dead writers left behind. A folder a
+/// dead `register --move` had taken in is given back, and said so in
+/// [`take_notices`].
+pub fn lock(store: &Store) -> Result<Locked> {
     let lock = StoreLock::acquire(store.dir()).with_context(|| {
         format!(
             "cannot take the store lock in {}; check that the folder is writable",
             store.internal_dir().display()
         )
     })?;
-    fsx::sweep_leftovers(store.dir());
-    Ok(lock)
+    // Busy only once the lock is held: a command still waiting for another
+    // writer's lock has done nothing yet, so a signal may end it at once.
+    let busy = crate::interrupt::busy();
+    let swept = fsx::sweep_leftovers(store.dir());
+    let mut notices = NOTICES.lock().unwrap_or_else(|e| e.into_inner());
+    for recovered in swept.recovered {
+        notices.push(recovered.to_string());
+    }
+    Ok(Locked {
+        _lock: lock,
+        _busy: busy,
+    })
+}
+
+/// What the library did on its own that the user must hear about (a folder
+/// recovered from a dead writer), for the binary to print at the end.
+static NOTICES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The notices gathered so far, oldest first; they are handed out once.
+pub fn take_notices() -> Vec<String> {
+    std::mem::take(&mut *NOTICES.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn fs_create_dir_all(dir: &Path) -> Result<()> {

@@ -54,6 +54,10 @@ pub fn register(
     opts: RegisterOptions,
     reporter: &dyn Reporter,
 ) -> Result<Registered> {
+    // From here on a signal is checked for between files and before
+    // publishing, so the staging folder is cleaned up and a folder moved in
+    // is given back (see `crate::interrupt`).
+    let _busy = crate::interrupt::busy();
     if let Some(id) = &opts.id {
         refs::check_id(id, "--id")?;
     }
@@ -85,7 +89,7 @@ pub fn register(
     } else {
         copy_in(store, &source, &label, reporter)?
     };
-    let files = manifest::build(staging.path(), reporter)?;
+    let files = manifest::build_interruptible(staging.path(), reporter)?;
     let mut meta = Metadata {
         schema_version: SCHEMA_VERSION,
         id: String::new(),
@@ -121,6 +125,7 @@ pub fn register(
     meta.set_files(files);
     let created_at = meta.created_at;
     let entry = journal::Entry::new("register", Some(source.display().to_string()), None);
+    crate::interrupt::check()?;
     let published = ops::publish_run(
         store,
         staging,
@@ -186,7 +191,9 @@ fn copy_in(store: &Store, source: &Path, label: &str, reporter: &dyn Reporter) -
     });
     reporter.end();
     copied.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidInput {
+        if let Err(interrupted) = crate::interrupt::check() {
+            anyhow::Error::new(interrupted)
+        } else if e.kind() == std::io::ErrorKind::InvalidInput {
             anyhow::Error::new(ArtifactError::usage(e.to_string()))
         } else {
             anyhow::Error::new(e)

@@ -16,6 +16,7 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde_json::Value;
 
+use crate::error::ArtifactError;
 use crate::fsx;
 use crate::ops;
 use crate::progress::{Reporter, Unit};
@@ -202,7 +203,14 @@ pub fn remove_runs(
 
     reporter.begin("unlisting", Some(doomed.len() as u64), Unit::Items);
     let mut trash: Vec<(RunLocation, PathBuf)> = Vec::new();
+    let mut stopped = false;
     for batch in doomed.chunks(BATCH) {
+        // Between batches, a signal stops the removal; what is unlisted so
+        // far is journaled and its files are removed.
+        if crate::interrupt::requested() {
+            stopped = true;
+            break;
+        }
         // The intent goes to the journal before anything is unlisted: a
         // removal killed half-way still leaves a line for every run it
         // took, and `history` tells the intent from the completion.
@@ -269,6 +277,14 @@ pub fn remove_runs(
         .collect();
     reporter.end();
     report.failed.extend(failures);
+    if stopped {
+        let removed = report.removed.len();
+        return Err(ArtifactError::interrupted(format!(
+            "interrupted by a signal after removing {removed} run{}; the others are untouched",
+            if removed == 1 { "" } else { "s" }
+        ))
+        .into());
+    }
     Ok(report)
 }
 

@@ -141,11 +141,18 @@ pub fn verify(store: &Store, opts: &VerifyOptions, reporter: &dyn Reporter) -> R
             report.notes.push(Note {
                 reference: leftover.path.display().to_string(),
                 kind: "stray_staging",
-                detail: format!(
-                    "{} folder left by a writer that stopped ({}s old); it was never visible as a run and the next write removes it",
-                    leftover.kind,
-                    leftover.age.as_secs()
-                ),
+                detail: match &leftover.origin {
+                    Some(origin) => format!(
+                        "folder moved in from {} by a register --move that stopped ({}s old); the next write gives it back",
+                        origin.display(),
+                        leftover.age.as_secs()
+                    ),
+                    None => format!(
+                        "{} folder left by a writer that stopped ({}s old); it was never visible as a run and the next write removes it",
+                        leftover.kind,
+                        leftover.age.as_secs()
+                    ),
+                },
             });
         }
     }

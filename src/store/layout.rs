@@ -19,6 +19,12 @@ pub const LATEST_POINTER: &str = "latest_pointer.txt";
 pub const STAGING_DIR: &str = "staging";
 /// Under [`INTERNAL_DIR`]: runs being removed.
 pub const TRASH_DIR: &str = "trash";
+/// Under [`INTERNAL_DIR`]: folders moved in by a `register --move` that died,
+/// kept when they could not go back where they came from; never swept.
+pub const RECOVERED_DIR: &str = "recovered";
+/// Suffix of the record beside a staging folder that was moved in, holding
+/// the folder's original path, so it can be given back after any crash.
+pub const ORIGIN_SUFFIX: &str = ".origin";
 /// Under [`INTERNAL_DIR`]: the writer lock file.
 pub const LOCK_FILE: &str = "lock";
 /// Under [`INTERNAL_DIR`]: the append-only audit journal.

@@ -89,11 +89,38 @@ pub fn build(dir: &Path, reporter: &dyn Reporter) -> Result<Vec<FileEntry>> {
 }
 
 pub fn hash_all(found: Vec<Found>, reporter: &dyn Reporter) -> Result<Vec<FileEntry>> {
+    hash_files(found, reporter, false)
+}
+
+/// Like [`build`], but stops with an interrupted error between files once
+/// SIGINT or SIGTERM has arrived (see [`crate::interrupt`]).
+pub fn build_interruptible(dir: &Path, reporter: &dyn Reporter) -> Result<Vec<FileEntry>> {
+    let found = list_files(dir)?;
+    hash_files(found, reporter, true)
+}
+
+/// Like [`hash_all`], but stops between files on SIGINT or SIGTERM.
+pub fn hash_all_interruptible(
+    found: Vec<Found>,
+    reporter: &dyn Reporter,
+) -> Result<Vec<FileEntry>> {
+    hash_files(found, reporter, true)
+}
+
+fn hash_files(
+    found: Vec<Found>,
+    reporter: &dyn Reporter,
+    interruptible: bool,
+) -> Result<Vec<FileEntry>> {
     let total: u64 = found.iter().map(|f| f.size).sum();
     reporter.begin("hashing", Some(total), Unit::Bytes);
     let entries = found
         .into_par_iter()
         .map(|f| {
+            if interruptible {
+                crate::interrupt::test_pause("hashing");
+                crate::interrupt::check()?;
+            }
             let blake3 = match &f.symlink {
                 Some(target) => hash_bytes(target.as_bytes()),
                 None => hash_file(&f.path)?,

@@ -22,5 +22,6 @@ mod register;
 mod rollback;
 mod schema;
 mod show;
+mod signals;
 mod tidy;
 mod verify;

@@ -475,7 +475,6 @@ fn a_moved_folder_is_given_back_when_publishing_fails() {
     not(debug_assertions),
     ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
 )]
-#[ignore = "bug: the staging sweep deletes a folder adopted by a killed `register --move`"]
 fn kill_9_during_register_move_never_loses_the_users_folder() {
     let p = Project::new();
     let out = p.training_output("out");
@@ -538,7 +537,6 @@ fn an_io_error_while_staging_registers_nothing_and_leaves_nothing() {
     not(debug_assertions),
     ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
 )]
-#[ignore = "bug: register says 'nothing was registered' when only moving latest failed and the run is published"]
 fn a_failure_to_move_latest_is_reported_truthfully() {
     let p = Project::new();
     p.training_output("out");

@@ -1,5 +1,4 @@
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use artifactctl::ops::refresh::{self, RefreshOptions};
@@ -74,30 +73,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Set by SIGINT and SIGTERM; the refresh stops its steps and publishes the
-/// run as interrupted.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// A plain sigaction that only sets a flag: the scheduler polls it, so no
-/// crate is needed for anything async-signal-unsafe.
-fn catch_interrupts() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe; the struct is fully initialised before use.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
-    }
-}
-
 pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
     let options = RefreshOptions {
         project_root: ctx.root.clone(),
@@ -120,7 +95,6 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         keep_going: args.keep_going,
         jobs: usize::from(args.jobs),
         stream_logs: !out.quiet,
-        interrupted: Some(&INTERRUPTED),
         command: std::env::args().collect(),
     };
     if args.dry_run {
@@ -152,7 +126,6 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::Success);
     }
 
-    catch_interrupts();
     let reporter = reporters::for_steps(out);
     let refreshed = refresh::refresh(&ctx.store, &options, reporter.as_ref())?;
     drop(reporter);

@@ -195,6 +195,7 @@ fn stage_files(
     let mut entries = Vec::new();
     let mut linked = 0u64;
     for file in files {
+        crate::interrupt::check()?;
         let dest = staging.path().join(&file.to);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)
@@ -241,7 +242,7 @@ fn stage_files(
         .into_iter()
         .filter(|f| !known.contains(&f.rel))
         .collect();
-    entries.extend(manifest::hash_all(unknown, reporter)?);
+    entries.extend(manifest::hash_all_interruptible(unknown, reporter)?);
     Ok((staging, entries, linked))
 }
 
@@ -265,6 +266,7 @@ fn publish_readonly(
     for child in std::fs::read_dir(staging.path())? {
         fsx::make_tree_readonly(&child?.path())?;
     }
+    crate::interrupt::check()?;
     let published = ops::publish_run(
         store,
         staging,
@@ -273,12 +275,9 @@ fn publish_readonly(
         latest,
         entry,
     )
-    .with_context(|| format!("{} was not promoted", target.reference()))?;
-    fsx::make_tree_readonly(&published.location.path).with_context(|| {
-        format!(
-            "cannot make {} read-only",
-            published.location.path.display()
-        )
+    .map_err(|e| ops::unless_published(e, format!("{} was not promoted", target.reference())))?;
+    fsx::make_tree_readonly(&published.location.path).map_err(|e| {
+        ops::published_but(&published.location, "making it read-only failed", e.into())
     })?;
     Ok(Promoted {
         location: published.location,

@@ -189,6 +189,9 @@ pub fn promote_production(
     approval: Option<ApprovalMethod>,
     reporter: &dyn Reporter,
 ) -> Result<Promoted> {
+    // A signal stops the promotion between files or before publishing,
+    // never half-way through (see `crate::interrupt`).
+    let _busy = crate::interrupt::busy();
     check_gates(
         &plan.gates,
         "fix the validated artifact or change [promote.production] require",
@@ -306,7 +309,9 @@ pub(super) fn copy_deploy_config(
         let copied = fsx::copy_tree(config, &dest, &[], &|n| reporter.advance(n));
         reporter.end();
         copied.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidInput {
+            if let Err(interrupted) = crate::interrupt::check() {
+                anyhow::Error::new(interrupted)
+            } else if e.kind() == std::io::ErrorKind::InvalidInput {
                 anyhow::Error::new(ArtifactError::usage(e.to_string()))
             } else {
                 anyhow::Error::new(e).context(format!("cannot copy {}", config.display()))

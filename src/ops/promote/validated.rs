@@ -134,6 +134,9 @@ pub fn promote_validated(
     plan: ValidatedPlan,
     reporter: &dyn Reporter,
 ) -> Result<Promoted> {
+    // A signal stops the promotion between files or before publishing,
+    // never half-way through (see `crate::interrupt`).
+    let _busy = crate::interrupt::busy();
     check_gates(
         &plan.gates,
         "fix the run or the results, or change [promote.validated] require",

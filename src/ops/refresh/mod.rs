@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -34,6 +33,7 @@ use crate::store::metadata::{self, FileEntry, Lineage, Metadata, RunStatus, SCHE
 use crate::store::refs::{self, Namespace, RunRef, Stage, Target};
 use crate::store::{RunLocation, Store};
 
+mod reaper;
 mod runner;
 use runner::*;
 
@@ -56,9 +56,6 @@ pub struct RefreshOptions {
     pub jobs: usize,
     /// Pass each output line to [`Reporter::step_log`] as well as the log file.
     pub stream_logs: bool,
-    /// Set by the caller's SIGINT/SIGTERM handler: stop the children and
-    /// publish the run as `interrupted`.
-    pub interrupted: Option<&'static AtomicBool>,
     pub command: Vec<String>,
 }
 
@@ -378,6 +375,9 @@ fn hash_deps(
 
 /// Run the pipeline and publish the run, whatever its outcome.
 pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) -> Result<Refreshed> {
+    // SIGINT and SIGTERM stop the steps and publish the run as interrupted
+    // (see `crate::interrupt`), instead of ending the process.
+    let _busy = crate::interrupt::busy();
     let started = Utc::now().trunc_subsecs(6);
     let mut prepared = prepare(store, opts)?;
     let (id, staging) = reserve(store, opts, started)?;
@@ -417,8 +417,11 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
         records: vec![None; prepared.pipeline.steps.len()],
         reasons: vec![String::new(); prepared.pipeline.steps.len()],
         pending: BTreeMap::new(),
+        reaper: None,
     };
-    let interrupted = runner.run_all()?;
+    // A signal after the last step ended still stops the run: it is
+    // published as interrupted, like one that came mid-step.
+    let interrupted = runner.run_all()? || crate::interrupt::requested();
     let records: Vec<StepRecord> = prepared
         .pipeline
         .order

@@ -8,7 +8,6 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
@@ -59,13 +58,14 @@ pub(super) struct Runner<'a> {
     pub(super) reasons: Vec<String>,
     /// Records of the steps running now, completed when they end.
     pub(super) pending: BTreeMap<usize, StepRecord>,
+    /// Kills the steps' process groups if artifactctl dies (see `reaper`);
+    /// present while `run_all` runs.
+    pub(super) reaper: Option<super::reaper::Reaper>,
 }
 
 impl<'a> Runner<'a> {
     fn interrupted(&self) -> bool {
-        self.opts
-            .interrupted
-            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+        crate::interrupt::requested()
     }
 
     /// Run every step; returns whether the run was interrupted.
@@ -74,7 +74,8 @@ impl<'a> Runner<'a> {
         let jobs = self.opts.jobs.max(1);
         let mut failed_first: Option<String> = None;
         let mut interrupted = false;
-        std::thread::scope(|scope| -> Result<()> {
+        self.reaper = Some(super::reaper::Reaper::start().context("cannot start the step reaper")?);
+        let ran = std::thread::scope(|scope| -> Result<()> {
             let mut running: BTreeMap<usize, Running> = BTreeMap::new();
             let mut kill_at: Option<Instant> = None;
             loop {
@@ -94,6 +95,7 @@ impl<'a> Runner<'a> {
                 }
                 for (i, status) in wait_any(&mut running, POLL) {
                     let step = running.remove(&i).expect("a running step");
+                    self.forget_if_empty(step.child.id() as i32);
                     for reader in step.readers {
                         let _ = reader.join();
                     }
@@ -105,7 +107,11 @@ impl<'a> Runner<'a> {
                 }
             }
             Ok(())
-        })?;
+        });
+        // Every step has ended (or the scope failed): a clean end for the
+        // reaper, which then kills nothing.
+        self.reaper = None;
+        ran?;
         // Whatever never started is skipped, with the reason.
         for &i in &p.pipeline.order {
             if self.records[i].is_none() {
@@ -119,6 +125,17 @@ impl<'a> Runner<'a> {
             }
         }
         Ok(interrupted)
+    }
+
+    /// Tell the reaper a step's group is gone, so it never signals that id
+    /// again (the kernel may reuse it once the group is empty).
+    fn forget_if_empty(&self, pgid: i32) {
+        // SAFETY: signal 0 only checks whether the group has members.
+        let empty = unsafe { libc::kill(-pgid, 0) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if let (true, Some(reaper)) = (empty, &self.reaper) {
+            reaper.forget(pgid);
+        }
     }
 
     /// Settle or start every step whose needs are settled.
@@ -400,6 +417,14 @@ impl<'a> Runner<'a> {
             // Its own process group, so an interrupt stops the whole tree the
             // step started, and a terminal's Ctrl-C reaches only us.
             .process_group(0);
+        if let Some(reaper) = &self.reaper {
+            let (fd, parent) = (reaper.fd(), std::process::id() as libc::pid_t);
+            // SAFETY: `announce` is async-signal-safe, as a closure between
+            // fork and exec must be.
+            unsafe {
+                command.pre_exec(move || super::reaper::announce(fd, parent));
+            }
+        }
         if self.opts.stream_logs {
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
         } else {
