@@ -1,11 +1,10 @@
 //! The store-wide writer lock: an exclusive `flock` the kernel releases when
 //! its holder dies, so it never goes stale.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 
-use super::fault::{self, Point};
 use crate::store::layout::{INTERNAL_DIR, LOCK_FILE};
 
 /// The store-wide writer lock: an exclusive `flock` on `.artifactctl/lock`,
@@ -16,14 +15,15 @@ pub struct StoreLock {
 
 impl StoreLock {
     pub fn acquire(store_dir: &Path) -> io::Result<StoreLock> {
-        let internal = store_dir.join(INTERNAL_DIR);
-        fault::hit(Point::Mkdir)?;
-        fs::create_dir_all(&internal)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let internal = super::ensure_internal_dir(store_dir, "")?;
+        // O_NOFOLLOW: a symlinked lock file must not create a file elsewhere.
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(internal.join(LOCK_FILE))?;
         flock(&file, libc::LOCK_EX)?;
         Ok(StoreLock { _file: file })

@@ -20,6 +20,7 @@
 mod atomic;
 pub mod fault;
 mod lock;
+pub mod owner;
 mod staging;
 mod sweep;
 mod transfer;
@@ -34,12 +35,15 @@ pub use transfer::*;
 pub use trash::*;
 pub use walk::*;
 
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A name no other process or thread will pick: `<host>-<pid>.<nonce>`. The
-/// owner part lets a later writer tell whether the process that made a
-/// staging or trash folder is still running.
+/// A name no other process or thread will pick: `<owner token>.<nonce>`.
+/// The owner part lets a later writer ask whether the process that made a
+/// staging or trash folder is still running (see [`owner`]).
 pub fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -47,7 +51,59 @@ pub fn unique_suffix() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{}-{}.{:x}{:x}", host_tag(), std::process::id(), nanos, n)
+    format!("{}.{:x}{:x}", owner::token(), nanos, n)
+}
+
+/// `<store>/.artifactctl[/<sub>]` as a real folder, created if missing.
+/// A symlink (or anything but a folder) in either place is refused, never
+/// followed: a hostile store must not make the sweep remove, the lock
+/// create, or the journal append anything outside it.
+pub fn ensure_internal_dir(store_dir: &Path, sub: &str) -> io::Result<PathBuf> {
+    // The store folder itself is the user's choice and may be a link.
+    fs::create_dir_all(store_dir)?;
+    let mut dir = store_dir.join(crate::store::layout::INTERNAL_DIR);
+    for step in [None, (!sub.is_empty()).then_some(sub)] {
+        if let Some(sub) = step {
+            dir.push(sub);
+        }
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is a symlink or not a folder; artifactctl never follows links in its own folder: remove it",
+                        dir.display()
+                    ),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fault::hit(fault::Point::Mkdir)?;
+                match fs::create_dir(&dir) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                }
+                // Raced with a link swapped in: check again.
+                if !fs::symlink_metadata(&dir)?.is_dir() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{} is not a folder", dir.display()),
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(dir)
+}
+
+/// `<store>/.artifactctl/<sub>` if it is a real folder; `None` when it is
+/// missing, a symlink or anything else (readers never follow such a link).
+pub fn internal_dir_if_real(store_dir: &Path, sub: &str) -> Option<PathBuf> {
+    let internal = store_dir.join(crate::store::layout::INTERNAL_DIR);
+    let dir = internal.join(sub);
+    let real = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    (real(&internal) && real(&dir)).then_some(dir)
 }
 
 #[cfg(test)]

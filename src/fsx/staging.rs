@@ -10,7 +10,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use super::fault::{self, Point};
 use super::*;
-use crate::store::layout::{INTERNAL_DIR, ORIGIN_SUFFIX, RECOVERED_DIR, STAGING_DIR};
+use crate::store::layout::{ORIGIN_SUFFIX, RECOVERED_DIR, STAGING_DIR};
 
 /// A directory assembled out of sight under `.artifactctl/staging/`, removed
 /// on drop unless [`Staging::publish`] moved it into place.
@@ -33,9 +33,8 @@ impl Staging {
     /// Reserve a staging name without creating it, for callers that rename a
     /// finished directory in.
     pub fn reserve(store_dir: &Path, label: &str) -> io::Result<Staging> {
-        let parent = store_dir.join(INTERNAL_DIR).join(STAGING_DIR);
-        fault::hit(Point::Mkdir)?;
-        fs::create_dir_all(&parent)?;
+        let parent = super::ensure_internal_dir(store_dir, STAGING_DIR)?;
+        super::owner::claim(store_dir)?;
         let label: String = label
             .chars()
             .map(|c| {
@@ -142,26 +141,26 @@ fn sidecar(staging: &Path, suffix: &str) -> PathBuf {
 /// Undo [`Staging::write_run_file`] in a moved-in folder before it goes back:
 /// the user's own file returns, or ours goes if they had none.
 fn restore_run_files(folder: &Path) -> io::Result<()> {
-    for name in [crate::store::metadata::METADATA_FILE] {
-        let kept = sidecar(folder, &format!(".kept.{name}"));
-        let ours = sidecar(folder, &format!(".ours.{name}"));
-        if kept.symlink_metadata().is_ok() {
-            fault::hit(Point::Rename)?;
-            fs::rename(&kept, folder.join(name))?;
-        } else if ours.symlink_metadata().is_ok() {
-            match fs::remove_file(folder.join(name)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            fs::remove_file(&ours)?;
+    let name = crate::store::metadata::METADATA_FILE;
+    let kept = sidecar(folder, &format!(".kept.{name}"));
+    let ours = sidecar(folder, &format!(".ours.{name}"));
+    if kept.symlink_metadata().is_ok() {
+        fault::hit(Point::Rename)?;
+        fs::rename(&kept, folder.join(name))?;
+    } else if ours.symlink_metadata().is_ok() {
+        match fs::remove_file(folder.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
         }
+        fs::remove_file(&ours)?;
     }
     Ok(())
 }
 
 /// Forget the set-aside files once the run is published.
 fn drop_run_file_records(folder: &Path) {
-    for name in [crate::store::metadata::METADATA_FILE] {
+    {
+        let name = crate::store::metadata::METADATA_FILE;
         let _ = fs::remove_file(sidecar(folder, &format!(".ours.{name}")));
         // The user's own file was merged into the run's record when the run
         // was made; the original is kept beside the run's staging name no
@@ -223,9 +222,10 @@ pub(crate) fn give_back(folder: &Path, origin: &Path) -> io::Result<Recovered> {
         .parent()
         .and_then(Path::parent)
         .ok_or_else(|| io::Error::other("a staging folder outside the store"))?;
-    let kept_dir = internal.join(RECOVERED_DIR);
-    fault::hit(Point::Mkdir)?;
-    fs::create_dir_all(&kept_dir)?;
+    let store_dir = internal
+        .parent()
+        .ok_or_else(|| io::Error::other("a staging folder outside the store"))?;
+    let kept_dir = super::ensure_internal_dir(store_dir, RECOVERED_DIR)?;
     let name = folder.file_name().unwrap_or_default();
     let kept = kept_dir.join(name);
     rename_noreplace(folder, &kept)?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::store::layout::{INTERNAL_DIR, ORIGIN_SUFFIX, STAGING_DIR, TRASH_DIR};
+use crate::store::layout::{ORIGIN_SUFFIX, STAGING_DIR, TRASH_DIR};
 
 /// This machine's tag in owner names, a short hash of the host name: a store
 /// shared over the network must not take another machine's live writer for a
@@ -44,7 +44,11 @@ pub fn find_leftovers(store_dir: &Path) -> Vec<Leftover> {
     let mut found = Vec::new();
     let now = SystemTime::now();
     for (sub, kind) in [(STAGING_DIR, "staging"), (TRASH_DIR, "trash")] {
-        let Ok(entries) = fs::read_dir(store_dir.join(INTERNAL_DIR).join(sub)) else {
+        // A symlinked staging or trash folder is never read, let alone swept.
+        let Some(dir) = super::internal_dir_if_real(store_dir, sub) else {
+            continue;
+        };
+        let Ok(entries) = fs::read_dir(dir) else {
             continue;
         };
         for entry in entries.flatten() {
@@ -59,7 +63,11 @@ pub fn find_leftovers(store_dir: &Path) -> Vec<Leftover> {
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
                 .unwrap_or_default();
-            match owner_of(&name) {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                // Only folders are leftovers; a stray link or file is left be.
+                continue;
+            }
+            match owner_of(store_dir, &name) {
                 Owner::Alive => continue,
                 Owner::Elsewhere if age < FOREIGN_GRACE => continue,
                 Owner::Elsewhere | Owner::Dead => {}
@@ -107,16 +115,21 @@ pub fn sweep_leftovers(store_dir: &Path) -> Swept {
             swept.removed += 1;
         }
     }
+    forget_dead_owners(store_dir);
     // A record whose folder is gone (published, or given back, just before
     // a crash) names nothing any more.
-    let staging = store_dir.join(INTERNAL_DIR).join(STAGING_DIR);
-    if let Ok(entries) = fs::read_dir(&staging) {
+    if let Some(staging) = super::internal_dir_if_real(store_dir, STAGING_DIR) {
+        let Ok(entries) = fs::read_dir(&staging) else {
+            return swept;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(folder) = name.strip_suffix(ORIGIN_SUFFIX) else {
                 continue;
             };
-            if owner_of(folder) == Owner::Dead && staging.join(folder).symlink_metadata().is_err() {
+            if owner_of(store_dir, folder) == Owner::Dead
+                && staging.join(folder).symlink_metadata().is_err()
+            {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -127,14 +140,17 @@ pub fn sweep_leftovers(store_dir: &Path) -> Swept {
 /// Labels of the staging folders whose writer is still running, so a writer
 /// can avoid an id another one is assembling (refresh reserves its id early).
 pub fn live_staging_labels(store_dir: &Path) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(store_dir.join(INTERNAL_DIR).join(STAGING_DIR)) else {
+    let Some(dir) = super::internal_dir_if_real(store_dir, STAGING_DIR) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
     entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|name| !name.ends_with(ORIGIN_SUFFIX))
-        .filter(|name| owner_of(name) != Owner::Dead)
+        .filter(|name| owner_of(store_dir, name) != Owner::Dead)
         .filter_map(|name| {
             let mut parts = name.rsplitn(3, '.');
             let (_nonce, _pid) = (parts.next(), parts.next());
@@ -151,9 +167,11 @@ pub(crate) enum Owner {
     Elsewhere,
 }
 
-/// The owner of `label.<host>-<pid>.<nonce>` (or the older
-/// `label.<pid>.<nonce>`, taken as this machine's).
-pub(crate) fn owner_of(name: &str) -> Owner {
+/// The owner of `label.<token>.<nonce>`: its owner lock answers when it
+/// has one (see [`super::owner`]); names of older versions
+/// (`label.<host>-<pid>.<nonce>`, `label.<pid>.<nonce>`) are judged by pid
+/// on this host and by age elsewhere.
+pub(crate) fn owner_of(store_dir: &Path, name: &str) -> Owner {
     // A temporary file of `atomic_write` (`.<name>.<owner>.<nonce>.tmp`)
     // belongs to the writer named last.
     let name = name.strip_suffix(".tmp").unwrap_or(name);
@@ -162,6 +180,17 @@ pub(crate) fn owner_of(name: &str) -> Owner {
     let Some(owner) = parts.next() else {
         return Owner::Dead;
     };
+    match super::owner::liveness(store_dir, owner) {
+        super::owner::Liveness::Alive => return Owner::Alive,
+        super::owner::Liveness::Dead => return Owner::Dead,
+        super::owner::Liveness::Unknown => {}
+    }
+    // Older names, or a lock file removed by hand: `host-pid[-random]`.
+    let owner = owner
+        .rsplitn(2, '-')
+        .last()
+        .filter(|_| owner.matches('-').count() == 2)
+        .unwrap_or(owner);
     let (host, pid) = match owner.split_once('-') {
         Some((host, pid)) => (Some(host), pid),
         None => (None, owner),
@@ -182,4 +211,36 @@ pub(crate) fn owner_of(name: &str) -> Owner {
     } else {
         Owner::Dead
     }
+}
+
+/// Remove the owner lock files of dead processes that left nothing behind.
+fn forget_dead_owners(store_dir: &Path) {
+    use crate::store::layout::OWNERS_DIR;
+    let Some(owners) = super::internal_dir_if_real(store_dir, OWNERS_DIR) else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(&owners) else {
+        return;
+    };
+    let mut names = Vec::new();
+    for sub in [STAGING_DIR, TRASH_DIR] {
+        if let Some(dir) = super::internal_dir_if_real(store_dir, sub) {
+            if let Ok(found) = fs::read_dir(dir) {
+                names.extend(
+                    found
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned()),
+                );
+            }
+        }
+    }
+    let dead: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".lock").map(str::to_string)
+        })
+        .filter(|token| !names.iter().any(|n| n.contains(&format!(".{token}."))))
+        .collect();
+    super::owner::forget_dead(store_dir, &dead);
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::fault::{self, Point};
 use super::*;
-use crate::store::layout::{INTERNAL_DIR, TRASH_DIR};
+use crate::store::layout::TRASH_DIR;
 
 /// Unlist `dir` with a single rename into `.artifactctl/trash/`, then remove
 /// it. Readers never see a half-removed directory under its real name, and an
@@ -28,9 +28,8 @@ pub fn discard_dir(store_dir: &Path, dir: &Path) -> io::Result<()> {
 /// per batch. A directory on another filesystem (a separately mounted store
 /// folder) cannot be moved and is returned as it is, to be removed in place.
 pub fn unlist_dir(store_dir: &Path, dir: &Path) -> io::Result<PathBuf> {
-    let trash = store_dir.join(INTERNAL_DIR).join(TRASH_DIR);
-    fault::hit(Point::Mkdir)?;
-    fs::create_dir_all(&trash)?;
+    let trash = super::ensure_internal_dir(store_dir, TRASH_DIR)?;
+    super::owner::claim(store_dir)?;
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -169,8 +169,7 @@ fn raise_mark(
     }
     marks.insert(k, id.to_string());
     let path = marks_path(store);
-    // The lock file's folder: present whenever the caller holds the lock.
-    std::fs::create_dir_all(store.dir().join(INTERNAL_DIR))?;
+    fsx::ensure_internal_dir(store.dir(), "")?;
     let text = serde_json::to_string_pretty(&marks)?;
     fsx::atomic_write(&path, text.as_bytes())
         .with_context(|| format!("cannot record the id high-water mark in {}", path.display()))

@@ -76,7 +76,10 @@ pub fn publish_run(
     let location = chosen.location;
     meta.id = location.id.clone();
     staging
-        .write_run_file(crate::store::metadata::METADATA_FILE, meta.to_json().as_bytes())
+        .write_run_file(
+            crate::store::metadata::METADATA_FILE,
+            meta.to_json().as_bytes(),
+        )
         .with_context(|| format!("cannot write the metadata of {}", location.reference()))?;
     let staging_path = staging.path().to_path_buf();
     staging.publish(&location.path).map_err(|e| {
@@ -410,6 +413,8 @@ pub fn record(store_dir: &Path, entries: &[journal::Entry]) -> Result<()> {
         return Ok(());
     }
     let text = journal::encode(entries)?;
+    fsx::ensure_internal_dir(store_dir, "")
+        .with_context(|| format!("cannot journal in {}", store_dir.display()))?;
     let path = journal::path(store_dir);
     fsx::append_durably(&path, text.as_bytes())
         .with_context(|| format!("cannot append to the journal {}", path.display()))

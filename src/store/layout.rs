@@ -24,6 +24,9 @@ pub const TRASH_DIR: &str = "trash";
 pub const RECOVERED_DIR: &str = "recovered";
 /// Suffix of the record beside a staging folder that was moved in, holding
 /// the folder's original path, so it can be given back after any crash.
+/// Under [`INTERNAL_DIR`]: one lock file per live writer process, whose
+/// `flock` tells the sweep that its staging and trash folders are in use.
+pub const OWNERS_DIR: &str = "owners";
 pub const ORIGIN_SUFFIX: &str = ".origin";
 /// Under [`INTERNAL_DIR`]: the writer lock file.
 pub const LOCK_FILE: &str = "lock";

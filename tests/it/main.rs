@@ -11,6 +11,7 @@ mod completions;
 mod delete;
 mod help;
 mod history;
+mod hostile_store;
 mod ids_and_latest;
 mod init;
 mod list;

@@ -577,7 +577,10 @@ fn kill_9_during_a_promotion_leaves_nothing_partial() {
     assert_eq!(problems[0]["ref"], format!("production/{NS}/2.1.0"));
     assert_eq!(problems[0]["kind"], "writable");
     let fix = problems[0]["fix"].as_str().unwrap();
-    assert!(fix.contains("verify --repair") && fix.contains("chmod -R a-w "), "{fix}");
+    assert!(
+        fix.contains("verify --repair") && fix.contains("chmod -R a-w "),
+        "{fix}"
+    );
     let status = Command::new("chmod")
         .args(["-R", "a-w"])
         .arg(&dir)

@@ -23,6 +23,8 @@ use std::os::fd::RawFd;
 /// How many process groups the reaper can track at once (steps at once,
 /// plus the ones whose background children outlived them).
 const SLOTS: usize = 1024;
+/// How many owner locks (one per store the process writes to) the reaper keeps.
+const KEEP_SLOTS: usize = 8;
 /// How long the reaper waits for killed groups to be gone.
 const WAIT_LIMIT_MS: u32 = 30_000;
 
@@ -41,6 +43,13 @@ impl Reaper {
         let [read, write] = fds;
         // Computed before fork: the child may not call anything unsafe.
         let max_fd = open_max();
+        // The owner locks stay held by the reaper until every step is dead,
+        // so no sweep takes the run's staging folder while a step may still
+        // write into it.
+        let mut keep = [-1 as RawFd; KEEP_SLOTS];
+        for (slot, fd) in keep.iter_mut().zip(crate::fsx::owner::held_descriptors()) {
+            *slot = fd;
+        }
         // SAFETY: the child runs only `reap`, which is async-signal-safe and
         // never returns.
         match unsafe { libc::fork() } {
@@ -53,7 +62,7 @@ impl Reaper {
                 }
                 Err(err)
             }
-            0 => reap(read, write, max_fd),
+            0 => reap(read, write, max_fd, &keep),
             pid => {
                 // SAFETY: the read end belongs to the reaper now.
                 unsafe { libc::close(read) };
@@ -137,7 +146,7 @@ fn errno() -> i32 {
 }
 
 /// The reaper's whole life. Never returns.
-fn reap(read: RawFd, write: RawFd, max_fd: RawFd) -> ! {
+fn reap(read: RawFd, write: RawFd, max_fd: RawFd, keep: &[RawFd; KEEP_SLOTS]) -> ! {
     // SAFETY: only async-signal-safe calls on plain stack data below.
     unsafe {
         libc::close(write);
@@ -150,10 +159,11 @@ fn reap(read: RawFd, write: RawFd, max_fd: RawFd) -> ! {
             libc::sigaction(signal, &ignore, std::ptr::null_mut());
         }
         libc::setpgid(0, 0);
-        // Hold nothing of artifactctl's: not its output pipes (a reader of
-        // them would wait for the reaper), not the store lock.
+        // Hold nothing of artifactctl's but the owner locks: not its output
+        // pipes (a reader of them would wait for the reaper), not the store
+        // lock.
         for fd in 0..max_fd {
-            if fd != read {
+            if fd != read && !keep.contains(&fd) {
                 libc::close(fd);
             }
         }
