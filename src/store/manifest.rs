@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 
-use crate::progress::{Reporter, Unit};
+use crate::progress::{Progress, Unit};
 use crate::store::metadata::{FileEntry, METADATA_FILE};
 
 /// Files at least this large are memory-mapped and hashed on several threads.
@@ -83,12 +83,12 @@ pub fn list_files(dir: &Path) -> Result<Vec<Found>> {
 }
 
 /// Hash every file below `dir` into manifest entries.
-pub fn build(dir: &Path, reporter: &dyn Reporter) -> Result<Vec<FileEntry>> {
+pub fn build(dir: &Path, reporter: &dyn Progress) -> Result<Vec<FileEntry>> {
     let found = list_files(dir)?;
     hash_all(found, reporter)
 }
 
-pub fn hash_all(found: Vec<Found>, reporter: &dyn Reporter) -> Result<Vec<FileEntry>> {
+pub fn hash_all(found: Vec<Found>, reporter: &dyn Progress) -> Result<Vec<FileEntry>> {
     let total: u64 = found.iter().map(|f| f.size).sum();
     reporter.begin("hashing", Some(total), Unit::Bytes);
     let entries = found

@@ -3,7 +3,7 @@ use artifactctl::config::{CONFIG_FILE, TEMPLATE};
 use artifactctl::{ArtifactError, ExitCode};
 
 use crate::cli::args::GlobalArgs;
-use crate::cli::printer::Output;
+use crate::cli::printer::Printer;
 
 /// Write a commented artifactctl.toml with every default spelled out
 ///
@@ -16,7 +16,7 @@ use crate::cli::printer::Output;
 #[command(verbatim_doc_comment)]
 pub struct Args {}
 
-pub fn run(global: &GlobalArgs, out: &Output, _args: Args) -> Result<ExitCode> {
+pub fn run(global: &GlobalArgs, out: &Printer, _args: Args) -> Result<ExitCode> {
     let cwd = std::env::current_dir()?;
     let root = match &global.root {
         Some(dir) => cwd.join(dir),

@@ -24,7 +24,7 @@ use artifactctl::ExitCode;
 use clap::Subcommand;
 
 use crate::cli::args::GlobalArgs;
-use crate::cli::printer::Output;
+use crate::cli::printer::Printer;
 use crate::cli::settings::Context;
 
 #[derive(Debug, Subcommand)]
@@ -49,11 +49,11 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn run(self, global: &GlobalArgs, out: &Output) -> Result<ExitCode> {
+    pub fn run(self, global: &GlobalArgs, out: &Printer) -> Result<ExitCode> {
         match self {
             Command::Init(args) => init::run(global, out, args),
-            Command::Completions(args) => completions::run(args),
-            Command::Man(args) => man::run(args),
+            Command::Completions(args) => completions::run(out, args),
+            Command::Man(args) => man::run(out, args),
             other => {
                 let ctx = Context::resolve(global, out)?;
                 match other {

@@ -26,7 +26,7 @@ use crate::ops::{self, LatestPolicy};
 use crate::policy::pipeline::{
     self, Action, Base, Fingerprint, Pipeline, Planned, Selection, StepRecord, StepStatus, LOGS_DIR,
 };
-use crate::progress::{Reporter, Silent};
+use crate::progress::{Progress, Silent, StepReporter};
 use crate::store::journal;
 use crate::store::layout::INTERNAL_DIR;
 use crate::store::manifest;
@@ -54,12 +54,16 @@ pub struct RefreshOptions {
     pub keep_going: bool,
     /// Steps run at once (at least 1).
     pub jobs: usize,
-    /// Pass each output line to [`Reporter::step_log`] as well as the log file.
+    /// Pass each output line to [`StepReporter::step_log`] as well as the log
+    /// file.
     pub stream_logs: bool,
     /// Set by the caller's SIGINT/SIGTERM handler: stop the children and
     /// publish the run as `interrupted`.
     pub interrupted: Option<&'static AtomicBool>,
     pub command: Vec<String>,
+    /// The time the run is stamped with (its start, and the default id);
+    /// `None` reads the clock.
+    pub now: Option<DateTime<Utc>>,
 }
 
 /// One line of the plan.
@@ -377,12 +381,20 @@ fn hash_deps(
 }
 
 /// Run the pipeline and publish the run, whatever its outcome.
-pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) -> Result<Refreshed> {
-    let started = Utc::now().trunc_subsecs(6);
+///
+/// Steps are reported to `steps`; notes and the hashing of the run's files
+/// to `progress`.
+pub fn refresh(
+    store: &Store,
+    opts: &RefreshOptions,
+    steps: &dyn StepReporter,
+    progress: &dyn Progress,
+) -> Result<Refreshed> {
+    let started = opts.now.unwrap_or_else(Utc::now).trunc_subsecs(6);
     let mut prepared = prepare(store, opts)?;
     let (id, staging) = reserve(store, opts, started)?;
     let run_location = store.location(Stage::Raw, &opts.namespace, &id)?;
-    reporter.note(&format!(
+    progress.note(&format!(
         "refresh {}: {} steps{}",
         run_location.reference(),
         prepared.pipeline.steps.len(),
@@ -400,7 +412,7 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
         .max()
         .unwrap_or(0);
     for step in plan_of(&prepared).steps {
-        reporter.note(&format!(
+        progress.note(&format!(
             "  {:<5} {:<width$}  {}",
             step.action, step.name, step.reason
         ));
@@ -413,7 +425,7 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
         prepared: &prepared,
         staging: staging.path(),
         run_id: &id,
-        reporter,
+        reporter: steps,
         records: vec![None; prepared.pipeline.steps.len()],
         reasons: vec![String::new(); prepared.pipeline.steps.len()],
         pending: BTreeMap::new(),
@@ -434,7 +446,7 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
     } else {
         RunStatus::Complete
     };
-    let files = run_manifest(staging.path(), &records, reporter)?;
+    let files = run_manifest(staging.path(), &records, progress)?;
     let metrics = step_metrics(staging.path(), &records, &mut prepared.warnings);
     let took_from_base = records.iter().any(|r| r.reused_from.is_some());
     let mut lineage = Lineage {
@@ -607,7 +619,7 @@ fn free_id(store: &Store, ns: &Namespace, base: &str, busy: &[String]) -> Result
 fn run_manifest(
     staging: &Path,
     records: &[StepRecord],
-    reporter: &dyn Reporter,
+    reporter: &dyn Progress,
 ) -> Result<Vec<FileEntry>> {
     let recorded: BTreeSet<&str> = records
         .iter()
