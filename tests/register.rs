@@ -371,3 +371,27 @@ fn a_moved_folder_is_given_back_when_publishing_fails() {
     let staging = p.store().join(".artifactctl/staging");
     assert!(std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0) == 0);
 }
+
+/// `ARTIFACTCTL_NOW` is honoured only by debug builds, as `cargo test` makes.
+#[cfg(debug_assertions)]
+#[test]
+fn the_time_of_a_run_can_be_pinned_in_debug_builds() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    p.cmd()
+        .env("ARTIFACTCTL_NOW", "2026-01-02T03:04:05.123456789Z")
+        .arg("register")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout("20260102_030405\n");
+    let meta = metadata(&p, "20260102_030405");
+    assert_eq!(meta["created_at"], "2026-01-02T03:04:05.123456Z");
+
+    p.cmd()
+        .env("ARTIFACTCTL_NOW", "yesterday")
+        .arg("list")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bad ARTIFACTCTL_NOW 'yesterday'"));
+}
