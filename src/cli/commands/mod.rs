@@ -1,5 +1,6 @@
 //! The command registry: one module per command, each a thin wrapper that
-//! turns its flags into the library's options and prints the result.
+//! declares its flags, has `settings` turn them into the library's options,
+//! calls the library and prints the result through the `Printer`.
 
 pub mod cleanup;
 pub mod clear;
