@@ -1,5 +1,13 @@
-//! Progress reporting. The library calls a [`Reporter`]; only the binary knows
-//! how to draw it (indicatif on a TTY, nothing or plain lines elsewhere).
+//! Progress reporting. The library calls these traits; only the binary knows
+//! how to draw them (indicatif on a TTY, nothing or plain lines elsewhere).
+//!
+//! One small trait per kind of report, with no default bodies: an
+//! implementation either handles every call of a trait or does not implement
+//! it, so no report is dropped by accident.
+//!
+//! - [`Progress`]: bounded or unbounded work (hashing, copying, verifying,
+//!   removing, clearing) and status notes;
+//! - [`StepReporter`]: the steps of a refresh pipeline.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -7,22 +15,38 @@ pub enum Unit {
     Bytes,
 }
 
-pub trait Reporter: Send + Sync {
+/// Work that advances: hashing, copying, verifying, removal, clear.
+pub trait Progress: Send + Sync {
     /// A new phase starts; `total` is known for bounded work.
-    fn begin(&self, _label: &str, _total: Option<u64>, _unit: Unit) {}
-    fn advance(&self, _n: u64) {}
-    fn end(&self) {}
+    fn begin(&self, label: &str, total: Option<u64>, unit: Unit);
+    fn advance(&self, n: u64);
+    fn end(&self);
     /// A line of status for the user (never data).
-    fn note(&self, _message: &str) {}
-    /// A pipeline step started running (refresh).
-    fn step_started(&self, _step: &str) {}
+    fn note(&self, message: &str);
+}
+
+/// The steps of a refresh pipeline.
+pub trait StepReporter: Send + Sync {
+    /// A pipeline step started running.
+    fn step_started(&self, step: &str);
     /// One line a running step wrote to stdout or stderr.
-    fn step_log(&self, _step: &str, _line: &str) {}
+    fn step_log(&self, step: &str, line: &str);
     /// A step ended; `outcome` reads like "ran in 1.2s" or "failed (exit 3)".
-    fn step_finished(&self, _step: &str, _outcome: &str) {}
+    fn step_finished(&self, step: &str, outcome: &str);
 }
 
 /// For callers that want no progress at all (tests, `--no-progress`).
 pub struct Silent;
 
-impl Reporter for Silent {}
+impl Progress for Silent {
+    fn begin(&self, _label: &str, _total: Option<u64>, _unit: Unit) {}
+    fn advance(&self, _n: u64) {}
+    fn end(&self) {}
+    fn note(&self, _message: &str) {}
+}
+
+impl StepReporter for Silent {
+    fn step_started(&self, _step: &str) {}
+    fn step_log(&self, _step: &str, _line: &str) {}
+    fn step_finished(&self, _step: &str, _outcome: &str) {}
+}

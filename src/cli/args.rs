@@ -1,4 +1,5 @@
-//! The command line: global flags and the command registry (`cmd::Command`).
+//! The command line: global flags and the command registry
+//! (`commands::Command`).
 
 use std::path::PathBuf;
 
@@ -66,5 +67,25 @@ mod tests {
     #[test]
     fn the_cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// Every command's `--help` ends with examples; walks the registry, so a
+    /// new command without them fails here.
+    #[test]
+    fn every_subcommand_help_has_examples() {
+        let cli = Cli::command();
+        let mut names = Vec::new();
+        for sub in cli.get_subcommands() {
+            let help = sub.clone().render_long_help().to_string();
+            assert!(
+                help.contains("Examples:\n  artifactctl "),
+                "`artifactctl {} --help` has no examples:\n{help}",
+                sub.get_name()
+            );
+            names.push(sub.get_name().to_string());
+        }
+        assert!(names.len() >= 17, "only {names:?}");
+        let top = Cli::command().render_long_help().to_string();
+        assert!(top.contains("Examples:"));
     }
 }

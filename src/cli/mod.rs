@@ -3,8 +3,10 @@
 //!
 //! - [`args`]: the top-level `Cli` and the global flags (clap);
 //! - [`commands`]: one thin file per command over `artifactctl::ops`;
-//! - [`settings`]: flags, environment and config resolved before any I/O;
-//! - [`printer`]: every byte of output, stdout for data and stderr for status;
+//! - [`settings`]: the `Invocation`, and flags, environment and config
+//!   resolved into each operation's options before any I/O;
+//! - [`printer`]: the `Printer`, every byte of output, stdout for data and
+//!   stderr for status;
 //! - [`prompt`]: confirmations (`--yes`, a TTY question, or a refusal);
 //! - [`reporters`]: progress bars behind the library's reporter traits.
 

@@ -1,7 +1,10 @@
-//! Output conventions: data goes to stdout, status and errors to stderr.
-//! `--json` documents carry `schema_version`.
+//! Every byte the binary writes goes through one [`Printer`]: data to its
+//! stdout, status and errors to its stderr. Both are writers handed in at
+//! construction, so tests render into buffers. `--json` documents carry
+//! `schema_version`.
 
-use std::io::{IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
+use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
 
@@ -9,7 +12,29 @@ use crate::cli::args::{ColorWhen, GlobalArgs};
 
 pub const JSON_SCHEMA_VERSION: u32 = 1;
 
-pub struct Output {
+/// Where the printer writes: the process's stdout or stderr, or a buffer.
+pub type Sink = Box<dyn Write + Send>;
+
+/// How the printer behaves, decided once from the global flags and the
+/// terminal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mode {
+    /// `--quiet`: no status lines.
+    pub quiet: bool,
+    /// `-v` count: detail lines.
+    pub verbose: u8,
+    /// Colour codes in data bound for stdout.
+    pub color_out: bool,
+    /// Colour codes in `warning:` and `error:` prefixes on stderr.
+    pub color_err: bool,
+    /// Progress bars may be drawn (stderr is a terminal, no `--no-progress`,
+    /// no `--quiet`).
+    pub progress: bool,
+}
+
+pub struct Printer {
+    stdout: Mutex<Sink>,
+    stderr: Mutex<Sink>,
     pub quiet: bool,
     pub verbose: u8,
     color_out: bool,
@@ -38,15 +63,53 @@ fn use_color(when: ColorWhen, is_tty: bool) -> bool {
     }
 }
 
-impl Output {
-    pub fn new(global: &GlobalArgs) -> Output {
-        let err_tty = std::io::stderr().is_terminal();
-        Output {
+fn lock(sink: &Mutex<Sink>) -> MutexGuard<'_, Sink> {
+    sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Mode {
+    /// The mode for the process's own stdout and stderr.
+    pub fn for_terminal(global: &GlobalArgs) -> Mode {
+        let err_tty = io::stderr().is_terminal();
+        Mode {
             quiet: global.quiet,
             verbose: global.verbose,
-            color_out: use_color(global.color, std::io::stdout().is_terminal()),
+            color_out: use_color(global.color, io::stdout().is_terminal()),
             color_err: use_color(global.color, err_tty),
             progress: err_tty && !global.no_progress && !global.quiet,
+        }
+    }
+}
+
+impl Printer {
+    /// The printer of the process: its stdout (buffered, flushed after each
+    /// piece of data) and its stderr.
+    pub fn new(global: &GlobalArgs) -> Printer {
+        // Stdout is line-buffered: without the buffer, every line is a syscall.
+        let stdout = io::BufWriter::with_capacity(1 << 16, io::stdout());
+        Printer::with_writers(
+            Box::new(stdout),
+            Box::new(io::stderr()),
+            Mode::for_terminal(global),
+        )
+    }
+
+    pub fn with_writers(stdout: Sink, stderr: Sink, mode: Mode) -> Printer {
+        let Mode {
+            quiet,
+            verbose,
+            color_out,
+            color_err,
+            progress,
+        } = mode;
+        Printer {
+            stdout: Mutex::new(stdout),
+            stderr: Mutex::new(stderr),
+            quiet,
+            verbose,
+            color_out,
+            color_err,
+            progress,
         }
     }
 
@@ -69,32 +132,41 @@ impl Output {
         Self::paint(self.color_out, tone, text)
     }
 
-    /// A status line on stderr, unless `--quiet`.
-    pub fn status(&self, message: &str) {
-        if !self.quiet {
-            eprintln!("{message}");
-        }
+    // ---- data: stdout ----
+
+    /// Data text on stdout, written as is.
+    pub fn text(&self, text: &str) -> io::Result<()> {
+        let mut out = lock(&self.stdout);
+        out.write_all(text.as_bytes())?;
+        out.flush()
     }
 
-    /// Detail on stderr, with `-v`.
-    pub fn detail(&self, message: &str) {
-        if self.verbose > 0 && !self.quiet {
-            eprintln!("{message}");
-        }
+    /// One line of data on stdout.
+    pub fn line(&self, line: &str) -> io::Result<()> {
+        let mut out = lock(&self.stdout);
+        writeln!(out, "{line}")?;
+        out.flush()
     }
 
-    pub fn warn(&self, message: &str) {
-        eprintln!(
-            "{} {message}",
-            Self::paint(self.color_err, Tone::Warn, "warning:")
-        );
+    /// One line of a long listing on stdout, left in the buffer until
+    /// [`Printer::flush`]; may be called from several threads.
+    pub fn listing_line(&self, line: &str) -> io::Result<()> {
+        writeln!(lock(&self.stdout), "{line}")
     }
 
-    pub fn error(&self, err: &anyhow::Error) {
-        eprintln!(
-            "{} {err:#}",
-            Self::paint(self.color_err, Tone::Bad, "error:")
-        );
+    /// Hand stdout to a writer of data (completions, the man page).
+    pub fn write_data(
+        &self,
+        write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut out = lock(&self.stdout);
+        write(&mut *out)?;
+        out.flush()
+    }
+
+    /// Write out whatever stdout still buffers.
+    pub fn flush(&self) -> io::Result<()> {
+        lock(&self.stdout).flush()
     }
 
     /// Print a `--json` document: `{"schema_version": 1, ...body}`.
@@ -109,12 +181,56 @@ impl Output {
             schema_version: JSON_SCHEMA_VERSION,
             body,
         };
-        // Stdout is line-buffered: without this, every line is a syscall.
-        let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-        serde_json::to_writer_pretty(&mut stdout, &value)?;
-        writeln!(stdout)?;
-        stdout.flush()?;
+        let mut out = lock(&self.stdout);
+        serde_json::to_writer_pretty(&mut *out, &value)?;
+        writeln!(out)?;
+        out.flush()?;
         Ok(())
+    }
+
+    // ---- status: stderr ----
+    //
+    // A failure to write status is ignored: there is nowhere left to report
+    // it, and the command's data and exit code still stand.
+
+    /// A line on stderr, whatever `--quiet` says: the caller decided.
+    pub fn err_line(&self, line: &str) {
+        let _ = writeln!(lock(&self.stderr), "{line}");
+    }
+
+    /// A status line on stderr, unless `--quiet`.
+    pub fn status(&self, message: &str) {
+        if !self.quiet {
+            self.err_line(message);
+        }
+    }
+
+    /// Detail on stderr, with `-v`.
+    pub fn detail(&self, message: &str) {
+        if self.verbose > 0 && !self.quiet {
+            self.err_line(message);
+        }
+    }
+
+    pub fn warn(&self, message: &str) {
+        self.err_line(&format!(
+            "{} {message}",
+            Self::paint(self.color_err, Tone::Warn, "warning:")
+        ));
+    }
+
+    pub fn error(&self, err: &anyhow::Error) {
+        self.err_line(&format!(
+            "{} {err:#}",
+            Self::paint(self.color_err, Tone::Bad, "error:")
+        ));
+    }
+
+    /// A question on stderr, without a newline, for the answer to follow.
+    pub fn ask(&self, question: &str) -> io::Result<()> {
+        let mut err = lock(&self.stderr);
+        write!(err, "{question}")?;
+        err.flush()
     }
 }
 
@@ -224,7 +340,119 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+
+    /// A writer the test can read back after the printer wrote to it.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buffer {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    fn printer(mode: Mode) -> (Printer, Buffer, Buffer) {
+        let (out, err) = (Buffer::default(), Buffer::default());
+        let printer = Printer::with_writers(Box::new(out.clone()), Box::new(err.clone()), mode);
+        (printer, out, err)
+    }
+
+    #[test]
+    fn a_table_goes_to_stdout_and_status_to_stderr() {
+        let (p, out, err) = printer(Mode::default());
+        let mut t = Table::new(&[("REF", Align::Left), ("SIZE", Align::Right)]);
+        t.row(vec!["20261123_101500".into(), human_size(1536)]);
+        p.text(&t.render()).unwrap();
+        p.status("1 run");
+        assert_eq!(
+            out.text(),
+            "REF                 SIZE\n20261123_101500  1.5 KiB\n"
+        );
+        assert_eq!(err.text(), "1 run\n");
+    }
+
+    #[test]
+    fn quiet_drops_status_and_detail_but_not_warnings_or_data() {
+        let (p, out, err) = printer(Mode {
+            quiet: true,
+            verbose: 1,
+            ..Mode::default()
+        });
+        p.status("registered");
+        p.detail("path: /x");
+        p.line("raw/20261123_101500").unwrap();
+        p.warn("careful");
+        assert_eq!(out.text(), "raw/20261123_101500\n");
+        assert_eq!(err.text(), "warning: careful\n");
+    }
+
+    #[test]
+    fn detail_needs_verbose() {
+        let (p, _, err) = printer(Mode::default());
+        p.detail("hidden");
+        assert_eq!(err.text(), "");
+        let (p, _, err) = printer(Mode {
+            verbose: 1,
+            ..Mode::default()
+        });
+        p.detail("shown");
+        assert_eq!(err.text(), "shown\n");
+    }
+
+    #[test]
+    fn json_carries_the_schema_version() {
+        let (p, out, err) = printer(Mode::default());
+        p.json(&serde_json::json!({"ref": "raw/a"})).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&out.text()).unwrap();
+        assert_eq!(value["schema_version"], JSON_SCHEMA_VERSION);
+        assert_eq!(value["ref"], "raw/a");
+        assert!(out.text().ends_with("}\n"));
+        assert_eq!(err.text(), "");
+    }
+
+    #[test]
+    fn errors_and_warnings_are_coloured_only_on_request() {
+        let (p, out, err) = printer(Mode {
+            color_err: true,
+            ..Mode::default()
+        });
+        p.error(&anyhow::anyhow!("no such run"));
+        assert_eq!(err.text(), "\x1b[31merror:\x1b[0m no such run\n");
+        assert_eq!(p.paint_out(Tone::Good, "*"), "*");
+        assert_eq!(out.text(), "");
+    }
+
+    #[test]
+    fn a_failed_write_to_stdout_is_an_error_not_a_panic() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::StorageFull, "no space"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let err = Buffer::default();
+        let p = Printer::with_writers(Box::new(Full), Box::new(err.clone()), Mode::default());
+        assert!(p.line("data").is_err());
+        assert!(p.text("data").is_err());
+        assert!(p.json(&serde_json::json!({})).is_err());
+        p.status("still fine");
+        assert_eq!(err.text(), "still fine\n");
+    }
 
     #[test]
     fn sizes_and_numbers() {

@@ -1,13 +1,16 @@
 //! Confirmation before destructive work: `--yes` skips it; on a terminal the
 //! user is asked; anywhere else the command refuses rather than guess.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 
 use anyhow::Result;
 use artifactctl::ArtifactError;
 
-/// `question` is asked on stderr; `yes_flag` names the flag that skips it.
-pub fn confirm(question: &str, assume_yes: bool, yes_flag: &str) -> Result<bool> {
+use crate::cli::printer::Printer;
+
+/// `question` is asked on the printer's stderr; `yes_flag` names the flag
+/// that skips it.
+pub fn confirm(out: &Printer, question: &str, assume_yes: bool, yes_flag: &str) -> Result<bool> {
     if assume_yes {
         return Ok(true);
     }
@@ -17,9 +20,7 @@ pub fn confirm(question: &str, assume_yes: bool, yes_flag: &str) -> Result<bool>
         ))
         .into());
     }
-    let mut stderr = std::io::stderr();
-    write!(stderr, "{question} [y/N] ")?;
-    stderr.flush()?;
+    out.ask(&format!("{question} [y/N] "))?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(

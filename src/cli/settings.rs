@@ -1,37 +1,113 @@
-//! Flags, environment and config file resolved into one plain struct before
-//! any command does I/O on the store.
+//! Flags, environment and config file resolved in one place, before any
+//! command does I/O on the store: [`Context`] (root, config, store and the
+//! [`Invocation`]) and, per command, its settings: the library's options
+//! struct plus the few flags only the binary acts on (`--json`, `--yes`,
+//! `--dry-run`).
+//!
+//! Each `resolve` destructures its clap `Args` with no `..`, so a flag added
+//! to a command and not resolved here fails to compile.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use artifactctl::config::{self, Config};
+use artifactctl::ops::cleanup::{self, CleanupOptions};
+use artifactctl::ops::clear::ClearOptions;
+use artifactctl::ops::delete::DeleteOptions;
+use artifactctl::ops::history::HistoryOptions;
+use artifactctl::ops::promote::{ProductionOptions, ValidatedOptions};
+use artifactctl::ops::refresh::RefreshOptions;
+use artifactctl::ops::register::RegisterOptions;
+use artifactctl::ops::rollback::RollbackOptions;
+use artifactctl::ops::verify::VerifyOptions;
+use artifactctl::policy::pipeline::Selection;
+use artifactctl::policy::retention::Policy;
+use artifactctl::store::metadata::parse_time;
+use artifactctl::store::refs::{RunRef, Stage};
 use artifactctl::store::{ReadOptions, Store};
+use artifactctl::ArtifactError;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
 
 use crate::cli::args::GlobalArgs;
-use crate::cli::printer::Output;
+use crate::cli::commands::{
+    cleanup as cleanup_cmd, clear as clear_cmd, delete as delete_cmd, history as history_cmd,
+    promote as promote_cmd, refresh as refresh_cmd, register as register_cmd,
+    rollback as rollback_cmd, verify as verify_cmd,
+};
+use crate::cli::printer::Printer;
+
+/// Pins the time of a run in debug builds (tests), in RFC 3339. Release
+/// builds ignore it.
+pub const NOW_ENV: &str = "ARTIFACTCTL_NOW";
+
+/// What this run of the binary is: where, with which command line, and at
+/// which time. Built once, and handed to every operation that records it.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The working directory, which relative paths are taken from.
+    pub cwd: PathBuf,
+    /// The project root: `--root`, `ARTIFACTCTL_ROOT`, the nearest ancestor
+    /// holding `artifactctl.toml`, or the working directory.
+    pub root: PathBuf,
+    /// The command line, recorded as the producer of what is written.
+    pub command: Vec<String>,
+    /// The time the run is stamped with.
+    pub now: DateTime<Utc>,
+}
+
+impl Invocation {
+    fn capture(global: &GlobalArgs) -> Result<Invocation> {
+        let cwd = std::env::current_dir().context("the working directory cannot be read")?;
+        let root = config::find_root(&cwd, global.root.as_deref())?;
+        Ok(Invocation {
+            cwd,
+            root,
+            command: std::env::args().collect(),
+            now: now()?,
+        })
+    }
+}
+
+/// The clock, or `ARTIFACTCTL_NOW` in debug builds.
+fn now() -> Result<DateTime<Utc>> {
+    #[cfg(debug_assertions)]
+    if let Some(text) = std::env::var_os(NOW_ENV) {
+        let text = text.to_string_lossy();
+        return DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                ArtifactError::usage(format!(
+                    "bad {NOW_ENV} '{text}': {e}; use RFC 3339, e.g. 2026-11-23T10:15:00Z"
+                ))
+                .into()
+            });
+    }
+    Ok(Utc::now())
+}
 
 pub struct Context {
-    pub root: PathBuf,
+    pub invocation: Invocation,
     pub config: Config,
     pub store: Store,
 }
 
 impl Context {
-    pub fn resolve(global: &GlobalArgs, out: &Output) -> Result<Context> {
-        let cwd = std::env::current_dir().context("the working directory cannot be read")?;
-        let root = config::find_root(&cwd, global.root.as_deref())?;
-        let loaded = Config::load(&root, std::env::vars())?;
+    pub fn resolve(global: &GlobalArgs, out: &Printer) -> Result<Context> {
+        let invocation = Invocation::capture(global)?;
+        let loaded = Config::load(&invocation.root, std::env::vars())?;
         if let Some(file) = &loaded.file {
             for warning in &loaded.warnings {
                 out.warn(&format!("{}: {warning}; it is ignored", file.display()));
             }
         }
         let store_dir = match &global.store {
-            Some(dir) => cwd.join(dir),
-            None => config::resolve_path(&root, &loaded.config.store.dir),
+            Some(dir) => invocation.cwd.join(dir),
+            None => config::resolve_path(&invocation.root, &loaded.config.store.dir),
         };
         Ok(Context {
-            root,
+            invocation,
             config: loaded.config,
             store: Store::open(store_dir),
         })
@@ -39,5 +115,463 @@ impl Context {
 
     pub fn read_options(&self, detail: bool) -> Result<ReadOptions> {
         ReadOptions::new(&self.config.list.model_patterns, detail)
+    }
+}
+
+// ---- register ----
+
+pub struct RegisterSettings {
+    pub options: RegisterOptions,
+    pub json: bool,
+}
+
+impl RegisterSettings {
+    pub fn resolve(args: register_cmd::Args, ctx: &Context) -> Result<RegisterSettings> {
+        let register_cmd::Args {
+            dir,
+            namespace,
+            id,
+            config,
+            metrics,
+            params,
+            metric,
+            tags,
+            move_in,
+            created_at,
+            json,
+        } = args;
+        let mut all_metrics = match &metrics {
+            Some(path) => metrics_file(path)?,
+            None => BTreeMap::new(),
+        };
+        for (k, v) in &metric {
+            all_metrics.insert(k.clone(), metric_value(k, v)?);
+        }
+        let params = params
+            .iter()
+            .map(|(k, v)| (k.clone(), param_value(v)))
+            .collect();
+        let created_at = match &created_at {
+            Some(text) => Some(parse_time(text).ok_or_else(|| {
+                ArtifactError::usage(format!(
+                    "bad --created-at '{text}': use RFC 3339, e.g. 2026-11-23T10:15:00Z"
+                ))
+            })?),
+            None => None,
+        };
+        let options = RegisterOptions {
+            source: dir,
+            namespace,
+            id,
+            config: config.as_deref().map(json_object).transpose()?,
+            metrics: all_metrics,
+            params,
+            tags,
+            move_in,
+            created_at,
+            project_root: ctx.invocation.root.clone(),
+            command: ctx.invocation.command.clone(),
+            now: Some(ctx.invocation.now),
+        };
+        Ok(RegisterSettings { options, json })
+    }
+}
+
+fn json_object(path: &Path) -> Result<Map<String, Value>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if matches!(ext, "yaml" | "yml") {
+        return Err(ArtifactError::usage(format!(
+            "{}: YAML is not read yet; convert it to JSON (python -c 'import json,yaml,sys; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)' FILE)",
+            path.display()
+        ))
+        .into());
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(_) => {
+            Err(ArtifactError::usage(format!("{}: expected a JSON object", path.display())).into())
+        }
+        Err(e) => {
+            Err(ArtifactError::usage(format!("{}: invalid JSON: {e}", path.display())).into())
+        }
+    }
+}
+
+fn metrics_file(path: &Path) -> Result<BTreeMap<String, f64>> {
+    let obj = json_object(path)?;
+    let numbers = artifactctl::store::metadata::numeric_metrics(&obj);
+    let skipped: Vec<&String> = obj.keys().filter(|k| !numbers.contains_key(*k)).collect();
+    if !skipped.is_empty() {
+        return Err(ArtifactError::usage(format!(
+            "{}: metrics must be numbers or true/false; not: {}",
+            path.display(),
+            skipped
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into());
+    }
+    Ok(numbers)
+}
+
+fn metric_value(key: &str, text: &str) -> Result<f64> {
+    match text.trim() {
+        "true" => return Ok(1.0),
+        "false" => return Ok(0.0),
+        _ => {}
+    }
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| {
+            ArtifactError::usage(format!(
+                "bad --metric {key}={text}: the value must be a finite number"
+            ))
+            .into()
+        })
+}
+
+/// A `--param` value: `30` is a number, `true` a boolean, anything else text.
+pub fn param_value(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ (Value::Number(_) | Value::Bool(_))) => v,
+        _ => Value::String(text.to_string()),
+    }
+}
+
+// ---- refresh ----
+
+pub struct RefreshSettings {
+    pub options: RefreshOptions,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+impl RefreshSettings {
+    /// `quiet` stops step logs from streaming.
+    pub fn resolve(args: refresh_cmd::Args, ctx: &Context, quiet: bool) -> Result<RefreshSettings> {
+        let refresh_cmd::Args {
+            datasets_only,
+            models_only,
+            skip,
+            only,
+            dataset,
+            dry_run,
+            force,
+            keep_going,
+            jobs,
+            params,
+            namespace,
+            id,
+            json,
+        } = args;
+        let options = RefreshOptions {
+            project_root: ctx.invocation.root.clone(),
+            config: ctx.config.refresh.clone(),
+            selection: Selection {
+                datasets_only,
+                models_only,
+                skip,
+                only,
+            },
+            namespace,
+            id,
+            dataset,
+            params: params
+                .iter()
+                .map(|(k, v)| (k.clone(), param_value(v)))
+                .collect(),
+            force,
+            keep_going,
+            jobs: usize::from(jobs),
+            stream_logs: !quiet,
+            command: ctx.invocation.command.clone(),
+            now: Some(ctx.invocation.now),
+        };
+        Ok(RefreshSettings {
+            options,
+            dry_run,
+            json,
+        })
+    }
+}
+
+// ---- promote ----
+
+pub enum PromoteSettings {
+    Validated {
+        options: ValidatedOptions,
+        dry_run: bool,
+        json: bool,
+    },
+    Production {
+        options: ProductionOptions,
+        approve: bool,
+        dry_run: bool,
+        json: bool,
+    },
+}
+
+impl PromoteSettings {
+    pub fn resolve(args: promote_cmd::Args, ctx: &Context) -> Result<PromoteSettings> {
+        let promote_cmd::Args {
+            reference,
+            to,
+            checkpoint,
+            results,
+            id,
+            release_version,
+            approve,
+            deploy_config,
+            notes,
+            allow_downgrade,
+            dry_run,
+            json,
+        } = args;
+        let refuse = |flags: &[(&str, bool)]| -> Result<()> {
+            match flags.iter().find(|(_, given)| *given) {
+                Some((flag, _)) => {
+                    Err(ArtifactError::usage(format!("{flag} does not apply to --to {to}")).into())
+                }
+                None => Ok(()),
+            }
+        };
+        let invocation = &ctx.invocation;
+        if to == Stage::Production {
+            refuse(&[
+                ("--checkpoint", checkpoint.is_some()),
+                ("--results", results.is_some()),
+                ("--id (the version is the id)", id.is_some()),
+            ])?;
+            let Some(version) = release_version else {
+                return Err(ArtifactError::usage(
+                    "--to production needs --version X.Y.Z (semantic versioning, above the current production latest)",
+                )
+                .into());
+            };
+            let options = ProductionOptions {
+                reference,
+                version,
+                allow_downgrade,
+                deploy_config,
+                notes,
+                require: ctx.config.promote.production.require.clone(),
+                project_root: invocation.root.clone(),
+                command: invocation.command.clone(),
+                now: invocation.now,
+            };
+            return Ok(PromoteSettings::Production {
+                options,
+                approve,
+                dry_run,
+                json,
+            });
+        }
+        refuse(&[
+            ("--version", release_version.is_some()),
+            ("--approve", approve),
+            ("--deploy-config", deploy_config.is_some()),
+            ("--notes", notes.is_some()),
+            ("--allow-downgrade", allow_downgrade),
+        ])?;
+        let config = &ctx.config.promote.validated;
+        let options = ValidatedOptions {
+            reference,
+            checkpoint: checkpoint.unwrap_or_else(|| config.checkpoint.clone()),
+            include: config.include.clone(),
+            require: config.require.clone(),
+            results,
+            id,
+            project_root: invocation.root.clone(),
+            command: invocation.command.clone(),
+            now: invocation.now,
+        };
+        Ok(PromoteSettings::Validated {
+            options,
+            dry_run,
+            json,
+        })
+    }
+}
+
+// ---- cleanup ----
+
+pub struct CleanupSettings {
+    pub options: CleanupOptions,
+    pub dry_run: bool,
+    pub yes: bool,
+    pub json: bool,
+}
+
+impl CleanupSettings {
+    pub fn resolve(args: cleanup_cmd::Args, ctx: &Context) -> Result<CleanupSettings> {
+        let cleanup_cmd::Args {
+            namespace,
+            stage,
+            keep,
+            keep_within,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            max_size,
+            failed_older_than,
+            dry_run,
+            yes,
+            json,
+            unsafe_allow_production,
+            unsafe_allow_remove_all,
+        } = args;
+        // The flags' policy when any retention flag is given, else the config's.
+        let given = keep.is_some()
+            || keep_within.is_some()
+            || keep_daily.is_some()
+            || keep_weekly.is_some()
+            || keep_monthly.is_some()
+            || max_size.is_some();
+        let policy = if given {
+            Policy {
+                keep_last: keep.unwrap_or(0),
+                keep_within,
+                keep_daily: keep_daily.unwrap_or(0),
+                keep_weekly: keep_weekly.unwrap_or(0),
+                keep_monthly: keep_monthly.unwrap_or(0),
+                max_size,
+            }
+        } else {
+            cleanup::policy_from_config(&ctx.config.cleanup)?
+        };
+        let failed_older_than = match failed_older_than {
+            Some(d) => d,
+            None => cleanup::failed_older_than_from_config(&ctx.config.cleanup)?,
+        };
+        let options = CleanupOptions {
+            namespace: namespace.unwrap_or_default(),
+            stage,
+            policy,
+            failed_older_than,
+            allow_production: unsafe_allow_production,
+            allow_remove_all: unsafe_allow_remove_all,
+            now: ctx.invocation.now,
+        };
+        Ok(CleanupSettings {
+            options,
+            dry_run,
+            yes,
+            json,
+        })
+    }
+}
+
+// ---- clear ----
+
+pub struct ClearSettings {
+    pub options: ClearOptions,
+    pub json: bool,
+}
+
+impl ClearSettings {
+    pub fn resolve(args: clear_cmd::Args, ctx: &Context) -> Result<ClearSettings> {
+        let clear_cmd::Args { paths, force, json } = args;
+        let cfg = &ctx.config.clear;
+        let options = ClearOptions {
+            root: ctx.invocation.root.clone(),
+            cwd: ctx.invocation.cwd.clone(),
+            paths,
+            store_dir: ctx.store.dir().to_path_buf(),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            patterns: cfg
+                .patterns
+                .iter()
+                .chain(&cfg.extra_patterns)
+                .cloned()
+                .collect(),
+            keep: cfg.keep.clone(),
+            cross_filesystems: cfg.cross_filesystems,
+            force,
+        };
+        Ok(ClearSettings { options, json })
+    }
+}
+
+// ---- the commands that only map flags ----
+
+pub struct DeleteSettings {
+    pub reference: RunRef,
+    pub options: DeleteOptions,
+    pub yes: bool,
+}
+
+impl DeleteSettings {
+    pub fn resolve(args: delete_cmd::Args) -> DeleteSettings {
+        let delete_cmd::Args {
+            reference,
+            yes,
+            unsafe_allow_production,
+        } = args;
+        DeleteSettings {
+            reference,
+            options: DeleteOptions {
+                allow_production: unsafe_allow_production,
+            },
+            yes,
+        }
+    }
+}
+
+pub struct VerifySettings {
+    pub options: VerifyOptions,
+    pub json: bool,
+}
+
+impl VerifySettings {
+    pub fn resolve(args: verify_cmd::Args) -> VerifySettings {
+        let verify_cmd::Args { refs, all, json } = args;
+        VerifySettings {
+            options: VerifyOptions { refs, all },
+            json,
+        }
+    }
+}
+
+pub struct RollbackSettings {
+    pub options: RollbackOptions,
+    pub json: bool,
+}
+
+impl RollbackSettings {
+    pub fn resolve(args: rollback_cmd::Args) -> RollbackSettings {
+        let rollback_cmd::Args {
+            namespace,
+            to,
+            json,
+        } = args;
+        RollbackSettings {
+            options: RollbackOptions { namespace, to },
+            json,
+        }
+    }
+}
+
+pub struct HistorySettings {
+    pub options: HistoryOptions,
+    pub json: bool,
+}
+
+impl HistorySettings {
+    pub fn resolve(args: history_cmd::Args) -> HistorySettings {
+        let history_cmd::Args {
+            namespace,
+            actions,
+            json,
+        } = args;
+        HistorySettings {
+            options: HistoryOptions { namespace, actions },
+            json,
+        }
     }
 }

@@ -206,3 +206,24 @@ pub fn append_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fault::hit(Point::Fsync)?;
     file.sync_data()
 }
+
+/// Create `path` with `bytes`, whole or not at all, failing with
+/// `AlreadyExists` if anything is there (`artifactctl init` never
+/// overwrites a config).
+pub fn create_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_sibling(path);
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        fault::hit(Point::Write)?;
+        file.write_all(bytes)?;
+        fault::hit(Point::Fsync)?;
+        file.sync_all()?;
+        drop(file);
+        rename_noreplace(&tmp, path)?;
+        fsync_dir(parent_of(path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

@@ -21,7 +21,7 @@ use crate::fsx;
 use crate::ops;
 use crate::ops::removal::{self, Guard, Protection, Request};
 use crate::policy::retention::{self, Candidate, Policy};
-use crate::progress::Reporter;
+use crate::progress::Progress;
 use crate::store::journal;
 use crate::store::metadata::RunStatus;
 use crate::store::refs::{Namespace, Stage};
@@ -322,7 +322,7 @@ pub fn execute(
     store: &Store,
     mut plan: Plan,
     opts: &CleanupOptions,
-    reporter: &dyn Reporter,
+    reporter: &dyn Progress,
 ) -> Result<Outcome> {
     if let Some(refusal) = plan.refusal() {
         return Err(refusal.into());

@@ -23,7 +23,7 @@ use crate::config::CONFIG_FILE;
 use crate::error::ArtifactError;
 use crate::fsx::{self, DirFd, DirId, EntryKind, RawEntry, TreeTotals, TreeWalk};
 use crate::policy::clear_rules::{self, Rules, VENV_MARKER};
-use crate::progress::{Reporter, Unit};
+use crate::progress::{Progress, Unit};
 
 #[derive(Debug, Clone, Default)]
 pub struct ClearOptions {
@@ -94,7 +94,7 @@ pub use crate::fsx::FileListener;
 /// are collected in the report and the rest carries on.
 pub fn clear(
     opts: &ClearOptions,
-    reporter: &dyn Reporter,
+    reporter: &dyn Progress,
     on_file: Option<FileListener>,
 ) -> Result<ClearReport> {
     check_root(opts)?;
@@ -274,7 +274,7 @@ struct Scan<'a> {
     force: bool,
     items: Mutex<Vec<ClearItem>>,
     errors: Mutex<Vec<ClearFailure>>,
-    reporter: &'a dyn Reporter,
+    reporter: &'a dyn Progress,
     on_file: Option<FileListener<'a>>,
 }
 

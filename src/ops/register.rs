@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::error::ArtifactError;
 use crate::fsx::{self, Staging};
 use crate::ops::{self, LatestPolicy};
-use crate::progress::{Reporter, Unit};
+use crate::progress::{Progress, Unit};
 use crate::store::journal;
 use crate::store::manifest;
 use crate::store::metadata::{
@@ -37,6 +37,9 @@ pub struct RegisterOptions {
     pub created_at: Option<DateTime<Utc>>,
     pub project_root: PathBuf,
     pub command: Vec<String>,
+    /// The time the run is stamped with when `created_at` is not given;
+    /// `None` reads the clock.
+    pub now: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,7 +55,7 @@ pub struct Registered {
 pub fn register(
     store: &Store,
     opts: RegisterOptions,
-    reporter: &dyn Reporter,
+    reporter: &dyn Progress,
 ) -> Result<Registered> {
     // From here on a signal is checked for between files and before
     // publishing, so the staging folder is cleaned up and a folder moved in
@@ -97,7 +100,7 @@ pub fn register(
         stage: Stage::Raw,
         created_at: opts
             .created_at
-            .unwrap_or_else(|| Utc::now().trunc_subsecs(6)),
+            .unwrap_or_else(|| opts.now.unwrap_or_else(Utc::now).trunc_subsecs(6)),
         status: RunStatus::Complete,
         config: opts.config.clone().unwrap_or(imported.config),
         params: imported.params,
@@ -176,7 +179,7 @@ fn check_source(store: &Store, source: &Path) -> Result<PathBuf> {
     Ok(source)
 }
 
-fn copy_in(store: &Store, source: &Path, label: &str, reporter: &dyn Reporter) -> Result<Staging> {
+fn copy_in(store: &Store, source: &Path, label: &str, reporter: &dyn Progress) -> Result<Staging> {
     let staging = Staging::create(store.dir(), label)?;
     let total: u64 = walkdir::WalkDir::new(source)
         .follow_links(false)

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::error::ArtifactError;
 use crate::fsx;
 use crate::ops;
-use crate::progress::{Reporter, Unit};
+use crate::progress::{Progress, Unit};
 use crate::store::journal;
 use crate::store::metadata::RunStatus;
 use crate::store::refs::{Namespace, Stage};
@@ -166,7 +166,7 @@ pub fn remove_runs(
     requests: Vec<Request>,
     guard: &Guard,
     opts: &Options,
-    reporter: &dyn Reporter,
+    reporter: &dyn Progress,
     annotate: &mut Annotate,
 ) -> Result<Report> {
     let mut report = Report::default();

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::error::ArtifactError;
 use crate::fsx;
-use crate::progress::{Reporter, Unit};
+use crate::progress::{Progress, Unit};
 use crate::store::journal;
 use crate::store::manifest;
 use crate::store::metadata::{self, FileEntry, Metadata, METADATA_FILE, SCHEMA_VERSION};
@@ -101,7 +101,7 @@ struct HashJob {
     expected: FileEntry,
 }
 
-pub fn verify(store: &Store, opts: &VerifyOptions, reporter: &dyn Reporter) -> Result<Report> {
+pub fn verify(store: &Store, opts: &VerifyOptions, reporter: &dyn Progress) -> Result<Report> {
     if opts.refs.is_empty() && !opts.all {
         return Err(ArtifactError::usage(
             "nothing to verify: name runs (e.g. production/gru/BTCEUR/latest) or pass --all",
@@ -466,7 +466,7 @@ fn check_readonly(run: &RunInfo, problem: &mut impl FnMut(&'static str, String, 
     false
 }
 
-fn hash_files(jobs: Vec<HashJob>, report: &mut Report, reporter: &dyn Reporter) {
+fn hash_files(jobs: Vec<HashJob>, report: &mut Report, reporter: &dyn Progress) {
     let total: u64 = jobs.iter().map(|j| j.expected.size).sum();
     reporter.begin("verifying", Some(total), Unit::Bytes);
     let mismatches: Vec<Problem> = jobs

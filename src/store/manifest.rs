@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 
-use crate::progress::{Reporter, Unit};
+use crate::progress::{Progress, Unit};
 use crate::store::metadata::{FileEntry, METADATA_FILE};
 
 /// Files at least this large are memory-mapped and hashed on several threads.
@@ -83,18 +83,18 @@ pub fn list_files(dir: &Path) -> Result<Vec<Found>> {
 }
 
 /// Hash every file below `dir` into manifest entries.
-pub fn build(dir: &Path, reporter: &dyn Reporter) -> Result<Vec<FileEntry>> {
+pub fn build(dir: &Path, reporter: &dyn Progress) -> Result<Vec<FileEntry>> {
     let found = list_files(dir)?;
     hash_all(found, reporter)
 }
 
-pub fn hash_all(found: Vec<Found>, reporter: &dyn Reporter) -> Result<Vec<FileEntry>> {
+pub fn hash_all(found: Vec<Found>, reporter: &dyn Progress) -> Result<Vec<FileEntry>> {
     hash_files(found, reporter, false)
 }
 
 /// Like [`build`], but stops with an interrupted error between files once
 /// SIGINT or SIGTERM has arrived (see [`crate::interrupt`]).
-pub fn build_interruptible(dir: &Path, reporter: &dyn Reporter) -> Result<Vec<FileEntry>> {
+pub fn build_interruptible(dir: &Path, reporter: &dyn Progress) -> Result<Vec<FileEntry>> {
     let found = list_files(dir)?;
     hash_files(found, reporter, true)
 }
@@ -102,14 +102,14 @@ pub fn build_interruptible(dir: &Path, reporter: &dyn Reporter) -> Result<Vec<Fi
 /// Like [`hash_all`], but stops between files on SIGINT or SIGTERM.
 pub fn hash_all_interruptible(
     found: Vec<Found>,
-    reporter: &dyn Reporter,
+    reporter: &dyn Progress,
 ) -> Result<Vec<FileEntry>> {
     hash_files(found, reporter, true)
 }
 
 fn hash_files(
     found: Vec<Found>,
-    reporter: &dyn Reporter,
+    reporter: &dyn Progress,
     interruptible: bool,
 ) -> Result<Vec<FileEntry>> {
     let total: u64 = found.iter().map(|f| f.size).sum();

@@ -461,15 +461,9 @@ fn a_moved_folder_is_given_back_when_publishing_fails() {
 }
 
 /// `register --move` renames the user's folder into staging. Killed before
-/// the publish rename, that folder must survive: given back, or at least
-/// not deleted by the next writer's sweep of dead writers' staging.
-///
-/// It is not today: the sweep removes the adopted folder with the rest of
-/// the dead writer's staging, so the user's training outputs are gone. The
-/// fix belongs in src/ (fsx staging sweep must rename an adopted folder back
-/// to its origin, which Staging::adopt knows), not in the tests, so the test
-/// is ignored with its reason rather than deleted or weakened; run it with
-/// `cargo test --test it -- --ignored`.
+/// the publish rename, that folder must survive: the next writer's sweep
+/// gives it back exactly as it was given (its origin was recorded before
+/// the move, and artifactctl's metadata.json goes out again).
 #[test]
 #[cfg_attr(
     not(debug_assertions),
@@ -529,9 +523,8 @@ fn an_io_error_while_staging_registers_nothing_and_leaves_nothing() {
 }
 
 /// When moving `latest` fails after the run was published (EIO on the
-/// symlink), register exits 1 saying "nothing was registered", yet the run
-/// is in the store and listed. Either the message or the outcome is wrong;
-/// which one is for src/ to decide, so the test is ignored with its reason.
+/// symlink), register exits 1 and says what is true: the run is published,
+/// moving latest failed, and `verify --repair` completes it.
 #[test]
 #[cfg_attr(
     not(debug_assertions),
@@ -548,4 +541,33 @@ fn a_failure_to_move_latest_is_reported_truthfully() {
         runs.is_empty() || !stderr.contains("nothing was registered"),
         "stderr says nothing was registered, but {runs:?} is listed: {stderr}"
     );
+    assert_eq!(runs.len(), 1, "{stderr}");
+    assert!(
+        stderr.contains("published as") && stderr.contains("verify --repair"),
+        "{stderr}"
+    );
+}
+
+/// `ARTIFACTCTL_NOW` is honoured only by debug builds, as `cargo test` makes.
+#[cfg(debug_assertions)]
+#[test]
+fn the_time_of_a_run_can_be_pinned_in_debug_builds() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    p.cmd()
+        .env("ARTIFACTCTL_NOW", "2026-01-02T03:04:05.123456789Z")
+        .arg("register")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout("20260102_030405\n");
+    let meta = metadata(&p, "20260102_030405");
+    assert_eq!(meta["created_at"], "2026-01-02T03:04:05.123456Z");
+
+    p.cmd()
+        .env("ARTIFACTCTL_NOW", "yesterday")
+        .arg("list")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bad ARTIFACTCTL_NOW 'yesterday'"));
 }

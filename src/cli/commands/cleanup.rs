@@ -1,15 +1,15 @@
 use anyhow::Result;
-use artifactctl::ops::cleanup::{self, Action, CleanupOptions, Plan};
-use artifactctl::policy::retention::{self, Policy};
+use artifactctl::ops::cleanup::{self, Action, Plan};
+use artifactctl::policy::retention;
 use artifactctl::store::refs::{Namespace, Stage};
 use artifactctl::ExitCode;
 use chrono::Duration;
 use serde::Serialize;
 
-use crate::cli::printer::{human_size, Align, Output, Table, Tone};
+use crate::cli::printer::{human_size, Align, Printer, Table, Tone};
 use crate::cli::prompt;
 use crate::cli::reporters;
-use crate::cli::settings::Context;
+use crate::cli::settings::{CleanupSettings, Context};
 
 /// Remove old runs by a retention policy, after showing the plan
 ///
@@ -93,45 +93,14 @@ struct CleanupJson<'a> {
     plan: &'a Plan,
 }
 
-impl Args {
-    /// The flags' policy, or `None` when no retention flag was given.
-    fn policy(&self) -> Option<Policy> {
-        let given = self.keep.is_some()
-            || self.keep_within.is_some()
-            || self.keep_daily.is_some()
-            || self.keep_weekly.is_some()
-            || self.keep_monthly.is_some()
-            || self.max_size.is_some();
-        given.then(|| Policy {
-            keep_last: self.keep.unwrap_or(0),
-            keep_within: self.keep_within,
-            keep_daily: self.keep_daily.unwrap_or(0),
-            keep_weekly: self.keep_weekly.unwrap_or(0),
-            keep_monthly: self.keep_monthly.unwrap_or(0),
-            max_size: self.max_size,
-        })
-    }
-}
-
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    let policy = match args.policy() {
-        Some(policy) => policy,
-        None => cleanup::policy_from_config(&ctx.config.cleanup)?,
-    };
-    let failed_older_than = match args.failed_older_than {
-        Some(d) => d,
-        None => cleanup::failed_older_than_from_config(&ctx.config.cleanup)?,
-    };
-    let opts = CleanupOptions {
-        namespace: args.namespace.clone().unwrap_or_default(),
-        stage: args.stage,
-        policy,
-        failed_older_than,
-        allow_production: args.unsafe_allow_production,
-        allow_remove_all: args.unsafe_allow_remove_all,
-        now: chrono::Utc::now(),
-    };
-    if args.unsafe_allow_production && args.stage != Stage::Production {
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
+    let CleanupSettings {
+        options: opts,
+        dry_run,
+        yes,
+        json,
+    } = CleanupSettings::resolve(args, ctx)?;
+    if opts.allow_production && opts.stage != Stage::Production {
         out.warn("--unsafe-allow-production only applies with --stage production; production stays protected");
     }
     let plan = cleanup::plan(&ctx.store, &opts)?;
@@ -139,22 +108,22 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         out.warn(warning);
     }
     let removals = plan.to_remove().count();
-    if !args.json {
-        print_plan(out, &plan);
+    if !json {
+        print_plan(out, &plan)?;
     }
     if let Some(refusal) = plan.refusal() {
-        if args.json {
+        if json {
             out.json(&CleanupJson {
-                dry_run: args.dry_run,
+                dry_run,
                 plan: &plan,
             })?;
         }
         return Err(refusal.into());
     }
-    if args.dry_run || removals == 0 {
-        if args.json {
+    if dry_run || removals == 0 {
+        if json {
             out.json(&CleanupJson {
-                dry_run: args.dry_run,
+                dry_run,
                 plan: &plan,
             })?;
         }
@@ -170,13 +139,13 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         plan.runs.len() - removals,
         human_size(plan.freed_bytes)
     );
-    if !prompt::confirm(&question, args.yes, "--yes")? {
+    if !prompt::confirm(out, &question, yes, "--yes")? {
         out.status("nothing removed");
         return Ok(ExitCode::Success);
     }
     let reporter = reporters::for_output(out);
     let outcome = cleanup::execute(&ctx.store, plan, &opts, reporter.as_ref())?;
-    if args.json {
+    if json {
         out.json(&CleanupJson {
             dry_run: false,
             plan: &outcome.plan,
@@ -203,9 +172,9 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
 }
 
 /// The plan as a table on stdout (it is the command's data), then the total.
-fn print_plan(out: &Output, plan: &Plan) {
+fn print_plan(out: &Printer, plan: &Plan) -> Result<()> {
     if plan.runs.is_empty() {
-        return;
+        return Ok(());
     }
     let mut table = Table::new(&[
         ("ACTION", Align::Left),
@@ -225,12 +194,13 @@ fn print_plan(out: &Output, plan: &Plan) {
             row.reasons.join("; "),
         ]);
     }
-    print!("{}", table.render());
+    out.text(&table.render())?;
     let kept = plan.runs.len() - plan.to_remove().count();
-    println!(
+    out.line(&format!(
         "policy: {}; keep {kept}, remove {}, frees {}",
         plan.policy,
         plan.to_remove().count(),
         human_size(plan.freed_bytes)
-    );
+    ))?;
+    Ok(())
 }

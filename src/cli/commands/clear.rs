@@ -1,14 +1,12 @@
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-use anyhow::{Context as _, Result};
-use artifactctl::ops::clear::{self, ClearOptions, ClearReport};
+use anyhow::Result;
+use artifactctl::ops::clear::{self, ClearReport};
 use artifactctl::ExitCode;
 
-use crate::cli::printer::{human_size, Align, Output, Table};
+use crate::cli::printer::{human_size, Align, Printer, Table};
 use crate::cli::reporters;
-use crate::cli::settings::Context;
+use crate::cli::settings::{ClearSettings, Context};
 
 /// Remove regenerable artifacts (models, datasets, caches) under the project root
 ///
@@ -39,39 +37,25 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    let cfg = &ctx.config.clear;
-    let opts = ClearOptions {
-        root: ctx.root.clone(),
-        cwd: std::env::current_dir().context("the working directory cannot be read")?,
-        paths: args.paths,
-        store_dir: ctx.store.dir().to_path_buf(),
-        home: std::env::var_os("HOME").map(PathBuf::from),
-        patterns: cfg
-            .patterns
-            .iter()
-            .chain(&cfg.extra_patterns)
-            .cloned()
-            .collect(),
-        keep: cfg.keep.clone(),
-        cross_filesystems: cfg.cross_filesystems,
-        force: args.force,
-    };
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
+    let ClearSettings { options, json } = ClearSettings::resolve(args, ctx)?;
     let reporter = reporters::for_output(out);
-    let listing = Mutex::new(std::io::BufWriter::new(std::io::stdout()));
     let list_file = |path: &Path, bytes: u64| {
-        let mut w = listing.lock().expect("stdout lock");
-        let _ = writeln!(w, "  {}  {}", path.to_string_lossy(), human_size(bytes));
+        // A failed write shows again, as an error, at the flush below.
+        let _ = out.listing_line(&format!(
+            "  {}  {}",
+            path.to_string_lossy(),
+            human_size(bytes)
+        ));
     };
-    let on_file: Option<clear::FileListener> =
-        (out.verbose > 0 && !args.json).then_some(&list_file);
-    let report = clear::clear(&opts, reporter.as_ref(), on_file)?;
-    listing.into_inner().expect("stdout lock").flush()?;
+    let on_file: Option<clear::FileListener> = (out.verbose > 0 && !json).then_some(&list_file);
+    let report = clear::clear(&options, reporter.as_ref(), on_file)?;
+    out.flush()?;
 
-    if args.json {
+    if json {
         out.json(&report)?;
     } else {
-        print_report(out, &report);
+        print_report(out, &report)?;
     }
     for failure in &report.errors {
         out.warn(&format!("{}: {}", failure.path, failure.error));
@@ -89,10 +73,10 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
     }
 }
 
-fn print_report(out: &Output, report: &ClearReport) {
+fn print_report(out: &Printer, report: &ClearReport) -> Result<()> {
     if report.items.is_empty() {
         out.status("nothing to clear");
-        return;
+        return Ok(());
     }
     let mut table = Table::new(&[
         ("PATH", Align::Left),
@@ -119,13 +103,13 @@ fn print_report(out: &Output, report: &ClearReport) {
             item.reason.clone(),
         ]);
     }
-    print!("{}", table.render());
+    out.text(&table.render())?;
     let verb = if report.dry_run {
         "would remove"
     } else {
         "removed"
     };
-    println!(
+    out.line(&format!(
         "{verb} {} item{}: {} file{}, {}{}",
         report.items.len(),
         if report.items.len() == 1 { "" } else { "s" },
@@ -133,8 +117,9 @@ fn print_report(out: &Output, report: &ClearReport) {
         if report.total_files == 1 { "" } else { "s" },
         human_size(report.total_bytes),
         if report.dry_run { "" } else { " freed" }
-    );
+    ))?;
     if report.dry_run {
         out.status("dry run: nothing was removed; run again with --force to delete");
     }
+    Ok(())
 }

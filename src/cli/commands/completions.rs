@@ -3,6 +3,8 @@ use artifactctl::ExitCode;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
+use crate::cli::printer::Printer;
+
 /// Print a shell completion script
 ///
 /// Examples:
@@ -17,13 +19,12 @@ pub struct Args {
     pub shell: Shell,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub fn run(out: &Printer, args: Args) -> Result<ExitCode> {
+    let Args { shell } = args;
     let mut command = crate::cli::args::Cli::command();
-    clap_complete::generate(
-        args.shell,
-        &mut command,
-        "artifactctl",
-        &mut std::io::stdout(),
-    );
+    out.write_data(|w| {
+        clap_complete::generate(shell, &mut command, "artifactctl", w);
+        Ok(())
+    })?;
     Ok(ExitCode::Success)
 }

@@ -1,11 +1,11 @@
 use anyhow::Result;
-use artifactctl::ops::delete::{self, DeleteOptions};
+use artifactctl::ops::delete;
 use artifactctl::store::refs::RunRef;
 use artifactctl::ExitCode;
 
-use crate::cli::printer::{human_size, Output};
+use crate::cli::printer::{human_size, Printer};
 use crate::cli::prompt;
-use crate::cli::settings::Context;
+use crate::cli::settings::{Context, DeleteSettings};
 
 /// Delete one run (asks first; scripts pass --yes)
 ///
@@ -31,11 +31,13 @@ pub struct Args {
     pub unsafe_allow_production: bool,
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    let opts = DeleteOptions {
-        allow_production: args.unsafe_allow_production,
-    };
-    let plan = delete::plan(&ctx.store, &args.reference, &opts)?;
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
+    let DeleteSettings {
+        reference,
+        options,
+        yes,
+    } = DeleteSettings::resolve(args);
+    let plan = delete::plan(&ctx.store, &reference, &options)?;
     for warning in &plan.warnings {
         out.warn(warning);
     }
@@ -47,11 +49,11 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         run.file_count,
         if run.latest { ", the latest run" } else { "" }
     );
-    if !prompt::confirm(&question, args.yes, "--yes")? {
+    if !prompt::confirm(out, &question, yes, "--yes")? {
         out.status("nothing deleted");
         return Ok(ExitCode::Success);
     }
-    let deleted = delete::execute(&ctx.store, plan, &opts)?;
+    let deleted = delete::execute(&ctx.store, plan, &options)?;
     out.status(&format!(
         "deleted {}, freed {}",
         deleted.run.reference,

@@ -1,11 +1,11 @@
 use anyhow::Result;
-use artifactctl::ops::history::{self, HistoryOptions};
+use artifactctl::ops::history;
 use artifactctl::store::refs::Namespace;
 use artifactctl::ExitCode;
 use serde_json::{json, Value};
 
-use crate::cli::printer::{Align, Output, Table};
-use crate::cli::settings::Context;
+use crate::cli::printer::{Align, Printer, Table};
+use crate::cli::settings::{Context, HistorySettings};
 
 /// Show the audit journal: promotions, rollbacks, deletions, registrations
 ///
@@ -31,16 +31,13 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    let opts = HistoryOptions {
-        namespace: args.namespace,
-        actions: args.actions,
-    };
-    let history = history::history(&ctx.store, &opts)?;
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
+    let HistorySettings { options, json } = HistorySettings::resolve(args);
+    let history = history::history(&ctx.store, &options)?;
     for problem in &history.problems {
         out.warn(problem);
     }
-    if args.json {
+    if json {
         out.json(&json!({"entries": history.entries, "problems": history.problems}))?;
         return Ok(ExitCode::Success);
     }
@@ -74,6 +71,6 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
             detail,
         ]);
     }
-    print!("{}", table.render());
+    out.text(&table.render())?;
     Ok(ExitCode::Success)
 }

@@ -3,7 +3,7 @@ use artifactctl::config::{CONFIG_FILE, TEMPLATE};
 use artifactctl::{ArtifactError, ExitCode};
 
 use crate::cli::args::GlobalArgs;
-use crate::cli::printer::Output;
+use crate::cli::printer::Printer;
 
 /// Write a commented artifactctl.toml with every default spelled out
 ///
@@ -16,19 +16,15 @@ use crate::cli::printer::Output;
 #[command(verbatim_doc_comment)]
 pub struct Args {}
 
-pub fn run(global: &GlobalArgs, out: &Output, _args: Args) -> Result<ExitCode> {
+pub fn run(global: &GlobalArgs, out: &Printer, _args: Args) -> Result<ExitCode> {
     let cwd = std::env::current_dir()?;
     let root = match &global.root {
         Some(dir) => cwd.join(dir),
         None => cwd,
     };
     let path = root.join(CONFIG_FILE);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path);
-    let mut file = match file {
-        Ok(f) => f,
+    match artifactctl::fsx::create_atomically(&path, TEMPLATE.as_bytes()) {
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(ArtifactError::conflict(format!(
                 "{} already exists; edit it, or move it aside to write a fresh one",
@@ -37,10 +33,7 @@ pub fn run(global: &GlobalArgs, out: &Output, _args: Args) -> Result<ExitCode> {
             .into());
         }
         Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
-    };
-    std::io::Write::write_all(&mut file, TEMPLATE.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     out.status(&format!("wrote {}", path.display()));
     Ok(ExitCode::Success)
 }

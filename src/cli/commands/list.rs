@@ -6,7 +6,7 @@ use artifactctl::store::RunInfo;
 use artifactctl::ExitCode;
 use serde::Serialize;
 
-use crate::cli::printer::{human_number, human_size, Align, Output, Table, Tone};
+use crate::cli::printer::{human_number, human_size, Align, Printer, Table, Tone};
 use crate::cli::settings::Context;
 
 /// List runs with creation time, model count, size and best metric
@@ -60,7 +60,7 @@ pub fn stages_for(ctx: &Context, text: &str) -> Result<Vec<Stage>> {
     Ok(vec![stage])
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     let stages = stages_for(ctx, &args.stage)?;
     let under = args.namespace.unwrap_or_default();
     let opts = ctx.read_options(false)?;
@@ -125,11 +125,11 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         row.push(note(run, out));
         table.row(row);
     }
-    print!("{}", table.render());
+    out.text(&table.render())?;
     Ok(ExitCode::Success)
 }
 
-fn note(run: &RunInfo, out: &Output) -> String {
+fn note(run: &RunInfo, out: &Printer) -> String {
     let mut parts = Vec::new();
     if run.pinned {
         parts.push("pinned".to_string());

@@ -2,6 +2,8 @@ use anyhow::Result;
 use artifactctl::ExitCode;
 use clap::CommandFactory;
 
+use crate::cli::printer::Printer;
+
 /// Print the man page (roff) to stdout
 ///
 /// Examples:
@@ -11,8 +13,9 @@ use clap::CommandFactory;
 #[command(verbatim_doc_comment)]
 pub struct Args {}
 
-pub fn run(_args: Args) -> Result<ExitCode> {
+pub fn run(out: &Printer, args: Args) -> Result<ExitCode> {
+    let Args {} = args;
     let man = clap_mangen::Man::new(crate::cli::args::Cli::command());
-    man.render(&mut std::io::stdout())?;
+    out.write_data(|w| man.render(w))?;
     Ok(ExitCode::Success)
 }

@@ -1,5 +1,6 @@
 //! The command registry: one module per command, each a thin wrapper that
-//! turns its flags into the library's options and prints the result.
+//! declares its flags, has `settings` turn them into the library's options,
+//! calls the library and prints the result through the `Printer`.
 
 pub mod cleanup;
 pub mod clear;
@@ -24,7 +25,7 @@ use artifactctl::ExitCode;
 use clap::Subcommand;
 
 use crate::cli::args::GlobalArgs;
-use crate::cli::printer::Output;
+use crate::cli::printer::Printer;
 use crate::cli::settings::Context;
 
 #[derive(Debug, Subcommand)]
@@ -49,11 +50,11 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn run(self, global: &GlobalArgs, out: &Output) -> Result<ExitCode> {
+    pub fn run(self, global: &GlobalArgs, out: &Printer) -> Result<ExitCode> {
         match self {
             Command::Init(args) => init::run(global, out, args),
-            Command::Completions(args) => completions::run(args),
-            Command::Man(args) => man::run(args),
+            Command::Completions(args) => completions::run(out, args),
+            Command::Man(args) => man::run(out, args),
             other => {
                 let ctx = Context::resolve(global, out)?;
                 match other {

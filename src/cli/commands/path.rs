@@ -1,7 +1,7 @@
 use anyhow::Result;
 use artifactctl::ExitCode;
 
-use crate::cli::printer::Output;
+use crate::cli::printer::Printer;
 use crate::cli::settings::Context;
 
 /// Print the absolute path of a run's folder, for scripts
@@ -20,11 +20,11 @@ pub struct Args {
     pub target: super::RefArg,
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     let resolved = ctx.store.resolve(&args.target.reference)?;
     for warning in &resolved.warnings {
         out.warn(warning);
     }
-    println!("{}", resolved.location.path.display());
+    out.line(&resolved.location.path.display().to_string())?;
     Ok(ExitCode::Success)
 }

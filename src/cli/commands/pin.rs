@@ -2,7 +2,7 @@ use anyhow::Result;
 use artifactctl::ops::pin;
 use artifactctl::ExitCode;
 
-use crate::cli::printer::Output;
+use crate::cli::printer::Printer;
 use crate::cli::settings::Context;
 
 /// Pin a run so that no cleanup or delete removes it
@@ -23,14 +23,14 @@ pub struct Args {
     pub target: super::RefArg,
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     set(ctx, out, &args.target.reference, true)
 }
 
 /// Shared by `pin` and `unpin`: apply, then say what happened.
 pub fn set(
     ctx: &Context,
-    out: &Output,
+    out: &Printer,
     reference: &artifactctl::store::refs::RunRef,
     pinned: bool,
 ) -> Result<ExitCode> {

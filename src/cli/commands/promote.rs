@@ -6,13 +6,13 @@ use artifactctl::ops::promote::{
 };
 use artifactctl::policy::gates::{GateResult, Outcome};
 use artifactctl::store::refs::{RunRef, Stage};
-use artifactctl::{ArtifactError, ExitCode};
+use artifactctl::ExitCode;
 use serde_json::json;
 
-use crate::cli::printer::{human_number, human_size, Output};
+use crate::cli::printer::{human_number, human_size, Printer};
 use crate::cli::prompt;
 use crate::cli::reporters;
-use crate::cli::settings::Context;
+use crate::cli::settings::{Context, PromoteSettings};
 
 /// Promote a raw run to validated, or a validated artifact to production
 ///
@@ -87,49 +87,29 @@ fn parse_target(text: &str) -> Result<Stage, String> {
     }
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    match args.to {
-        Stage::Production => to_production(ctx, out, args),
-        _ => to_validated(ctx, out, args),
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
+    match PromoteSettings::resolve(args, ctx)? {
+        PromoteSettings::Validated {
+            options,
+            dry_run,
+            json,
+        } => to_validated(ctx, out, options, dry_run, json),
+        PromoteSettings::Production {
+            options,
+            approve,
+            dry_run,
+            json,
+        } => to_production(ctx, out, options, approve, dry_run, json),
     }
 }
 
-fn refuse_flags(args: &Args, flags: &[(&str, bool)]) -> Result<()> {
-    for (flag, given) in flags {
-        if *given {
-            return Err(
-                ArtifactError::usage(format!("{flag} does not apply to --to {}", args.to)).into(),
-            );
-        }
-    }
-    Ok(())
-}
-
-fn to_validated(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    refuse_flags(
-        &args,
-        &[
-            ("--version", args.release_version.is_some()),
-            ("--approve", args.approve),
-            ("--deploy-config", args.deploy_config.is_some()),
-            ("--notes", args.notes.is_some()),
-            ("--allow-downgrade", args.allow_downgrade),
-        ],
-    )?;
-    let config = &ctx.config.promote.validated;
-    let options = ValidatedOptions {
-        reference: args.reference.clone(),
-        checkpoint: args
-            .checkpoint
-            .clone()
-            .unwrap_or_else(|| config.checkpoint.clone()),
-        include: config.include.clone(),
-        require: config.require.clone(),
-        results: args.results.clone(),
-        id: args.id.clone(),
-        project_root: ctx.root.clone(),
-        command: std::env::args().collect(),
-    };
+fn to_validated(
+    ctx: &Context,
+    out: &Printer,
+    options: ValidatedOptions,
+    dry_run: bool,
+    json: bool,
+) -> Result<ExitCode> {
     let plan = promote::plan_validated(&ctx.store, options)?;
     print_gates(out, &plan.gates);
     out.status(&format!(
@@ -139,10 +119,10 @@ fn to_validated(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         plan.checkpoint_file,
         plan.target.reference()
     ));
-    if args.dry_run {
+    if dry_run {
         return finish_dry_run(
             out,
-            &args,
+            json,
             &plan.target.reference(),
             &plan.gates,
             plan.files.len(),
@@ -151,34 +131,17 @@ fn to_validated(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
     let reporter = reporters::for_output(out);
     let gates = plan.gates.clone();
     let promoted = promote::promote_validated(&ctx.store, plan, reporter.as_ref())?;
-    report(out, &args, &promoted, &gates, None)
+    report(out, json, &promoted, &gates, None)
 }
 
-fn to_production(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    refuse_flags(
-        &args,
-        &[
-            ("--checkpoint", args.checkpoint.is_some()),
-            ("--results", args.results.is_some()),
-            ("--id (the version is the id)", args.id.is_some()),
-        ],
-    )?;
-    let Some(version) = args.release_version.clone() else {
-        return Err(ArtifactError::usage(
-            "--to production needs --version X.Y.Z (semantic versioning, above the current production latest)",
-        )
-        .into());
-    };
-    let options = ProductionOptions {
-        reference: args.reference.clone(),
-        version,
-        allow_downgrade: args.allow_downgrade,
-        deploy_config: args.deploy_config.clone(),
-        notes: args.notes.clone(),
-        require: ctx.config.promote.production.require.clone(),
-        project_root: ctx.root.clone(),
-        command: std::env::args().collect(),
-    };
+fn to_production(
+    ctx: &Context,
+    out: &Printer,
+    options: ProductionOptions,
+    approve: bool,
+    dry_run: bool,
+    json: bool,
+) -> Result<ExitCode> {
     let plan = promote::plan_production(&ctx.store, options)?;
     for warning in &plan.warnings {
         out.warn(warning);
@@ -190,10 +153,10 @@ fn to_production(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
         plan.target.reference(),
         plan.current_latest.as_deref().unwrap_or("none")
     ));
-    if args.dry_run {
+    if dry_run {
         return finish_dry_run(
             out,
-            &args,
+            json,
             &plan.target.reference(),
             &plan.gates,
             plan.files.len(),
@@ -202,7 +165,7 @@ fn to_production(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
     let approval = if !promote::all_passed(&plan.gates) {
         // The library refuses with the list of failed gates; do not ask first.
         None
-    } else if args.approve {
+    } else if approve {
         Some(ApprovalMethod::Flag)
     } else {
         let question = format!(
@@ -210,7 +173,7 @@ fn to_production(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
             plan.source.reference,
             plan.target.reference()
         );
-        if !prompt::confirm(&question, false, "--approve")? {
+        if !prompt::confirm(out, &question, false, "--approve")? {
             out.status("not approved; nothing was written");
             return Ok(ExitCode::Failure);
         }
@@ -219,10 +182,10 @@ fn to_production(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
     let reporter = reporters::for_output(out);
     let (gates, version) = (plan.gates.clone(), plan.version.to_string());
     let promoted = promote::promote_production(&ctx.store, plan, approval, reporter.as_ref())?;
-    report(out, &args, &promoted, &gates, Some(version))
+    report(out, json, &promoted, &gates, Some(version))
 }
 
-fn print_gates(out: &Output, gates: &[GateResult]) {
+fn print_gates(out: &Printer, gates: &[GateResult]) {
     for g in gates {
         let word = match g.outcome {
             Outcome::Pass => "pass",
@@ -241,14 +204,14 @@ fn print_gates(out: &Output, gates: &[GateResult]) {
 }
 
 fn finish_dry_run(
-    out: &Output,
-    args: &Args,
+    out: &Printer,
+    json: bool,
     target: &str,
     gates: &[GateResult],
     files: usize,
 ) -> Result<ExitCode> {
     let passed = promote::all_passed(gates);
-    if args.json {
+    if json {
         out.json(&json!({"ref": target, "dry_run": true, "gates_passed": passed, "gates": gates, "files": files}))?;
     }
     out.status(&format!(
@@ -263,14 +226,14 @@ fn finish_dry_run(
 }
 
 fn report(
-    out: &Output,
-    args: &Args,
+    out: &Printer,
+    json: bool,
     promoted: &Promoted,
     gates: &[GateResult],
     version: Option<String>,
 ) -> Result<ExitCode> {
     let reference = promoted.location.reference();
-    if args.json {
+    if json {
         out.json(&json!({
             "ref": reference,
             "path": promoted.location.path,
@@ -283,7 +246,7 @@ fn report(
             "gates": gates,
         }))?;
     } else {
-        println!("{reference}");
+        out.line(&reference)?;
     }
     out.status(&format!(
         "promoted to {reference}: {} in {} files ({} shared with the source), read-only{}",

@@ -1,17 +1,16 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use artifactctl::ops::refresh::{self, RefreshOptions};
-use artifactctl::policy::pipeline::{Selection, StepStatus};
+use artifactctl::ops::refresh;
+use artifactctl::policy::pipeline::StepStatus;
 use artifactctl::store::metadata::RunStatus;
 use artifactctl::store::refs::Namespace;
 use artifactctl::ExitCode;
 
 use crate::cli::commands::key_value;
-use crate::cli::commands::register::param_value;
-use crate::cli::printer::{Align, Output, Table};
+use crate::cli::printer::{Align, Printer, Table};
 use crate::cli::reporters;
-use crate::cli::settings::Context;
+use crate::cli::settings::{Context, RefreshSettings};
 
 /// Re-run the dataset and model pipeline of [refresh] into a new raw run
 ///
@@ -73,33 +72,15 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    let options = RefreshOptions {
-        project_root: ctx.root.clone(),
-        config: ctx.config.refresh.clone(),
-        selection: Selection {
-            datasets_only: args.datasets_only,
-            models_only: args.models_only,
-            skip: args.skip,
-            only: args.only,
-        },
-        namespace: args.namespace,
-        id: args.id,
-        dataset: args.dataset,
-        params: args
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), param_value(v)))
-            .collect(),
-        force: args.force,
-        keep_going: args.keep_going,
-        jobs: usize::from(args.jobs),
-        stream_logs: !out.quiet,
-        command: std::env::args().collect(),
-    };
-    if args.dry_run {
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
+    let RefreshSettings {
+        options,
+        dry_run,
+        json,
+    } = RefreshSettings::resolve(args, ctx, out.quiet)?;
+    if dry_run {
         let plan = refresh::plan(&ctx.store, &options)?;
-        if args.json {
+        if json {
             out.json(
                 &serde_json::json!({"dry_run": true, "base": plan.base, "steps": plan.steps}),
             )?;
@@ -122,25 +103,25 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
             };
             table.row(vec![action, step.name.clone(), step.reason.clone()]);
         }
-        print!("{}", table.render());
+        out.text(&table.render())?;
         return Ok(ExitCode::Success);
     }
 
     let reporter = reporters::for_steps(out);
-    let refreshed = refresh::refresh(&ctx.store, &options, reporter.as_ref())?;
+    let refreshed = refresh::refresh(&ctx.store, &options, &reporter, &reporter)?;
     drop(reporter);
     for warning in &refreshed.warnings {
         out.warn(warning);
     }
     let reference = refreshed.location.reference();
-    if args.json {
+    if json {
         out.json(&serde_json::json!({
             "run": reference,
             "status": refreshed.status,
             "steps": refreshed.steps,
         }))?;
     } else {
-        println!("{reference}");
+        out.line(&reference)?;
     }
     let count = |s: StepStatus| refreshed.steps.iter().filter(|o| o.status == s).count();
     out.status(&format!(

@@ -1,17 +1,14 @@
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
-use artifactctl::ops::register::{register, RegisterOptions};
-use artifactctl::store::metadata::parse_time;
+use anyhow::Result;
+use artifactctl::ops::register::register;
 use artifactctl::store::refs::Namespace;
-use artifactctl::{ArtifactError, ExitCode};
-use serde_json::{Map, Value};
+use artifactctl::ExitCode;
 
 use crate::cli::commands::key_value;
-use crate::cli::printer::{human_size, Output};
+use crate::cli::printer::{human_size, Printer};
 use crate::cli::reporters;
-use crate::cli::settings::Context;
+use crate::cli::settings::{Context, RegisterSettings};
 
 /// Copy a folder of training outputs into the store as a new raw run
 ///
@@ -62,50 +59,18 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    let mut metrics = match &args.metrics {
-        Some(path) => metrics_file(path)?,
-        None => BTreeMap::new(),
-    };
-    for (k, v) in &args.metric {
-        metrics.insert(k.clone(), metric_value(k, v)?);
-    }
-    let params = args
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), param_value(v)))
-        .collect();
-    let created_at = match &args.created_at {
-        Some(text) => Some(parse_time(text).ok_or_else(|| {
-            ArtifactError::usage(format!(
-                "bad --created-at '{text}': use RFC 3339, e.g. 2026-11-23T10:15:00Z"
-            ))
-        })?),
-        None => None,
-    };
-    let options = RegisterOptions {
-        source: args.dir.clone(),
-        namespace: args.namespace,
-        id: args.id,
-        config: args.config.as_deref().map(json_object).transpose()?,
-        metrics,
-        params,
-        tags: args.tags,
-        move_in: args.move_in,
-        created_at,
-        project_root: ctx.root.clone(),
-        command: std::env::args().collect(),
-    };
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
+    let RegisterSettings { options, json } = RegisterSettings::resolve(args, ctx)?;
     let reporter = reporters::for_output(out);
     let registered = register(&ctx.store, options, reporter.as_ref())?;
     for warning in &registered.warnings {
         out.warn(warning);
     }
     let reference = registered.location.reference();
-    if args.json {
+    if json {
         out.json(&serde_json::json!({"ref": reference, "path": registered.location.path}))?;
     } else {
-        println!("{reference}");
+        out.line(&reference)?;
     }
     out.status(&format!(
         "registered {reference}: {} in {} files{}{}",
@@ -120,71 +85,4 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
     ));
     out.detail(&format!("path: {}", registered.location.path.display()));
     Ok(ExitCode::Success)
-}
-
-fn json_object(path: &Path) -> Result<Map<String, Value>> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if matches!(ext, "yaml" | "yml") {
-        return Err(ArtifactError::usage(format!(
-            "{}: YAML is not read yet; convert it to JSON (python -c 'import json,yaml,sys; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)' FILE)",
-            path.display()
-        ))
-        .into());
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    match serde_json::from_str(&text) {
-        Ok(Value::Object(obj)) => Ok(obj),
-        Ok(_) => {
-            Err(ArtifactError::usage(format!("{}: expected a JSON object", path.display())).into())
-        }
-        Err(e) => {
-            Err(ArtifactError::usage(format!("{}: invalid JSON: {e}", path.display())).into())
-        }
-    }
-}
-
-fn metrics_file(path: &Path) -> Result<BTreeMap<String, f64>> {
-    let obj = json_object(path)?;
-    let numbers = artifactctl::store::metadata::numeric_metrics(&obj);
-    let skipped: Vec<&String> = obj.keys().filter(|k| !numbers.contains_key(*k)).collect();
-    if !skipped.is_empty() {
-        return Err(ArtifactError::usage(format!(
-            "{}: metrics must be numbers or true/false; not: {}",
-            path.display(),
-            skipped
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .into());
-    }
-    Ok(numbers)
-}
-
-fn metric_value(key: &str, text: &str) -> Result<f64> {
-    match text.trim() {
-        "true" => return Ok(1.0),
-        "false" => return Ok(0.0),
-        _ => {}
-    }
-    text.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .ok_or_else(|| {
-            ArtifactError::usage(format!(
-                "bad --metric {key}={text}: the value must be a finite number"
-            ))
-            .into()
-        })
-}
-
-/// `30` is a number, `true` a boolean, anything else text.
-pub fn param_value(text: &str) -> Value {
-    match serde_json::from_str::<Value>(text) {
-        Ok(v @ (Value::Number(_) | Value::Bool(_))) => v,
-        _ => Value::String(text.to_string()),
-    }
 }

@@ -1,11 +1,11 @@
 use anyhow::Result;
-use artifactctl::ops::rollback::{self, RollbackOptions};
+use artifactctl::ops::rollback;
 use artifactctl::store::refs::{self, Namespace};
 use artifactctl::ExitCode;
 use serde_json::json;
 
-use crate::cli::printer::Output;
-use crate::cli::settings::Context;
+use crate::cli::printer::Printer;
+use crate::cli::settings::{Context, RollbackSettings};
 
 /// Point production latest back to an earlier release
 ///
@@ -35,17 +35,14 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    let opts = RollbackOptions {
-        namespace: args.namespace,
-        to: args.to,
-    };
-    let done = rollback::rollback(&ctx.store, &opts)?;
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
+    let RollbackSettings { options, json } = RollbackSettings::resolve(args);
+    let done = rollback::rollback(&ctx.store, &options)?;
     let to_ref = refs::format_ref(done.stage, &done.namespace, &done.to);
-    if args.json {
+    if json {
         out.json(&json!({"namespace": done.namespace.to_string(), "from": done.from, "to": done.to, "ref": to_ref}))?;
     } else {
-        println!("{to_ref}");
+        out.line(&to_ref)?;
     }
     out.status(&format!(
         "{} latest: {} -> {}",

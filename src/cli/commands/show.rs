@@ -4,7 +4,7 @@ use artifactctl::ExitCode;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::printer::{human_number, human_size, Align, Output, Table, Tone};
+use crate::cli::printer::{human_number, human_size, Align, Printer, Table, Tone};
 use crate::cli::settings::Context;
 
 /// Show everything about one run: metadata, metrics, files, features, lineage
@@ -29,7 +29,7 @@ struct ShowJson<'a> {
     run: &'a RunInfo,
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     let resolved = ctx.store.resolve(&args.target.reference)?;
     for warning in &resolved.warnings {
         out.warn(warning);
@@ -40,12 +40,12 @@ pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
     if args.json {
         out.json(&ShowJson { run: &run })?;
     } else {
-        print!("{}", render(&run, out));
+        out.text(&render(&run, out))?;
     }
     Ok(ExitCode::Success)
 }
 
-fn render(run: &RunInfo, out: &Output) -> String {
+fn render(run: &RunInfo, out: &Printer) -> String {
     let mut s = String::new();
     let mut field =
         |name: &str, value: String| s.push_str(&format!("{:<11}{value}\n", format!("{name}:")));

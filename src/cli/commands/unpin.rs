@@ -1,7 +1,7 @@
 use anyhow::Result;
 use artifactctl::ExitCode;
 
-use crate::cli::printer::Output;
+use crate::cli::printer::Printer;
 use crate::cli::settings::Context;
 
 /// Remove a run's pin, so that cleanup may remove it again
@@ -19,6 +19,6 @@ pub struct Args {
     pub target: super::RefArg,
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     super::pin::set(ctx, out, &args.target.reference, false)
 }

@@ -1,11 +1,11 @@
 use anyhow::Result;
-use artifactctl::ops::verify::{self, VerifyOptions};
+use artifactctl::ops::verify;
 use artifactctl::store::refs::RunRef;
 use artifactctl::ExitCode;
 
-use crate::cli::printer::{human_size, Output};
+use crate::cli::printer::{human_size, Printer};
 use crate::cli::reporters;
-use crate::cli::settings::Context;
+use crate::cli::settings::{Context, VerifySettings};
 
 /// Check runs against their manifests and the store's invariants
 ///
@@ -37,21 +37,18 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, out: &Output, args: Args) -> Result<ExitCode> {
-    let opts = VerifyOptions {
-        refs: args.refs,
-        all: args.all,
-    };
+pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
+    let VerifySettings { options, json } = VerifySettings::resolve(args);
     let reporter = reporters::for_output(out);
-    let report = verify::verify(&ctx.store, &opts, reporter.as_ref())?;
-    if args.json {
+    let report = verify::verify(&ctx.store, &options, reporter.as_ref())?;
+    if json {
         out.json(&report)?;
     } else {
         for p in &report.problems {
-            println!(
+            out.line(&format!(
                 "{}: {}: {}\n  fix: {}",
                 p.reference, p.kind, p.detail, p.fix
-            );
+            ))?;
         }
         for n in &report.notes {
             out.status(&format!("note: {}: {}", n.reference, n.detail));

@@ -21,7 +21,7 @@ use crate::error::ArtifactError;
 use crate::fsx::{self, Staging};
 use crate::ops::{self, LatestPolicy};
 use crate::policy::gates::GateResult;
-use crate::progress::{Reporter, Unit};
+use crate::progress::{Progress, Unit};
 use crate::store::journal;
 use crate::store::manifest;
 use crate::store::metadata::{FileEntry, Lineage, Metadata, RunStatus, SCHEMA_VERSION};
@@ -187,7 +187,7 @@ fn stage_files(
     label: &str,
     files: &[PlannedFile],
     deploy_config: Option<&Path>,
-    reporter: &dyn Reporter,
+    reporter: &dyn Progress,
 ) -> Result<(Staging, Vec<FileEntry>, u64)> {
     let staging = Staging::create(store.dir(), label)?;
     let total: u64 = files.iter().map(|f| f.size).sum();

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use chrono::{SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use serde_json::{json, Map};
 
@@ -14,7 +14,7 @@ use crate::fsx::{self};
 use crate::ops::{self, LatestPolicy};
 use crate::policy::gates::{self, GateResult};
 use crate::policy::version::Version;
-use crate::progress::{Reporter, Unit};
+use crate::progress::{Progress, Unit};
 use crate::store::journal;
 use crate::store::manifest;
 use crate::store::metadata::{Lineage, Metadata, RunStatus, SCHEMA_VERSION};
@@ -32,6 +32,8 @@ pub struct ProductionOptions {
     pub require: Vec<String>,
     pub project_root: PathBuf,
     pub command: Vec<String>,
+    /// The time the release is stamped with.
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +55,7 @@ pub struct ProductionPlan {
     source_meta: Option<Metadata>,
     project_root: PathBuf,
     command: Vec<String>,
+    now: DateTime<Utc>,
 }
 
 /// How a production promotion was approved (seed 004's manual approval).
@@ -152,6 +155,7 @@ pub fn plan_production(store: &Store, opts: ProductionOptions) -> Result<Product
         source_meta,
         project_root: opts.project_root,
         command: opts.command,
+        now: opts.now,
     })
 }
 
@@ -187,7 +191,7 @@ pub fn promote_production(
     store: &Store,
     plan: ProductionPlan,
     approval: Option<ApprovalMethod>,
-    reporter: &dyn Reporter,
+    reporter: &dyn Progress,
 ) -> Result<Promoted> {
     // A signal stops the promotion between files or before publishing,
     // never half-way through (see `crate::interrupt`).
@@ -215,7 +219,7 @@ pub fn promote_production(
         .source_meta
         .unwrap_or_else(|| empty_metadata(&plan.source));
     let user = crate::host::current_user();
-    let now = Utc::now().trunc_subsecs(6);
+    let now = plan.now.trunc_subsecs(6);
     let gates_json = serde_json::to_value(&plan.gates)?;
     let mut meta = Metadata {
         schema_version: SCHEMA_VERSION,
@@ -300,7 +304,7 @@ pub fn promote_production(
 pub(super) fn copy_deploy_config(
     staging: &Path,
     config: &Path,
-    reporter: &dyn Reporter,
+    reporter: &dyn Progress,
 ) -> Result<()> {
     let dest = staging.join(DEPLOYMENT_DIR);
     std::fs::create_dir_all(&dest)?;

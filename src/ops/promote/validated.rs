@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use chrono::{SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use globset::{GlobBuilder, GlobSetBuilder};
 use serde_json::{json, Map, Value};
 
@@ -13,7 +13,7 @@ use super::*;
 use crate::error::ArtifactError;
 use crate::ops::{self, LatestPolicy};
 use crate::policy::gates::{self, GateResult};
-use crate::progress::Reporter;
+use crate::progress::Progress;
 use crate::store::journal;
 use crate::store::manifest;
 use crate::store::metadata::{self, Lineage, Metadata, RunStatus, SCHEMA_VERSION};
@@ -34,6 +34,8 @@ pub struct ValidatedOptions {
     pub id: Option<String>,
     pub project_root: PathBuf,
     pub command: Vec<String>,
+    /// The time the artifact is stamped with (`created_at`).
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +52,7 @@ pub struct ValidatedPlan {
     source_meta: Option<Metadata>,
     project_root: PathBuf,
     command: Vec<String>,
+    now: DateTime<Utc>,
 }
 
 /// Check a promotion to validated without writing anything.
@@ -125,6 +128,7 @@ pub fn plan_validated(store: &Store, opts: ValidatedOptions) -> Result<Validated
         source_meta,
         project_root: opts.project_root,
         command: opts.command,
+        now: opts.now,
     })
 }
 
@@ -132,7 +136,7 @@ pub fn plan_validated(store: &Store, opts: ValidatedOptions) -> Result<Validated
 pub fn promote_validated(
     store: &Store,
     plan: ValidatedPlan,
-    reporter: &dyn Reporter,
+    reporter: &dyn Progress,
 ) -> Result<Promoted> {
     // A signal stops the promotion between files or before publishing,
     // never half-way through (see `crate::interrupt`).
@@ -160,7 +164,7 @@ pub fn promote_validated(
         id: String::new(),
         namespace: plan.target.namespace.to_string(),
         stage: Stage::Validated,
-        created_at: Utc::now().trunc_subsecs(6),
+        created_at: plan.now.trunc_subsecs(6),
         status: RunStatus::Complete,
         config: source_meta.config,
         params: source_meta.params,

@@ -25,7 +25,7 @@ use crate::ops::{self, LatestPolicy};
 use crate::policy::pipeline::{
     self, Action, Base, Fingerprint, Pipeline, Planned, Selection, StepRecord, StepStatus, LOGS_DIR,
 };
-use crate::progress::{Reporter, Silent};
+use crate::progress::{Progress, Silent, StepReporter};
 use crate::store::journal;
 use crate::store::layout::INTERNAL_DIR;
 use crate::store::manifest;
@@ -54,9 +54,13 @@ pub struct RefreshOptions {
     pub keep_going: bool,
     /// Steps run at once (at least 1).
     pub jobs: usize,
-    /// Pass each output line to [`Reporter::step_log`] as well as the log file.
+    /// Pass each output line to [`StepReporter::step_log`] as well as the log
+    /// file.
     pub stream_logs: bool,
     pub command: Vec<String>,
+    /// The time the run is stamped with (its start, and the default id);
+    /// `None` reads the clock.
+    pub now: Option<DateTime<Utc>>,
 }
 
 /// One line of the plan.
@@ -374,15 +378,23 @@ fn hash_deps(
 }
 
 /// Run the pipeline and publish the run, whatever its outcome.
-pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) -> Result<Refreshed> {
+///
+/// Steps are reported to `steps`; notes and the hashing of the run's files
+/// to `progress`.
+pub fn refresh(
+    store: &Store,
+    opts: &RefreshOptions,
+    steps: &dyn StepReporter,
+    progress: &dyn Progress,
+) -> Result<Refreshed> {
     // SIGINT and SIGTERM stop the steps and publish the run as interrupted
     // (see `crate::interrupt`), instead of ending the process.
     let _busy = crate::interrupt::busy();
-    let started = Utc::now().trunc_subsecs(6);
+    let started = opts.now.unwrap_or_else(Utc::now).trunc_subsecs(6);
     let mut prepared = prepare(store, opts)?;
     let (id, staging) = reserve(store, opts, started)?;
     let run_location = store.location(Stage::Raw, &opts.namespace, &id)?;
-    reporter.note(&format!(
+    progress.note(&format!(
         "refresh {}: {} steps{}",
         run_location.reference(),
         prepared.pipeline.steps.len(),
@@ -400,7 +412,7 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
         .max()
         .unwrap_or(0);
     for step in plan_of(&prepared).steps {
-        reporter.note(&format!(
+        progress.note(&format!(
             "  {:<5} {:<width$}  {}",
             step.action, step.name, step.reason
         ));
@@ -413,7 +425,7 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
         prepared: &prepared,
         staging: staging.path(),
         run_id: &id,
-        reporter,
+        reporter: steps,
         records: vec![None; prepared.pipeline.steps.len()],
         reasons: vec![String::new(); prepared.pipeline.steps.len()],
         pending: BTreeMap::new(),
@@ -437,7 +449,7 @@ pub fn refresh(store: &Store, opts: &RefreshOptions, reporter: &dyn Reporter) ->
     } else {
         RunStatus::Complete
     };
-    let files = run_manifest(staging.path(), &records, reporter)?;
+    let files = run_manifest(staging.path(), &records, progress)?;
     let metrics = step_metrics(staging.path(), &records, &mut prepared.warnings);
     let took_from_base = records.iter().any(|r| r.reused_from.is_some());
     let mut lineage = Lineage {
@@ -591,7 +603,7 @@ fn staging_label(id: &str) -> String {
 fn run_manifest(
     staging: &Path,
     records: &[StepRecord],
-    reporter: &dyn Reporter,
+    reporter: &dyn Progress,
 ) -> Result<Vec<FileEntry>> {
     let recorded: BTreeSet<&str> = records
         .iter()

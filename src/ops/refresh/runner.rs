@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::fsx::{self};
 use crate::policy::pipeline::{self, Action, Fingerprint, StepRecord, StepStatus, LOGS_DIR};
-use crate::progress::{Reporter, Silent};
+use crate::progress::{Silent, StepReporter};
 use crate::store::manifest;
 use crate::store::metadata::FileEntry;
 
@@ -53,7 +53,7 @@ pub(super) struct Runner<'a> {
     pub(super) prepared: &'a Prepared,
     pub(super) staging: &'a Path,
     pub(super) run_id: &'a str,
-    pub(super) reporter: &'a dyn Reporter,
+    pub(super) reporter: &'a dyn StepReporter,
     pub(super) records: Vec<Option<StepRecord>>,
     pub(super) reasons: Vec<String>,
     /// Records of the steps running now, completed when they end.
@@ -613,7 +613,7 @@ pub(super) fn pump(
     mut from: Box<dyn Read + Send>,
     log: &Mutex<File>,
     step: &str,
-    reporter: &dyn Reporter,
+    reporter: &dyn StepReporter,
 ) {
     let mut reader = BufReader::new(&mut from);
     let mut line = Vec::new();
