@@ -525,14 +525,21 @@ impl DeleteSettings {
 
 pub struct VerifySettings {
     pub options: VerifyOptions,
+    pub repair: bool,
     pub json: bool,
 }
 
 impl VerifySettings {
     pub fn resolve(args: verify_cmd::Args) -> VerifySettings {
-        let verify_cmd::Args { refs, all, json } = args;
+        let verify_cmd::Args {
+            refs,
+            all,
+            repair,
+            json,
+        } = args;
         VerifySettings {
             options: VerifyOptions { refs, all },
+            repair,
             json,
         }
     }

@@ -215,3 +215,111 @@ fn verify_needs_refs_or_all() {
     let p = Project::new();
     p.cmd().arg("verify").assert().code(2);
 }
+
+/// `verify --all --repair` and what it reports, as (exit code, stderr).
+fn repair(p: &Project) -> (i32, String) {
+    let out = p
+        .cmd()
+        .args(["verify", "--all", "--repair"])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A register whose `latest` swap failed after the publish: the run is
+/// there, `latest` is not and neither is its journal line; `--repair`
+/// completes both, and the store then verifies clean.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn repair_completes_a_register_whose_latest_and_journal_failed() {
+    let p = Project::new();
+    p.training_output("out");
+    let failed = crate::support::with_fault(p.cmd().args(["register", "out"]), "symlink:eio");
+    assert_eq!(failed.status.code(), Some(1));
+    let (code, doc) = verify(&p, &["--all"]);
+    assert_eq!(code, 0, "the run itself is whole: {doc:#}");
+    let notes: Vec<&str> = doc["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert!(notes.contains(&"unjournaled"), "{doc:#}");
+    let (code, stderr) = repair(&p);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("repaired: journaled raw/"), "{stderr}");
+    let history = p.json(&["history"]);
+    assert_eq!(
+        history["entries"].as_array().unwrap().len(),
+        1,
+        "{history:#}"
+    );
+    let (_, doc) = verify(&p, &["--all"]);
+    assert!(doc["notes"].as_array().unwrap().is_empty(), "{doc:#}");
+}
+
+/// A pin killed at the rename of the new metadata.json of a promoted
+/// artifact leaves a temporary file and a writable folder; `--repair`
+/// removes the one and restores the other.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn repair_finishes_a_killed_pin_of_a_promoted_artifact() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let raw = p.register(&out, &[]);
+    let validated = p.promote(&raw, &["--to", "validated", "--checkpoint", "epoch_70"]);
+    crate::support::with_fault(p.cmd().args(["pin", &validated]), "rename");
+    let (code, doc) = verify(&p, &["--all"]);
+    assert_eq!(code, 1);
+    let kinds: Vec<&str> = doc["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"unexpected_file") && kinds.contains(&"writable"),
+        "{doc:#}"
+    );
+    let (code, stderr) = repair(&p);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("removed the stray temporary file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("read-only"), "{stderr}");
+    p.cmd().args(["pin", &validated]).assert().success();
+    p.cmd().args(["verify", "--all"]).assert().success();
+}
+
+/// A release whose changelog entry was lost gets one back from its
+/// metadata, and a dangling `latest` is pointed at the newest run.
+#[test]
+fn repair_restores_a_lost_changelog_entry_and_a_dangling_latest() {
+    let p = Project::new();
+    p.released(NS, &["1.0.0"]);
+    let changelog = p.store().join("production/CHANGELOG.md");
+    std::fs::write(&changelog, "# Production changelog\n").unwrap();
+    let raw_latest = p.store().join("raw").join(NS).join("latest");
+    std::fs::remove_file(&raw_latest).unwrap();
+    std::os::unix::fs::symlink("20990101_000000", &raw_latest).unwrap();
+    let (code, _) = verify(&p, &["--all"]);
+    assert_eq!(code, 1, "a dangling latest is a problem");
+    let (code, stderr) = repair(&p);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&changelog).unwrap();
+    assert!(text.contains(&format!("## {NS} 1.0.0 (")), "{text}");
+    assert!(std::fs::read_link(&raw_latest).is_ok_and(|t| t != Path::new("20990101_000000")));
+    let (code, doc) = verify(&p, &["--all"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert!(doc["notes"].as_array().unwrap().is_empty(), "{doc:#}");
+}

@@ -17,10 +17,15 @@ use crate::cli::settings::{Context, VerifySettings};
 /// input_size_actual). With --all it also lists staging folders left by a
 /// writer that stopped (harmless: the next write removes them). Legacy
 /// layouts have no manifest: verify says what it could not check.
-/// Exit 1 if any problem is found. Never changes the store.
+/// Exit 1 if any problem is found. Never changes the store, except with
+/// --repair, which completes what an interrupted or failed write left
+/// undone: read-only bits of promoted artifacts, stray temporary files,
+/// a dangling latest, missing journal lines and changelog entries (never an
+/// artifact's content), then checks again.
 ///
 /// Examples:
 ///   artifactctl verify --all
+///   artifactctl verify --all --repair
 ///   artifactctl verify production/gru/BTCEUR/latest
 ///   artifactctl verify validated/v5_5_20251124_epoch_70_validated --json
 #[derive(Debug, clap::Args)]
@@ -32,15 +37,28 @@ pub struct Args {
     /// Check every run of every stage, and look for stray staging folders
     #[arg(long)]
     pub all: bool,
+    /// Complete what interrupted writes left undone, then check again
+    #[arg(long)]
+    pub repair: bool,
     /// Print {"schema_version":1,"checked":N,"problems":[{"ref","kind","detail","fix"}],"notes":[...]}
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
-    let VerifySettings { options, json } = VerifySettings::resolve(args);
+    let VerifySettings {
+        options,
+        repair,
+        json,
+    } = VerifySettings::resolve(args);
     let reporter = reporters::for_output(out);
-    let report = verify::verify(&ctx.store, &options, reporter.as_ref())?;
+    let mut report = verify::verify(&ctx.store, &options, reporter.as_ref())?;
+    if repair && !report.repairs.is_empty() {
+        for done in artifactctl::ops::repair::repair(&ctx.store, &report.repairs)? {
+            out.status(&format!("repaired: {done}"));
+        }
+        report = verify::verify(&ctx.store, &options, reporter.as_ref())?;
+    }
     if json {
         out.json(&report)?;
     } else {
