@@ -327,6 +327,13 @@ impl Scan<'_> {
         if kind == EntryKind::Dir && clear_rules::is_protected_dir_name(name.as_bytes()) {
             return Err(refuse(rel, "is a protected folder"));
         }
+        if kind == EntryKind::Dir {
+            // A PATH naming a virtual environment (or the store, or a folder
+            // on another filesystem) is refused, not silently skipped.
+            if let Ok(dir) = parent.open_dir(&c) {
+                self.check_protected(&dir).map_err(|why| refuse(rel, why))?;
+            }
+        }
         Ok(Target::Entry {
             parent,
             entry: RawEntry {

@@ -420,3 +420,21 @@ fn failures_are_collected_and_the_rest_carries_on() {
         "clear changed a source folder's permissions"
     );
 }
+
+/// A virtual environment named as PATH is refused (exit 1), not skipped
+/// with "nothing to clear" and exit 0.
+#[test]
+fn a_virtual_environment_named_as_path_is_refused() {
+    let p = Project::new();
+    p.write("artifactctl.toml", "");
+    p.write("venv/pyvenv.cfg", "home = /usr/bin\n");
+    p.write("venv/lib/model.pkl", "x");
+    for args in [vec!["clear", "venv"], vec!["clear", "venv", "--force"]] {
+        p.cmd()
+            .args(&args)
+            .assert()
+            .code(1)
+            .stderr(predicates::str::contains("venv is a virtual environment"));
+    }
+    assert!(p.path("venv/lib/model.pkl").is_file());
+}

@@ -83,3 +83,17 @@ fn a_broken_config_is_a_usage_error_naming_the_file() {
         .success()
         .stderr(predicate::str::contains("unknown section [stroe]"));
 }
+
+/// A config file that is not UTF-8 is bad input (exit 2) naming the file.
+#[test]
+fn a_config_that_is_not_utf8_is_bad_input() {
+    let p = crate::support::Project::new();
+    p.write("artifactctl.toml", b"[store]\ndir = \"\xff\"\n");
+    p.cmd()
+        .arg("list")
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "artifactctl.toml: invalid config: not UTF-8",
+        ));
+}

@@ -15,6 +15,7 @@ mod hostile_store;
 mod ids_and_latest;
 mod init;
 mod list;
+mod output;
 mod path;
 mod pin;
 mod promote;
