@@ -364,11 +364,15 @@ fn check_manifest(
             return;
         }
     };
-    let on_disk: BTreeMap<&str, &manifest::Found> =
-        on_disk.iter().map(|f| (f.rel.as_str(), f)).collect();
-    let expected: BTreeSet<&str> = meta.files.iter().map(|f| f.path.as_str()).collect();
+    // Keyed by exact bytes: two names with the same lossy form are two files.
+    let key = |f: &manifest::Found| match &f.rel_bytes {
+        Some(hex) => format!("\u{0}{hex}"),
+        None => f.rel.clone(),
+    };
+    let on_disk: BTreeMap<String, &manifest::Found> = on_disk.iter().map(|f| (key(f), f)).collect();
+    let expected: BTreeSet<String> = meta.files.iter().map(FileEntry::key).collect();
     for entry in &meta.files {
-        let Some(found) = on_disk.get(entry.path.as_str()) else {
+        let Some(found) = on_disk.get(&entry.key()) else {
             problem(
                 "missing_file",
                 format!("{} is in the manifest but not in the folder", entry.path),
@@ -399,7 +403,11 @@ fn check_manifest(
             ),
         }
     }
-    for rel in on_disk.keys().filter(|r| !expected.contains(*r)) {
+    for rel in on_disk
+        .iter()
+        .filter(|(k, _)| !expected.contains(*k))
+        .map(|(_, f)| f.rel.as_str())
+    {
         if is_temp_name(rel) {
             problem(
                 "unexpected_file",

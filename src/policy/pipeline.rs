@@ -857,6 +857,7 @@ mod tests {
             size: 1,
             blake3: h.into(),
             symlink: None,
+            path_bytes: None,
         };
         assert_eq!(
             output_hash(&[f("a", "1"), f("b", "2")]),

@@ -32,6 +32,9 @@ pub fn hash_bytes(bytes: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub struct Found {
     pub rel: String,
+    /// The exact bytes of `rel` when it is not UTF-8 (hex), see
+    /// [`FileEntry::path_bytes`].
+    pub rel_bytes: Option<String>,
     pub path: PathBuf,
     pub size: u64,
     pub symlink: Option<String>,
@@ -50,12 +53,12 @@ pub fn list_files(dir: &Path) -> Result<Vec<Found>> {
         if entry.depth() == 0 || ft.is_dir() {
             continue;
         }
-        let rel = entry
-            .path()
-            .strip_prefix(dir)
-            .expect("walkdir stays below its root")
-            .to_string_lossy()
-            .replace('\\', "/");
+        let (rel, rel_bytes) = crate::store::metadata::encode_rel_path(
+            entry
+                .path()
+                .strip_prefix(dir)
+                .expect("walkdir stays below its root"),
+        );
         if rel == METADATA_FILE {
             continue;
         }
@@ -65,6 +68,7 @@ pub fn list_files(dir: &Path) -> Result<Vec<Found>> {
                 .into_owned();
             out.push(Found {
                 rel,
+                rel_bytes,
                 path: entry.path().to_path_buf(),
                 size: 0,
                 symlink: Some(target),
@@ -73,6 +77,7 @@ pub fn list_files(dir: &Path) -> Result<Vec<Found>> {
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             out.push(Found {
                 rel,
+                rel_bytes,
                 path: entry.path().to_path_buf(),
                 size,
                 symlink: None,
@@ -131,6 +136,7 @@ fn hash_files(
                 size: f.size,
                 blake3,
                 symlink: f.symlink,
+                path_bytes: f.rel_bytes,
             })
         })
         .collect::<Result<Vec<_>>>();

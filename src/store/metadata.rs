@@ -41,7 +41,9 @@ impl RunStatus {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileEntry {
-    /// Relative to the run directory, `/`-separated.
+    /// Relative to the run directory, `/`-separated. For a name that is not
+    /// UTF-8 this is a readable stand-in (invalid bytes shown as U+FFFD) and
+    /// [`FileEntry::path_bytes`] holds the exact name.
     pub path: String,
     pub size: u64,
     /// BLAKE3 of the content; for a symlink, of its target text.
@@ -49,6 +51,59 @@ pub struct FileEntry {
     /// Set for symlinks (always relative and inside the run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symlink: Option<String>,
+    /// The exact bytes of a relative path that is not UTF-8, in lowercase
+    /// hex; absent for every UTF-8 path. Two names that differ only in
+    /// invalid bytes (`\xff\xfe.bin`, `\xff\xfd.bin`) share a `path` but
+    /// never a `path_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_bytes: Option<String>,
+}
+
+impl FileEntry {
+    /// The exact relative path on disk.
+    pub fn rel_path(&self) -> std::path::PathBuf {
+        use std::os::unix::ffi::OsStringExt;
+        match self.path_bytes.as_deref().and_then(hex_decode) {
+            Some(bytes) => std::path::PathBuf::from(std::ffi::OsString::from_vec(bytes)),
+            None => std::path::PathBuf::from(&self.path),
+        }
+    }
+
+    /// A key that tells every distinct name apart (the exact bytes).
+    pub fn key(&self) -> String {
+        match &self.path_bytes {
+            Some(hex) => format!("\u{0}{hex}"),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// How a relative path is recorded: `(path, path_bytes)`.
+pub fn encode_rel_path(rel: &std::path::Path) -> (String, Option<String>) {
+    use std::os::unix::ffi::OsStrExt;
+    match rel.to_str() {
+        Some(text) => (text.to_string(), None),
+        None => (
+            rel.to_string_lossy().into_owned(),
+            Some(
+                rel.as_os_str()
+                    .as_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            ),
+        ),
+    }
+}
+
+fn hex_decode(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Seed 002's feature persistence.

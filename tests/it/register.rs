@@ -571,3 +571,41 @@ fn the_time_of_a_run_can_be_pinned_in_debug_builds() {
         .code(2)
         .stderr(predicate::str::contains("bad ARTIFACTCTL_NOW 'yesterday'"));
 }
+
+/// Two names that are not UTF-8 and share a lossy form are two files in the
+/// manifest, each with its exact bytes, and verify finds both unchanged.
+#[test]
+fn names_that_are_not_utf8_are_recorded_exactly() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::new();
+    let out = p.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    for (name, body) in [(&b"\xff\xfe.bin"[..], "one"), (&b"\xff\xfd.bin"[..], "two")] {
+        std::fs::write(out.join(std::ffi::OsStr::from_bytes(name)), body).unwrap();
+    }
+    std::fs::write(out.join("model.pkl"), "m").unwrap();
+    let id = p.register(&out, &[]);
+    let meta = metadata(&p, &id);
+    let bytes: Vec<&str> = meta["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["path_bytes"].as_str())
+        .collect();
+    assert_eq!(bytes, ["fffd2e62696e", "fffe2e62696e"], "{meta:#}");
+    p.cmd().args(["verify", "--all"]).assert().success();
+    // A change to one of them is found, under its own name.
+    let run = p.store().join("raw").join(&id);
+    let path = run.join(std::ffi::OsStr::from_bytes(b"\xff\xfd.bin"));
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::write(&path, "TWO").unwrap();
+    let out = p
+        .cmd()
+        .args(["verify", "--all", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["problems"].as_array().unwrap().len(), 1, "{doc:#}");
+}

@@ -351,15 +351,12 @@ fn hash_deps(
             if !entry.file_type().is_file() {
                 continue;
             }
-            let rel = entry
-                .path()
-                .strip_prefix(root)
-                .unwrap_or(entry.path())
-                .to_string_lossy()
-                .into_owned();
+            let (rel, rel_bytes) =
+                metadata::encode_rel_path(entry.path().strip_prefix(root).unwrap_or(entry.path()));
             if matcher.as_ref().is_none_or(|m| m.is_match(&rel)) {
                 found.push(manifest::Found {
                     rel,
+                    rel_bytes,
                     path: entry.path().to_path_buf(),
                     size: entry.metadata().map(|m| m.len()).unwrap_or(0),
                     symlink: None,
@@ -622,9 +619,14 @@ fn run_manifest(
         .iter()
         .filter(|r| recorded.contains(r.name.as_str()))
     {
-        files.extend(record.outputs.iter().map(|f| FileEntry {
-            path: format!("{}/{}", record.name, f.path),
-            ..f.clone()
+        files.extend(record.outputs.iter().map(|f| {
+            let (path, path_bytes) =
+                metadata::encode_rel_path(&Path::new(&record.name).join(f.rel_path()));
+            FileEntry {
+                path,
+                path_bytes,
+                ..f.clone()
+            }
         }));
     }
     Ok(files)
