@@ -142,6 +142,21 @@ fn sidecar(staging: &Path, suffix: &str) -> PathBuf {
 /// the user's own file returns, or ours goes if they had none.
 fn restore_run_files(folder: &Path) -> io::Result<()> {
     let name = crate::store::metadata::METADATA_FILE;
+    // A temporary file of ours that a kill left mid-write goes too; only
+    // ours: its name carries the staging folder's owner token.
+    let token = folder
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .and_then(|n| n.rsplit('.').nth(1).map(str::to_string));
+    if let (Some(token), Ok(entries)) = (token, fs::read_dir(folder)) {
+        let prefix = format!(".{name}.{token}.");
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file.starts_with(&prefix) && file.ends_with(".tmp") {
+                fs::remove_file(entry.path())?;
+            }
+        }
+    }
     let kept = sidecar(folder, &format!(".kept.{name}"));
     let ours = sidecar(folder, &format!(".ours.{name}"));
     if kept.symlink_metadata().is_ok() {

@@ -115,6 +115,7 @@ pub fn sweep_leftovers(store_dir: &Path) -> Swept {
             swept.removed += 1;
         }
     }
+    remove_dead_temp_files(store_dir);
     forget_dead_owners(store_dir);
     // A record whose folder is gone (published, or given back, just before
     // a crash) names nothing any more.
@@ -243,4 +244,25 @@ fn forget_dead_owners(store_dir: &Path) {
         .filter(|token| !names.iter().any(|n| n.contains(&format!(".{token}."))))
         .collect();
     super::owner::forget_dead(store_dir, &dead);
+}
+
+/// Temporary files of `atomic_write` that a dead writer left in
+/// `.artifactctl/` (the id marks, say): never read, but clutter.
+fn remove_dead_temp_files(store_dir: &Path) {
+    let Some(internal) = super::internal_dir_if_real(store_dir, "") else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(&internal) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.')
+            && name.ends_with(".tmp")
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && owner_of(store_dir, &name) == Owner::Dead
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }

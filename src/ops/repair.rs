@@ -56,6 +56,10 @@ pub fn repair(store: &Store, repairs: &[Repair]) -> Result<Vec<String>> {
                 ));
                 journal.push(entry.clone());
             }
+            Repair::SweepLeftovers => {
+                // Done by `ops::lock` above; what went back is in the notices.
+                done.push("finished what stopped writers left behind".to_string());
+            }
             Repair::Changelog(text) => {
                 ops::promote::append_changelog(store, text)?;
                 done.push("added a missing production/CHANGELOG.md entry".to_string());

@@ -85,6 +85,9 @@ pub enum Repair {
     Journal(journal::Entry),
     /// Add a release's missing changelog entry.
     Changelog(String),
+    /// Finish what stopped writers left (taking the lock does: staging and
+    /// trash folders go, moved-in folders go back).
+    SweepLeftovers,
 }
 
 /// Whether a file name is one of `fsx`'s temporary siblings
@@ -137,7 +140,11 @@ pub fn verify(store: &Store, opts: &VerifyOptions, reporter: &dyn Progress) -> R
     check_latest(store, &runs, &mut report);
     if opts.all {
         check_journal_and_changelog(store, &runs, &mut report);
-        for leftover in fsx::find_leftovers(store.dir()) {
+        let leftovers = fsx::find_leftovers(store.dir());
+        if !leftovers.is_empty() {
+            report.repairs.push(Repair::SweepLeftovers);
+        }
+        for leftover in leftovers {
             report.notes.push(Note {
                 reference: leftover.path.display().to_string(),
                 kind: "stray_staging",

@@ -9,6 +9,7 @@ mod cleanup;
 mod clear;
 mod completions;
 mod delete;
+mod fault_matrix;
 mod help;
 mod history;
 mod hostile_store;
