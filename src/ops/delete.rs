@@ -80,7 +80,7 @@ pub fn execute(store: &Store, plan: DeletePlan, opts: &DeleteOptions) -> Result<
         &Silent,
         &mut |run| {
             latest_now =
-                ops::repoint_latest_away(store, run.stage, &run.location.namespace, &run.id)?;
+                ops::repoint_latest(store, run.stage, &run.location.namespace, Some(&run.id))?;
             Ok(vec![(
                 "latest_now".to_string(),
                 Value::from(latest_now.clone()),

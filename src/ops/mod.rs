@@ -274,47 +274,28 @@ fn point_latest(store: &Store, location: &RunLocation) -> Result<bool> {
     Ok(true)
 }
 
-/// Before `leaving` goes from a namespace: if `latest` names it (or is
-/// broken), point it at the newest other complete run, or remove it when
-/// none is left. The caller holds the lock.
-pub fn repoint_latest_away(
+/// Point `latest` at the newest complete run, leaving out `leaving` (a run
+/// about to be deleted), or remove it when no such run is left. A `latest`
+/// that names another existing run is kept; a dangling or escaping one is
+/// replaced (the link itself, never what it points to); a real file or
+/// folder named `latest` is never touched. The caller holds the lock.
+pub fn repoint_latest(
     store: &Store,
     stage: Stage,
     ns: &Namespace,
-    leaving: &str,
+    leaving: Option<&str>,
 ) -> Result<Option<String>> {
     let ns_dir = store.ns_dir(stage, ns)?;
     match store.latest(stage, ns)? {
-        LatestState::Link(id) | LatestState::Pointer(id) if id != leaving => return Ok(Some(id)),
-        LatestState::Escaping(_) | LatestState::NotALink => return Ok(None),
-        _ => {}
-    }
-    match store.newest_complete(stage, ns, Some(leaving)) {
-        Some(run) => {
-            fsx::set_latest(&ns_dir, &run.id)?;
-            Ok(Some(run.id))
-        }
-        None => {
-            if ns_dir.is_dir() {
-                fsx::remove_latest(&ns_dir)?;
-            }
-            Ok(None)
-        }
-    }
-}
-
-/// After a run left a namespace, point `latest` at the newest complete run
-/// that remains, or remove it. The caller holds the lock.
-pub fn repoint_latest(store: &Store, stage: Stage, ns: &Namespace) -> Result<Option<String>> {
-    let ns_dir = store.ns_dir(stage, ns)?;
-    match store.latest(stage, ns)? {
-        LatestState::Link(id) | LatestState::Pointer(id) if ns_dir.join(&id).is_dir() => {
+        LatestState::Link(id) | LatestState::Pointer(id)
+            if Some(id.as_str()) != leaving && ns_dir.join(&id).is_dir() =>
+        {
             return Ok(Some(id));
         }
-        LatestState::Escaping(_) | LatestState::NotALink => return Ok(None),
+        LatestState::NotALink => return Ok(None),
         _ => {}
     }
-    match store.newest_complete(stage, ns, None) {
+    match store.newest_complete(stage, ns, leaving) {
         Some(run) => {
             fsx::set_latest(&ns_dir, &run.id)?;
             Ok(Some(run.id))

@@ -35,10 +35,7 @@ pub fn repair(store: &Store, repairs: &[Repair]) -> Result<Vec<String>> {
                 namespace,
                 away,
             } => {
-                let now = match away {
-                    Some(id) => ops::repoint_latest_away(store, *stage, namespace, id)?,
-                    None => ops::repoint_latest(store, *stage, namespace)?,
-                };
+                let now = ops::repoint_latest(store, *stage, namespace, away.as_deref())?;
                 let ns = if namespace.is_root() {
                     format!("{stage}/")
                 } else {

@@ -2,38 +2,15 @@
 //! and the id high-water mark of item 18).
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::support::{write, Project};
-
-/// The binary as a plain process, for tests that run it in the background.
-fn spawn(p: &Project, args: &[&str]) -> Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_artifactctl"))
-        .current_dir(p.root())
-        .env("NO_COLOR", "1")
-        .env_remove("ARTIFACTCTL_ROOT")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
 
 fn latest_target(dir: &Path) -> String {
     std::fs::read_link(dir.join("latest"))
         .map(|t| t.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-fn verify_clean(p: &Project) {
-    let out = p.cmd().args(["verify", "--all"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "verify --all: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Wait for a condition the test depends on, bounded so a broken build
@@ -61,7 +38,7 @@ fn a_register_taking_a_running_refresh_id_never_destroys_the_refresh() {
             go.display()
         ),
     );
-    let mut refresh = spawn(&p, &["refresh"]);
+    let mut refresh = p.spawn(&["refresh"], &[]);
     wait_for("the refresh's step to start", || {
         std::fs::read_to_string(&id_file).is_ok_and(|t| t.ends_with('\n'))
     });
@@ -105,7 +82,7 @@ fn a_register_taking_a_running_refresh_id_never_destroys_the_refresh() {
         .unwrap(),
         b"weights\n"
     );
-    verify_clean(&p);
+    p.assert_verifies_clean();
 }
 
 fn wait_child(child: &mut Child) -> std::process::Output {
@@ -161,7 +138,7 @@ fn default_ids_are_never_reused_after_their_holder_was_removed() {
         "an id was handed out again after its run was deleted"
     );
     assert_eq!(second, "20260101_000000_001");
-    verify_clean(&p);
+    p.assert_verifies_clean();
 }
 
 #[test]
@@ -257,32 +234,14 @@ fn racing_production_promotions_end_on_the_highest_version() {
     let p = Project::new();
     let out_dir = p.training_output("out");
     let raw = p.register(&out_dir, &[]);
-    let out = p
-        .cmd()
-        .args([
-            "promote",
-            &raw,
-            "--to",
-            "validated",
-            "--checkpoint",
-            "epoch_70",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let validated = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let validated = p.promote(&raw, &["--to", "validated", "--checkpoint", "epoch_70"]);
     let release = p.path("release");
     let waiters_before = blocked_lock_waiters();
     let held = HeldLock::take(&p.store().join(".artifactctl/lock"), &release);
     let mut children: Vec<Child> = ["3.0.2", "3.0.6", "3.0.5"]
         .iter()
         .map(|v| {
-            spawn(
-                &p,
+            p.spawn(
                 &[
                     "promote",
                     &validated,
@@ -292,6 +251,7 @@ fn racing_production_promotions_end_on_the_highest_version() {
                     v,
                     "--approve",
                 ],
+                &[],
             )
         })
         .collect();
@@ -311,5 +271,5 @@ fn racing_production_promotions_end_on_the_highest_version() {
         );
     }
     assert_eq!(latest_target(&p.store().join("production")), "3.0.6");
-    verify_clean(&p);
+    p.assert_verifies_clean();
 }

@@ -159,27 +159,7 @@ fn pinning_a_promoted_artifact_keeps_it_read_only() {
     let p = Project::new();
     let out = p.training_output("out");
     let raw = p.register(&out, &[]);
-    let validated = p
-        .cmd()
-        .args([
-            "promote",
-            &raw,
-            "--to",
-            "validated",
-            "--checkpoint",
-            "epoch_70",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        validated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&validated.stderr)
-    );
-    let validated = String::from_utf8(validated.stdout)
-        .unwrap()
-        .trim()
-        .to_string();
+    let validated = p.promote(&raw, &["--to", "validated", "--checkpoint", "epoch_70"]);
     for verb in ["pin", "unpin"] {
         p.cmd().args([verb, &validated]).assert().success();
         p.cmd().args(["verify", "--all"]).assert().success();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::support::Project;
@@ -50,23 +50,6 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// The binary, spawned in the project root with a clean environment.
-fn spawn(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Child {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_artifactctl"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ARTIFACTCTL_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(p.root())
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// Read the child's stderr until `line` appears; returns what was read.
 fn wait_for_line(child: &mut Child, line: &str) -> String {
     let stderr = child.stderr.as_mut().unwrap();
@@ -100,16 +83,6 @@ fn staging_entries(p: &Project) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn verify_all_is_clean(p: &Project) {
-    let out = p.cmd().args(["verify", "--all"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "verify --all: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn register_move_interrupted_while_hashing(sig: libc::c_int) {
     let p = project();
     // A run before, so the store exists and verify has something to check.
@@ -118,8 +91,7 @@ fn register_move_interrupted_while_hashing(sig: libc::c_int) {
     let dir = many_files(&p, "out");
     let before = snapshot(&dir);
 
-    let mut child = spawn(
-        &p,
+    let mut child = p.spawn(
         &["register", "out", "--move"],
         &[("ARTIFACTCTL_TEST_PAUSE", "hashing")],
     );
@@ -137,7 +109,7 @@ fn register_move_interrupted_while_hashing(sig: libc::c_int) {
     assert_eq!(snapshot(&dir), before, "with every file, unchanged");
     assert!(staging_entries(&p).is_empty(), "{:?}", staging_entries(&p));
     assert_eq!(p.list_json(&[])["runs"].as_array().unwrap().len(), 1);
-    verify_all_is_clean(&p);
+    p.assert_verifies_clean();
 }
 
 #[test]
@@ -155,8 +127,7 @@ fn sigterm_while_copying_registers_nothing_and_leaves_no_staging() {
     let p = project();
     let dir = many_files(&p, "out");
     let before = snapshot(&dir);
-    let mut child = spawn(
-        &p,
+    let mut child = p.spawn(
         &["register", "out"],
         &[("ARTIFACTCTL_TEST_PAUSE", "copying")],
     );
@@ -167,7 +138,7 @@ fn sigterm_while_copying_registers_nothing_and_leaves_no_staging() {
     assert_eq!(snapshot(&dir), before);
     assert!(staging_entries(&p).is_empty(), "{:?}", staging_entries(&p));
     assert!(p.list_json(&[])["runs"].as_array().unwrap().is_empty());
-    verify_all_is_clean(&p);
+    p.assert_verifies_clean();
 }
 
 /// `register --move` SIGKILLed after its folder went into staging: the next
@@ -209,7 +180,7 @@ fn a_moved_folder_killed_in_staging_is_given_back_by_the_next_writer() {
     );
     assert_eq!(snapshot(&dir), before, "back whole");
     assert!(staging_entries(&p).is_empty(), "{:?}", staging_entries(&p));
-    verify_all_is_clean(&p);
+    p.assert_verifies_clean();
 }
 
 #[test]
@@ -273,7 +244,7 @@ fn a_sigkilled_refresh_leaves_no_step_running() {
             "{CONFIG}\n[[refresh.steps]]\nname = \"slow\"\nrun = \"sleep 60 & echo $! > grandchild.pid; echo $$ > child.pid; wait\"\n"
         ),
     );
-    let child = spawn(&p, &["refresh"], &[]);
+    let child = p.spawn(&["refresh"], &[]);
     wait_for_file(&p.path("grandchild.pid"));
     wait_for_file(&p.path("child.pid"));
     signal(&child, libc::SIGKILL);

@@ -407,6 +407,36 @@ impl Project {
     }
 
     /// `promote REF [args]`, asserting success; returns the printed ref.
+    /// The binary in the background (for signals, races, kills), in the
+    /// project root with a clean environment plus `env`, output piped.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_artifactctl"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("ARTIFACTCTL_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.current_dir(self.root())
+            .env("NO_COLOR", "1")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn artifactctl")
+    }
+
+    /// `verify --all` must pass; its report in the failure message.
+    pub fn assert_verifies_clean(&self) {
+        let out = self.cmd().args(["verify", "--all"]).output().expect("run");
+        assert!(
+            out.status.success(),
+            "verify --all: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn promote(&self, reference: &str, args: &[&str]) -> String {
         let out = self
             .cmd()
