@@ -263,6 +263,8 @@ impl RefreshSettings {
             dataset,
             dry_run,
             force,
+            verify_reuse,
+            publish_unchanged,
             keep_going,
             jobs,
             params,
@@ -292,6 +294,8 @@ impl RefreshSettings {
             stream_logs: !quiet,
             command: ctx.invocation.command.clone(),
             now: Some(ctx.invocation.now),
+            verify_reuse,
+            publish_unchanged,
         };
         Ok(RefreshSettings {
             options,

@@ -41,6 +41,9 @@ pub enum Protection {
     Latest,
     /// Its `metadata.json` cannot be read, so a pin or lineage cannot be ruled out.
     UnreadableMetadata,
+    /// The newest complete refresh run of its namespace: `refresh` reuses
+    /// from it and `refresh --models-only` takes its datasets from it.
+    RefreshBase,
 }
 
 impl Protection {
@@ -57,6 +60,9 @@ impl Protection {
             Protection::Latest => "latest".into(),
             Protection::UnreadableMetadata => {
                 "metadata unreadable, so pins and lineage are unknown".into()
+            }
+            Protection::RefreshBase => {
+                "refresh base: refresh reuses from it, --models-only takes its datasets".into()
             }
         }
     }
@@ -80,6 +86,9 @@ impl Protection {
             Protection::UnreadableMetadata => format!(
                 "{reference} has an unreadable metadata.json, so it may be pinned or promoted; repair the file or remove the folder by hand"
             ),
+            Protection::RefreshBase => format!(
+                "{reference} is the newest complete refresh run: refresh reuses from it and `refresh --models-only` takes its datasets from it; run `artifactctl refresh --force` to make a newer one first"
+            ),
         }
     }
 }
@@ -90,6 +99,8 @@ impl Protection {
 #[derive(Debug, Clone)]
 pub struct Guard {
     dependents: BTreeMap<String, Vec<String>>,
+    /// Qualified refs of each raw namespace's refresh base.
+    refresh_bases: BTreeSet<String>,
     allow_production: bool,
 }
 
@@ -102,8 +113,19 @@ impl Guard {
             children.sort();
             children.dedup();
         }
+        let namespaces: BTreeSet<Namespace> = store
+            .locations(&[Stage::Raw], &Namespace::root())
+            .into_iter()
+            .map(|l| l.namespace)
+            .collect();
+        let refresh_bases = namespaces
+            .iter()
+            .filter_map(|ns| ops::refresh::base_run(store, ns))
+            .map(|(location, _)| location.qualified())
+            .collect();
         Guard {
             dependents,
+            refresh_bases,
             allow_production,
         }
     }
@@ -121,6 +143,9 @@ impl Guard {
         }
         if run.status == RunStatus::Unknown {
             found.push(Protection::UnreadableMetadata);
+        }
+        if self.refresh_bases.contains(&run.location.qualified()) {
+            found.push(Protection::RefreshBase);
         }
         found
     }

@@ -449,11 +449,22 @@ pub struct Planned {
 pub struct Base {
     pub reference: String,
     pub steps: BTreeMap<String, StepRecord>,
+    /// Steps whose recorded outputs are no longer what the base run holds
+    /// (files missing, changed or added), with what is wrong: never reused.
+    pub damaged: BTreeMap<String, String>,
 }
 
 impl Base {
     fn outputs_of(&self, name: &str) -> Option<&StepRecord> {
-        self.steps.get(name).filter(|r| r.output_hash.is_some())
+        self.steps
+            .get(name)
+            .filter(|r| r.output_hash.is_some() && !self.damaged.contains_key(name))
+    }
+
+    fn damage_of(&self, name: &str) -> Option<String> {
+        self.damaged
+            .get(name)
+            .map(|why| format!("outputs of {} damaged: {why}; runs again", self.reference))
     }
 }
 
@@ -489,6 +500,12 @@ pub fn plan(
                         step.name
                     )));
                 };
+                if let Some(damage) = base.damaged.get(&step.name) {
+                    return Err(ArtifactError::refused(format!(
+                        "step '{}' is left out ({why}) but other steps need its outputs, and those in {} are damaged ({damage}): run `artifactctl refresh` without {why} to make them again",
+                        step.name, base.reference,
+                    )));
+                }
                 if base.outputs_of(&step.name).is_none() {
                     return Err(ArtifactError::not_found(format!(
                         "step '{}' is left out ({why}) but other steps need its outputs, and {} has none: run `artifactctl refresh` once without {why}",
@@ -528,6 +545,9 @@ fn decide(
     let Some(base) = base else {
         return (Action::Run, "no earlier complete run".into());
     };
+    if let Some(damage) = base.damage_of(&step.name) {
+        return (Action::Run, damage);
+    }
     let Some(record) = base.outputs_of(&step.name) else {
         return (Action::Run, format!("not in {}", base.reference));
     };
@@ -582,6 +602,9 @@ pub fn reusable<'a>(
     let Some(base) = base else {
         return Err("no earlier complete run".into());
     };
+    if let Some(damage) = base.damage_of(name) {
+        return Err(damage);
+    }
     let record = base
         .outputs_of(name)
         .ok_or_else(|| format!("not in {}", base.reference))?;
@@ -754,6 +777,7 @@ mod tests {
             );
         }
         Base {
+            damaged: BTreeMap::new(),
             reference: "20261123_101500".into(),
             steps,
         }
@@ -858,6 +882,7 @@ mod tests {
             blake3: h.into(),
             symlink: None,
             path_bytes: None,
+            stamp: None,
         };
         assert_eq!(
             output_hash(&[f("a", "1"), f("b", "2")]),

@@ -294,6 +294,7 @@ mod tests {
             size_bytes: 10,
             file_count: 1,
             model_count: 1,
+            dataset_count: 0,
             metrics: sharpe
                 .map(|s| ("sharpe_ratio".to_string(), s))
                 .into_iter()

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use crate::progress::{Progress, Unit};
-use crate::store::metadata::{FileEntry, METADATA_FILE};
+use crate::store::metadata::{FileEntry, Stamp, METADATA_FILE};
 
 /// Files at least this large are memory-mapped and hashed on several threads.
 const MMAP_THRESHOLD: u64 = 1 << 20;
@@ -131,12 +131,19 @@ fn hash_files(
                 None => hash_file(&f.path)?,
             };
             reporter.advance(f.size);
+            let stamp = match &f.symlink {
+                Some(_) => None,
+                None => std::fs::symlink_metadata(&f.path)
+                    .ok()
+                    .map(|m| Stamp::of(&m)),
+            };
             Ok(FileEntry {
                 path: f.rel,
                 size: f.size,
                 blake3,
                 symlink: f.symlink,
                 path_bytes: f.rel_bytes,
+                stamp,
             })
         })
         .collect::<Result<Vec<_>>>();
@@ -171,4 +178,57 @@ mod tests {
         std::fs::write(&p, &data).unwrap();
         assert_eq!(hash_file(&p).unwrap(), hash_bytes(&data));
     }
+}
+
+/// How `dir`'s files differ from `expected` (a step's recorded outputs,
+/// paths relative to `dir`): missing, changed and added files, or `None`
+/// when they match. A file whose size and stamp are as recorded is trusted
+/// without reading it; any other is re-hashed (all of them with `rehash`).
+pub fn damage(dir: &Path, expected: &[FileEntry], rehash: bool) -> Option<String> {
+    let (mut missing, mut changed) = (0usize, 0usize);
+    for entry in expected {
+        let path = dir.join(entry.rel_path());
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            missing += 1;
+            continue;
+        };
+        let same = match &entry.symlink {
+            Some(target) => {
+                std::fs::read_link(&path).is_ok_and(|t| t.to_string_lossy() == target.as_str())
+            }
+            None if !meta.is_file() || meta.len() != entry.size => false,
+            None if !rehash && entry.stamp == Some(Stamp::of(&meta)) => true,
+            None => hash_file(&path).is_ok_and(|h| h == entry.blake3),
+        };
+        if !same {
+            changed += 1;
+        }
+    }
+    let known: std::collections::BTreeSet<String> = expected.iter().map(FileEntry::key).collect();
+    let added = list_files(dir)
+        .map(|found| {
+            found
+                .iter()
+                .filter(|f| {
+                    let key = match &f.rel_bytes {
+                        Some(hex) => format!("\u{0}{hex}"),
+                        None => f.rel.clone(),
+                    };
+                    !known.contains(&key)
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    let mut parts = Vec::new();
+    let plural = |n: usize| if n == 1 { "file" } else { "files" };
+    if missing > 0 {
+        parts.push(format!("{missing} {} missing", plural(missing)));
+    }
+    if changed > 0 {
+        parts.push(format!("{changed} {} changed", plural(changed)));
+    }
+    if added > 0 {
+        parts.push(format!("{added} {} added", plural(added)));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }

@@ -57,6 +57,33 @@ pub struct FileEntry {
     /// never a `path_bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_bytes: Option<String>,
+    /// What the file looked like on disk when it was hashed, so a later
+    /// check (refresh's reuse) can trust an unchanged file without reading
+    /// it. Absent for symlinks and in records made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<Stamp>,
+}
+
+/// A file's identity and last change, from `lstat`: inode and modification
+/// time. Not ctime: hard-linking a file into a newer run changes its ctime
+/// (the link count), and reuse hard-links on every refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub ino: u64,
+    pub mtime_ns: i64,
+}
+
+impl Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            ino: meta.ino(),
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+        }
+    }
 }
 
 impl FileEntry {
@@ -294,6 +321,40 @@ pub struct Summary<'a> {
     pub file_count: u64,
     #[serde(default)]
     pub pinned: bool,
+    /// Refresh runs: the steps of group `datasets`, whose folders hold data,
+    /// not models (see [`DATASET_STEPS`]).
+    #[serde(default)]
+    pub dataset_steps: Vec<String>,
+}
+
+/// The `metadata.json` field (a list of step names) in which refresh records
+/// which steps made datasets, so `list` counts models and datasets apart
+/// without reading the step records.
+pub const DATASET_STEPS: &str = "dataset_steps";
+
+/// Count a run's models and datasets: files in the folder of a dataset step
+/// are datasets (its `metrics.json` aside); other files are models when
+/// `is_model` says so.
+pub fn count_models_and_datasets<'a>(
+    files: impl Iterator<Item = (&'a str, bool)>,
+    dataset_steps: &[String],
+    is_model: impl Fn(&str) -> bool,
+) -> (u64, u64) {
+    let (mut models, mut datasets) = (0, 0);
+    for (path, is_link) in files {
+        if is_link {
+            continue;
+        }
+        let in_dataset_step = path.split_once('/').is_some_and(|(step, rest)| {
+            dataset_steps.iter().any(|d| d == step) && rest != "metrics.json"
+        });
+        if in_dataset_step {
+            datasets += 1;
+        } else if !path.starts_with("logs/") && is_model(path) {
+            models += 1;
+        }
+    }
+    (models, datasets)
 }
 
 #[derive(Debug, Deserialize)]

@@ -82,6 +82,8 @@ pub struct RunInfo {
     pub size_bytes: u64,
     pub file_count: u64,
     pub model_count: u64,
+    /// Files made by dataset steps (refresh runs); 0 for other runs.
+    pub dataset_count: u64,
     pub metrics: BTreeMap<String, f64>,
     pub params: BTreeMap<String, Value>,
     pub tags: Vec<String>,

@@ -27,6 +27,7 @@ pub(crate) fn blank_run(location: RunLocation) -> RunInfo {
         size_bytes: 0,
         file_count: 0,
         model_count: 0,
+        dataset_count: 0,
         metrics: BTreeMap::new(),
         params: BTreeMap::new(),
         tags: Vec::new(),
@@ -139,11 +140,13 @@ pub(crate) fn apply_summary(run: &mut RunInfo, s: Summary<'_>, opts: &ReadOption
     run.pinned = s.pinned;
     run.size_bytes = s.total_size;
     run.file_count = s.file_count;
-    run.model_count = s
-        .files
-        .iter()
-        .filter(|f| f.symlink.is_none() && opts.is_model(&f.path))
-        .count() as u64;
+    (run.model_count, run.dataset_count) = metadata::count_models_and_datasets(
+        s.files
+            .iter()
+            .map(|f| (f.path.as_ref(), f.symlink.is_some())),
+        &s.dataset_steps,
+        |p| opts.is_model(p),
+    );
 }
 
 pub(crate) fn apply_native(run: &mut RunInfo, meta: Metadata, opts: &ReadOptions) {
@@ -156,11 +159,18 @@ pub(crate) fn apply_native(run: &mut RunInfo, meta: Metadata, opts: &ReadOptions
     run.pinned = meta.pinned;
     run.size_bytes = meta.total_size;
     run.file_count = meta.file_count;
-    run.model_count = meta
-        .files
-        .iter()
-        .filter(|f| f.symlink.is_none() && opts.is_model(&f.path))
-        .count() as u64;
+    let dataset_steps: Vec<String> = meta
+        .extra
+        .get(metadata::DATASET_STEPS)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    (run.model_count, run.dataset_count) = metadata::count_models_and_datasets(
+        meta.files
+            .iter()
+            .map(|f| (f.path.as_str(), f.symlink.is_some())),
+        &dataset_steps,
+        |p| opts.is_model(p),
+    );
     let features = meta
         .features
         .as_ref()

@@ -28,3 +28,4 @@ mod show;
 mod signals;
 mod tidy;
 mod verify;
+mod workflow;

@@ -236,7 +236,26 @@ fn an_unchanged_pipeline_is_reused_without_copying() {
         streams_of(p.cmd().args(["refresh", "--dry-run"]))
     );
 
-    let (code, second) = refresh(&p, &[]);
+    // Nothing changed: up to date with the first run, nothing written.
+    let journal = p.store().join(".artifactctl/journal.jsonl");
+    let journal_before = std::fs::read(&journal).unwrap();
+    let (code, noop) = refresh(&p, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(noop["status"], "up_to_date", "{noop}");
+    assert_eq!(noop["run"], first_ref.as_str());
+    assert_eq!(p.list_json(&[])["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(std::fs::read(&journal).unwrap(), journal_before);
+    assert_eq!(latest(&p), first_ref);
+    p.cmd()
+        .arg("refresh")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "up to date with {first_ref}"
+        )));
+
+    // --publish-unchanged publishes a run of reused outputs anyway.
+    let (code, second) = refresh(&p, &["--publish-unchanged"]);
     assert_eq!(code, 0);
     assert!(
         statuses(&second).iter().all(|(_, s)| s == "reused"),

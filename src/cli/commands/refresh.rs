@@ -17,15 +17,18 @@ use crate::cli::settings::{Context, RefreshSettings};
 /// Each step runs with `sh -c` in the project root and writes its outputs to
 /// $ARTIFACTCTL_STEP_DIR (<run>/<step>/); its log goes to <run>/logs/<step>.log.
 /// A step whose command, environment, deps and needed outputs are unchanged
-/// since the latest complete run is reused from it, without copying bytes.
-/// A failed or interrupted refresh is kept for debugging and never becomes
-/// latest. Prints the new run's ref on stdout. See docs/refresh.md.
+/// since the newest complete refresh run is reused from it, without copying
+/// bytes, once its outputs there are checked (a damaged run is never
+/// reused). When nothing changed, refresh is up to date with that run and
+/// writes nothing. A failed or interrupted refresh is kept for debugging and
+/// never becomes latest. Prints the run's ref on stdout. See docs/refresh.md.
 ///
 /// Examples:
 ///   artifactctl refresh                          # datasets, then every model
 ///   artifactctl refresh --dry-run                # what would run, be reused, and why
 ///   artifactctl refresh --datasets-only
-///   artifactctl refresh --models-only            # against the latest run's datasets
+///   artifactctl refresh --models-only            # against the newest refresh run's datasets
+///   artifactctl refresh --verify-reuse           # re-hash what is reused first
 ///   artifactctl refresh --skip training-data --jobs 4 --param seq_length=60
 ///   artifactctl refresh --dataset training_data/my_dataset.joblib --json
 #[derive(Debug, clap::Args)]
@@ -52,6 +55,14 @@ pub struct Args {
     /// Run every selected step, reusing nothing
     #[arg(long)]
     pub force: bool,
+    /// Re-hash every output of the base run before reusing it, instead of
+    /// trusting files whose size, inode and modification time are unchanged
+    #[arg(long)]
+    pub verify_reuse: bool,
+    /// Publish a run of reused outputs even when nothing changed (by default
+    /// an up-to-date refresh writes nothing)
+    #[arg(long)]
+    pub publish_unchanged: bool,
     /// After a failure, go on with the steps that do not depend on it
     #[arg(long)]
     pub keep_going: bool,
@@ -114,6 +125,21 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         out.warn(warning);
     }
     let reference = refreshed.location.reference();
+    if refreshed.up_to_date {
+        if json {
+            out.json(&serde_json::json!({
+                "run": reference,
+                "status": "up_to_date",
+                "steps": refreshed.steps,
+            }))?;
+        } else {
+            out.line(&reference)?;
+        }
+        out.status(&format!(
+            "up to date with {reference}: nothing changed, nothing written (--force runs every step, --publish-unchanged publishes a new run anyway)"
+        ));
+        return Ok(ExitCode::Success);
+    }
     if json {
         out.json(&serde_json::json!({
             "run": reference,

@@ -30,7 +30,7 @@ use crate::store::journal;
 use crate::store::layout::INTERNAL_DIR;
 use crate::store::manifest;
 use crate::store::metadata::{self, FileEntry, Lineage, Metadata, RunStatus, SCHEMA_VERSION};
-use crate::store::refs::{self, Namespace, RunRef, Stage, Target};
+use crate::store::refs::{self, Namespace, Stage};
 use crate::store::{RunLocation, Store};
 
 mod reaper;
@@ -61,6 +61,12 @@ pub struct RefreshOptions {
     /// The time the run is stamped with (its start, and the default id);
     /// `None` reads the clock.
     pub now: Option<DateTime<Utc>>,
+    /// `--verify-reuse`: re-hash every output of the base run before reusing
+    /// it, instead of trusting files whose size and stamp are unchanged.
+    pub verify_reuse: bool,
+    /// `--publish-unchanged`: publish a run of reused outputs even when
+    /// nothing changed (by default an up-to-date refresh writes nothing).
+    pub publish_unchanged: bool,
 }
 
 /// One line of the plan.
@@ -94,9 +100,13 @@ pub struct StepOutcome {
 
 #[derive(Debug, Clone)]
 pub struct Refreshed {
+    /// The published run, or the base run when nothing changed.
     pub location: RunLocation,
     pub status: RunStatus,
     pub became_latest: bool,
+    /// Every selected step would be reused from `location`: nothing was
+    /// written (no run, no journal line, `latest` unchanged).
+    pub up_to_date: bool,
     pub steps: Vec<StepOutcome>,
     pub warnings: Vec<String>,
 }
@@ -158,7 +168,7 @@ fn prepare(store: &Store, opts: &RefreshOptions) -> Result<Prepared> {
     }
     store.stage_dir(Stage::Raw)?;
     let mut warnings = Vec::new();
-    let base = find_base(store, &opts.namespace, &mut warnings);
+    let base = find_base(store, &opts.namespace, opts.verify_reuse, &mut warnings);
     if opts.selection.models_only && base.is_none() {
         return Err(ArtifactError::not_found(format!(
             "--models-only trains against the datasets of the latest complete run, and {} has none yet: run `artifactctl refresh` (or `--datasets-only`) first",
@@ -233,33 +243,19 @@ fn where_runs_go(store: &Store, ns: &Namespace) -> String {
     }
 }
 
-/// The latest complete run of the namespace and its step records.
+/// The run refresh compares with and reuses from: the newest complete run
+/// of the namespace that refresh made (it records its `steps`), whatever
+/// `latest` names, so a registered run never hides it. Its recorded step
+/// outputs are checked against the disk (by stamp, or re-hashed with
+/// `rehash`): a damaged step is never reused.
 fn find_base(
     store: &Store,
     ns: &Namespace,
+    rehash: bool,
     warnings: &mut Vec<String>,
 ) -> Option<(RunLocation, Base)> {
-    let latest = RunRef {
-        stage: Some(Stage::Raw),
-        namespace: ns.clone(),
-        target: Target::Latest,
-    };
-    let resolved = store.resolve(&latest).ok()?;
-    let location = resolved.location;
-    let meta = match Metadata::read(&location.path) {
-        Ok(meta) => meta,
-        Err(e) => {
-            warnings.push(format!(
-                "{} cannot be compared with ({e:#}); every step runs",
-                location.reference()
-            ));
-            return None;
-        }
-    };
-    if meta.status != RunStatus::Complete {
-        return None;
-    }
-    let steps = match meta.extra.get("steps") {
+    let (location, meta) = base_run(store, ns)?;
+    let steps: BTreeMap<String, StepRecord> = match meta.extra.get("steps") {
         None => BTreeMap::new(),
         Some(value) => match serde_json::from_value::<Vec<StepRecord>>(value.clone()) {
             Ok(records) => records.into_iter().map(|r| (r.name.clone(), r)).collect(),
@@ -272,8 +268,42 @@ fn find_base(
             }
         },
     };
+    let damaged = steps
+        .values()
+        .filter(|r| r.output_hash.is_some())
+        .filter_map(|r| {
+            manifest::damage(&location.path.join(&r.name), &r.outputs, rehash)
+                .map(|why| (r.name.clone(), why))
+        })
+        .collect();
     let reference = location.reference();
-    Some((location, Base { reference, steps }))
+    Some((
+        location,
+        Base {
+            reference,
+            steps,
+            damaged,
+        },
+    ))
+}
+
+/// The newest complete run of `ns` that refresh made, with its metadata.
+/// Runs are read newest first, so this usually reads one metadata file.
+pub fn base_run(store: &Store, ns: &Namespace) -> Option<(RunLocation, Metadata)> {
+    let opts = crate::store::ReadOptions::new(&[], false).ok()?;
+    let mut runs: Vec<_> = store
+        .locations_in(Stage::Raw, ns)
+        .into_iter()
+        .map(|l| store.read_run(l, &opts))
+        .filter(|r| r.status == RunStatus::Complete && r.problems.is_empty())
+        .collect();
+    runs.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    runs.into_iter().find_map(|run| {
+        let meta = Metadata::read(&run.location.path).ok()?;
+        meta.extra
+            .contains_key("steps")
+            .then_some((run.location, meta))
+    })
 }
 
 /// The dataset path made absolute, and the hash of its content.
@@ -389,6 +419,9 @@ pub fn refresh(
     let _busy = crate::interrupt::busy();
     let started = opts.now.unwrap_or_else(Utc::now).trunc_subsecs(6);
     let mut prepared = prepare(store, opts)?;
+    if let Some(done) = up_to_date(&prepared, opts) {
+        return Ok(done);
+    }
     let (id, staging) = reserve(store, opts, started)?;
     let run_location = store.location(Stage::Raw, &opts.namespace, &id)?;
     progress.note(&format!(
@@ -469,6 +502,15 @@ pub fn refresh(
     );
     let mut extra = Map::new();
     extra.insert("steps".into(), serde_json::to_value(&records)?);
+    let dataset_steps: Vec<&str> = records
+        .iter()
+        .filter(|r| r.group.as_deref() == Some(pipeline::DATASETS_GROUP) && r.output_hash.is_some())
+        .map(|r| r.name.as_str())
+        .collect();
+    extra.insert(
+        metadata::DATASET_STEPS.into(),
+        serde_json::to_value(dataset_steps)?,
+    );
     let mut meta = Metadata {
         schema_version: SCHEMA_VERSION,
         id: id.clone(),
@@ -528,6 +570,7 @@ pub fn refresh(
         })
         .collect();
     Ok(Refreshed {
+        up_to_date: false,
         location: published.location,
         status,
         became_latest: published.became_latest,
@@ -593,6 +636,45 @@ fn staging_label(id: &str) -> String {
         })
         .take(64)
         .collect()
+}
+
+/// When no selected step would run (each is reused from the base run, or
+/// left out), the refresh is up to date with the base run, as `make` and
+/// `dvc repro` are: nothing is written.
+fn up_to_date(prepared: &Prepared, opts: &RefreshOptions) -> Option<Refreshed> {
+    let (location, base) = prepared.base.as_ref()?;
+    if opts.force || opts.publish_unchanged {
+        return None;
+    }
+    let mut reused = false;
+    let mut steps = Vec::new();
+    for planned in &prepared.planned {
+        let name = &prepared.pipeline.steps[planned.index].name;
+        let status = match planned.action {
+            Action::Run => return None,
+            Action::Reuse | Action::Carry => {
+                reused = true;
+                StepStatus::Reused
+            }
+            Action::Skip => StepStatus::Skipped,
+        };
+        steps.push(StepOutcome {
+            name: name.clone(),
+            status,
+            duration_s: 0.0,
+            exit_code: None,
+            reused_from: (status == StepStatus::Reused).then(|| base.reference.clone()),
+            reason: planned.reason.clone(),
+        });
+    }
+    reused.then(|| Refreshed {
+        location: location.clone(),
+        status: RunStatus::Complete,
+        became_latest: false,
+        up_to_date: true,
+        steps,
+        warnings: prepared.warnings.clone(),
+    })
 }
 
 /// Every file of the staged run: step outputs from their records (hashed
