@@ -151,35 +151,6 @@ fn hash_files(
     entries
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::progress::Silent;
-
-    #[test]
-    fn manifest_lists_files_and_links_but_not_metadata() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("checkpoints")).unwrap();
-        std::fs::write(dir.path().join("checkpoints/best.pt"), b"weights").unwrap();
-        std::fs::write(dir.path().join(METADATA_FILE), b"{}").unwrap();
-        std::os::unix::fs::symlink("best.pt", dir.path().join("checkpoints/latest.pt")).unwrap();
-        let m = build(dir.path(), &Silent).unwrap();
-        let paths: Vec<_> = m.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, ["checkpoints/best.pt", "checkpoints/latest.pt"]);
-        assert_eq!(m[0].blake3, hash_bytes(b"weights"));
-        assert_eq!(m[1].symlink.as_deref(), Some("best.pt"));
-    }
-
-    #[test]
-    fn large_files_hash_like_small_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = vec![7u8; (MMAP_THRESHOLD as usize) * 2 + 3];
-        let p = dir.path().join("big");
-        std::fs::write(&p, &data).unwrap();
-        assert_eq!(hash_file(&p).unwrap(), hash_bytes(&data));
-    }
-}
-
 /// How `dir`'s files differ from `expected` (a step's recorded outputs,
 /// paths relative to `dir`): missing, changed and added files, or `None`
 /// when they match. A file whose size and stamp are as recorded is trusted
@@ -231,4 +202,33 @@ pub fn damage(dir: &Path, expected: &[FileEntry], rehash: bool) -> Option<String
         parts.push(format!("{added} {} added", plural(added)));
     }
     (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+
+    #[test]
+    fn manifest_lists_files_and_links_but_not_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("checkpoints")).unwrap();
+        std::fs::write(dir.path().join("checkpoints/best.pt"), b"weights").unwrap();
+        std::fs::write(dir.path().join(METADATA_FILE), b"{}").unwrap();
+        std::os::unix::fs::symlink("best.pt", dir.path().join("checkpoints/latest.pt")).unwrap();
+        let m = build(dir.path(), &Silent).unwrap();
+        let paths: Vec<_> = m.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["checkpoints/best.pt", "checkpoints/latest.pt"]);
+        assert_eq!(m[0].blake3, hash_bytes(b"weights"));
+        assert_eq!(m[1].symlink.as_deref(), Some("best.pt"));
+    }
+
+    #[test]
+    fn large_files_hash_like_small_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![7u8; (MMAP_THRESHOLD as usize) * 2 + 3];
+        let p = dir.path().join("big");
+        std::fs::write(&p, &data).unwrap();
+        assert_eq!(hash_file(&p).unwrap(), hash_bytes(&data));
+    }
 }
