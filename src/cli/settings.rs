@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use artifactctl::config::{self, Config};
+use artifactctl::ops::checkout::CheckoutOptions;
 use artifactctl::ops::cleanup::{self, CleanupOptions};
 use artifactctl::ops::clear::ClearOptions;
 use artifactctl::ops::delete::DeleteOptions;
@@ -32,9 +33,9 @@ use serde_json::{Map, Value};
 
 use crate::cli::args::GlobalArgs;
 use crate::cli::commands::{
-    cleanup as cleanup_cmd, clear as clear_cmd, delete as delete_cmd, history as history_cmd,
-    promote as promote_cmd, refresh as refresh_cmd, register as register_cmd,
-    rollback as rollback_cmd, verify as verify_cmd,
+    checkout as checkout_cmd, cleanup as cleanup_cmd, clear as clear_cmd, delete as delete_cmd,
+    history as history_cmd, promote as promote_cmd, refresh as refresh_cmd,
+    register as register_cmd, rollback as rollback_cmd, verify as verify_cmd,
 };
 use crate::cli::printer::Printer;
 
@@ -585,4 +586,34 @@ impl HistorySettings {
             json,
         }
     }
+}
+
+pub struct CheckoutSettings {
+    pub options: CheckoutOptions,
+    pub json: bool,
+}
+
+impl CheckoutSettings {
+    pub fn resolve(args: checkout_cmd::Args, ctx: &Context) -> CheckoutSettings {
+        let checkout_cmd::Args { target, to, json } = args;
+        CheckoutSettings {
+            options: CheckoutOptions {
+                reference: target.reference,
+                project_root: ctx.invocation.root.clone(),
+                workspaces: workspaces(&ctx.config),
+                to,
+            },
+            json,
+        }
+    }
+}
+
+/// `(step, workspace path)` of every refresh step that has one.
+pub fn workspaces(config: &Config) -> Vec<(String, String)> {
+    config
+        .refresh
+        .steps
+        .iter()
+        .filter_map(|s| s.workspace.clone().map(|w| (s.name.clone(), w)))
+        .collect()
 }

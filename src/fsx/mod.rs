@@ -18,6 +18,7 @@
 //! and all swept by the next writer ([`sweep_leftovers`]).
 
 mod atomic;
+pub mod checkout;
 pub mod fault;
 mod lock;
 pub mod owner;

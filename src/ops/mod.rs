@@ -3,6 +3,7 @@
 //! returning data for the binary to print. Shared here: publishing a staged
 //! run, the producer record, and the lineage index that protects runs.
 
+pub mod checkout;
 pub mod cleanup;
 pub mod clear;
 pub mod delete;

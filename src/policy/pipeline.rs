@@ -49,6 +49,12 @@ pub struct StepConfig {
     /// depend on.
     #[serde(default)]
     pub deps: Vec<String>,
+    /// Where the application loads this step's outputs from, relative to the
+    /// project root (seed 000: `trained_models`). After a complete refresh,
+    /// and on `artifactctl checkout`, it holds the run's outputs, read-only
+    /// and sharing bytes with the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
 }
 
 /// A validated pipeline, with its steps in an order that runs every step
@@ -60,6 +66,22 @@ pub struct Pipeline {
     pub order: Vec<usize>,
     /// For each step, the indices of the steps it needs.
     pub needs: Vec<Vec<usize>>,
+}
+
+/// A workspace path must be a plain relative path inside the project.
+fn check_workspace(step: &str, path: &str) -> Result<(), ArtifactError> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path
+            .split('/')
+            .any(|part| part == ".." || part == "." || part == ".git")
+        || path.contains('\0');
+    if bad {
+        return Err(config_error(format!(
+            "step '{step}' has workspace = '{path}': give a folder relative to the project root, inside it (e.g. \"trained_models\")"
+        )));
+    }
+    Ok(())
 }
 
 fn config_error(problem: String) -> ArtifactError {
@@ -95,6 +117,25 @@ impl Pipeline {
                     "step '{}' has an empty `run` command",
                     step.name
                 )));
+            }
+            if let Some(path) = &step.workspace {
+                check_workspace(&step.name, path)?;
+            }
+        }
+        let mut workspaces: BTreeMap<&str, &str> = BTreeMap::new();
+        for step in steps {
+            if let Some(path) = step.workspace.as_deref() {
+                let path = path.trim_end_matches('/');
+                for (other_path, other) in &workspaces {
+                    let nested = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+                    if nested(path, other_path) || nested(other_path, path) {
+                        return Err(config_error(format!(
+                            "steps '{other}' and '{}' have overlapping workspace paths ('{other_path}', '{path}'): give each its own folder",
+                            step.name
+                        )));
+                    }
+                }
+                workspaces.insert(path, &step.name);
             }
         }
         let mut needs = Vec::with_capacity(steps.len());
@@ -629,6 +670,7 @@ mod tests {
             run: format!("echo {name}"),
             needs: needs.iter().map(|s| s.to_string()).collect(),
             deps: vec![],
+            workspace: None,
         }
     }
 

@@ -245,3 +245,88 @@ fn models_and_datasets_are_counted_apart() {
     assert_eq!(counts(full["run"].as_str().unwrap()), (1, 1));
     assert_eq!(counts(data_only["run"].as_str().unwrap()), (0, 1));
 }
+
+/// Seed 000's clean slate: `clear --force` then `refresh` is up to date and
+/// puts the models back where the application loads them, read-only and
+/// sharing bytes with the store; `checkout` switches to any other run.
+#[test]
+fn a_clean_slate_brings_the_models_back_where_the_application_loads_them() {
+    use std::os::unix::fs::MetadataExt;
+    let p = example();
+    let config = std::fs::read_to_string(p.path("artifactctl.toml")).unwrap();
+    p.write(
+        "artifactctl.toml",
+        config
+            .replace(
+                "name = \"MLBondAdjuster\"",
+                "name = \"MLBondAdjuster\"\nworkspace = \"trained_models\"",
+            )
+            .replace(
+                "name = \"training-data\"",
+                "name = \"training-data\"\nworkspace = \"training_data\"",
+            ),
+    );
+    let first = refresh(&p, &[]);
+    let first_ref = first["run"].as_str().unwrap().to_string();
+    let model = p.path("trained_models/model.joblib");
+    let stored = run_dir(&p, &first_ref).join("MLBondAdjuster/model.joblib");
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        std::fs::read(&stored).unwrap()
+    );
+    assert_eq!(
+        model.metadata().unwrap().ino(),
+        stored.metadata().unwrap().ino(),
+        "no copy"
+    );
+    assert_eq!(model.metadata().unwrap().mode() & 0o222, 0, "read-only");
+    assert!(p.path("training_data/dataset.csv").is_file());
+
+    p.cmd().args(["clear", "--force"]).assert().success();
+    assert!(
+        !p.path("trained_models").exists(),
+        "clear removes the workspace copies"
+    );
+    p.assert_verifies_clean();
+    let again = refresh(&p, &[]);
+    assert_eq!(again["status"], "up_to_date");
+    assert_eq!(again["checked_out"].as_array().unwrap().len(), 2, "{again}");
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        std::fs::read(&stored).unwrap()
+    );
+
+    // A newer model, then back to the first run's.
+    let script = std::fs::read_to_string(p.path("scripts/train.sh")).unwrap();
+    p.write(
+        "scripts/train.sh",
+        format!("{script}echo tuned >> \"$ARTIFACTCTL_STEP_DIR/model.joblib\"\n"),
+    );
+    let second = refresh(&p, &[]);
+    assert_ne!(
+        std::fs::read(&model).unwrap(),
+        std::fs::read(&stored).unwrap()
+    );
+    assert_ne!(second["run"], first_ref.as_str());
+    p.cmd().args(["checkout", &first_ref]).assert().success();
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        std::fs::read(&stored).unwrap()
+    );
+
+    // A folder checkout did not make is never replaced.
+    std::fs::remove_dir_all(p.path("training_data")).unwrap();
+    p.write("training_data/mine.csv", "the user's own");
+    p.cmd()
+        .args(["checkout", &first_ref])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "was not made by artifactctl checkout",
+        ));
+    assert_eq!(
+        std::fs::read_to_string(p.path("training_data/mine.csv")).unwrap(),
+        "the user's own"
+    );
+    p.assert_verifies_clean();
+}

@@ -2,6 +2,7 @@
 //! declares its flags, has `settings` turn them into the library's options,
 //! calls the library and prints the result through the `Printer`.
 
+pub mod checkout;
 pub mod cleanup;
 pub mod clear;
 pub mod completions;
@@ -35,6 +36,7 @@ pub enum Command {
     List(list::Args),
     Show(show::Args),
     Path(path::Args),
+    Checkout(checkout::Args),
     Delete(delete::Args),
     Promote(promote::Args),
     Verify(verify::Args),
@@ -62,6 +64,7 @@ impl Command {
                     Command::List(args) => list::run(&ctx, out, args),
                     Command::Show(args) => show::run(&ctx, out, args),
                     Command::Path(args) => path::run(&ctx, out, args),
+                    Command::Checkout(args) => checkout::run(&ctx, out, args),
                     Command::Delete(args) => delete::run(&ctx, out, args),
                     Command::Promote(args) => promote::run(&ctx, out, args),
                     Command::Verify(args) => verify::run(&ctx, out, args),

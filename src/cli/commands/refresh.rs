@@ -125,12 +125,22 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         out.warn(warning);
     }
     let reference = refreshed.location.reference();
+    // The workspace paths show the run's outputs (seed 000's application
+    // loads from trained_models/): after a complete refresh, and when up to
+    // date (so `clear --force && refresh` brings them back at once).
+    let checked_out = if refreshed.status == RunStatus::Complete {
+        checkout_workspaces(ctx, out, &refreshed)
+    } else {
+        None
+    };
+    let placed = checked_out.as_ref().map(|c| &c.placed);
     if refreshed.up_to_date {
         if json {
             out.json(&serde_json::json!({
                 "run": reference,
                 "status": "up_to_date",
                 "steps": refreshed.steps,
+                "checked_out": placed,
             }))?;
         } else {
             out.line(&reference)?;
@@ -145,6 +155,7 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
             "run": reference,
             "status": refreshed.status,
             "steps": refreshed.steps,
+            "checked_out": placed,
         }))?;
     } else {
         out.line(&reference)?;
@@ -192,4 +203,35 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         RunStatus::Interrupted => ExitCode::Interrupted,
         _ => ExitCode::Failure,
     })
+}
+
+/// Check out the run into the steps' workspace paths, if any step has one.
+/// A failure is a warning: the run itself is published.
+fn checkout_workspaces(
+    ctx: &Context,
+    out: &Printer,
+    refreshed: &refresh::Refreshed,
+) -> Option<artifactctl::ops::checkout::Checkout> {
+    let workspaces = crate::cli::settings::workspaces(&ctx.config);
+    if workspaces.is_empty() {
+        return None;
+    }
+    let options = artifactctl::ops::checkout::CheckoutOptions {
+        reference: artifactctl::store::refs::RunRef::parse(&refreshed.location.qualified()).ok()?,
+        project_root: ctx.invocation.root.clone(),
+        workspaces,
+        to: None,
+    };
+    match artifactctl::ops::checkout::checkout(&ctx.store, &options) {
+        Ok(done) => {
+            let _ = super::checkout::report(out, &done, false);
+            Some(done)
+        }
+        Err(e) => {
+            out.warn(&format!(
+                "the run is published, but its checkout failed: {e:#}"
+            ));
+            None
+        }
+    }
 }
