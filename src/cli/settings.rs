@@ -323,6 +323,8 @@ impl PromoteSettings {
             reference,
             to,
             checkpoint,
+            files,
+            step,
             results,
             id,
             release_version,
@@ -333,6 +335,18 @@ impl PromoteSettings {
             dry_run,
             json,
         } = args;
+        // Without --to, a ref goes to the stage after its own.
+        let to = match (to, reference.stage()) {
+            (Some(to), _) => to,
+            (None, Stage::Raw) => Stage::Validated,
+            (None, Stage::Validated) => Stage::Production,
+            (None, Stage::Production) => {
+                return Err(ArtifactError::usage(
+                    "REF is already in production, the last stage: there is nothing to promote it to; `artifactctl rollback` moves production latest",
+                )
+                .into())
+            }
+        };
         let refuse = |flags: &[(&str, bool)]| -> Result<()> {
             match flags.iter().find(|(_, given)| *given) {
                 Some((flag, _)) => {
@@ -345,6 +359,8 @@ impl PromoteSettings {
         if to == Stage::Production {
             refuse(&[
                 ("--checkpoint", checkpoint.is_some()),
+                ("--file", !files.is_empty()),
+                ("--step", step.is_some()),
                 ("--results", results.is_some()),
                 ("--id (the version is the id)", id.is_some()),
             ])?;
@@ -382,8 +398,12 @@ impl PromoteSettings {
         let config = &ctx.config.promote.validated;
         let options = ValidatedOptions {
             reference,
-            checkpoint: checkpoint.unwrap_or_else(|| config.checkpoint.clone()),
+            checkpoint,
+            default_checkpoint: config.checkpoint.clone(),
+            files,
+            step,
             include: config.include.clone(),
+            exclude: config.exclude.clone(),
             require: config.require.clone(),
             results,
             id,

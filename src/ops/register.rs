@@ -68,8 +68,27 @@ pub fn register(
     store.stage_dir(Stage::Raw)?;
     let mut warnings = Vec::new();
     let imported = import_metadata(&source, &mut warnings);
+    // A folder that states its own name and time keeps them: a version of a
+    // legacy store is the same version once registered.
+    let stated = stated_identity(&source);
+    let stated_id = match &opts.id {
+        Some(_) => None,
+        None => stated.id,
+    };
+    if let Some(id) = &stated_id {
+        let location = store.location(Stage::Raw, &opts.namespace, id)?;
+        if location.path.symlink_metadata().is_ok() {
+            return Err(ArtifactError::conflict(format!(
+                "{} already exists: {} names itself '{id}' and ids are never reused; register it under another name with --id ID",
+                location.reference(),
+                source.display()
+            ))
+            .into());
+        }
+    }
+    let id = opts.id.clone().or(stated_id);
 
-    let label = opts.id.clone().unwrap_or_else(|| "register".into());
+    let label = id.clone().unwrap_or_else(|| "register".into());
     let mut moved = false;
     let staging = if opts.move_in {
         match Staging::adopt(store.dir(), &label, &source) {
@@ -100,6 +119,7 @@ pub fn register(
         stage: Stage::Raw,
         created_at: opts
             .created_at
+            .or(stated.created_at)
             .unwrap_or_else(|| opts.now.unwrap_or_else(Utc::now).trunc_subsecs(6)),
         status: RunStatus::Complete,
         config: opts.config.clone().unwrap_or(imported.config),
@@ -133,7 +153,7 @@ pub fn register(
         store,
         staging,
         &mut meta,
-        match opts.id.as_deref() {
+        match id.as_deref() {
             Some(id) => ops::IdRequest::Exact(id),
             None => ops::IdRequest::Default(created_at),
         },
@@ -149,6 +169,48 @@ pub fn register(
         file_count: meta.file_count,
         warnings,
     })
+}
+
+/// The name and creation time a folder states for itself.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Stated {
+    pub(crate) id: Option<String>,
+    pub(crate) created_at: Option<DateTime<Utc>>,
+}
+
+/// Keys a trainer's metadata gives its creation time under, first found wins.
+const TIME_KEYS: [&str; 4] = ["created_at", "timestamp", "created", "training_date"];
+
+/// Seed 002's `run_id`, or a seed 003 timestamp folder name; the time from
+/// the folder's own metadata (`created_at`, `timestamp`, ...) or from a
+/// timestamp name. Nothing here reads the clock.
+pub(crate) fn stated_identity(source: &Path) -> Stated {
+    let read = |name: &str| -> Option<Map<String, Value>> {
+        let bytes = std::fs::read(source.join(name)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let own = read(METADATA_FILE);
+    let training = read(TRAINING_METADATA_FILE);
+    let folder = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let run_id = own
+        .as_ref()
+        .and_then(|m| m.get("run_id"))
+        .and_then(Value::as_str)
+        .filter(|id| refs::check_id(id, "run_id").is_ok())
+        .map(str::to_string);
+    let id = run_id.or_else(|| refs::id_time(&folder).map(|_| folder.clone()));
+    let created_at = [own.as_ref(), training.as_ref()]
+        .into_iter()
+        .flatten()
+        .flat_map(|m| TIME_KEYS.iter().filter_map(|k| m.get(*k)))
+        .filter_map(Value::as_str)
+        .find_map(metadata::parse_time)
+        .or_else(|| id.as_deref().and_then(refs::id_time))
+        .map(|t| t.trunc_subsecs(6));
+    Stated { id, created_at }
 }
 
 fn check_source(store: &Store, source: &Path) -> Result<PathBuf> {
@@ -208,20 +270,20 @@ fn copy_in(store: &Store, source: &Path, label: &str, reporter: &dyn Progress) -
 
 /// What a folder already says about itself.
 #[derive(Default)]
-struct Imported {
-    config: Map<String, Value>,
-    params: BTreeMap<String, Value>,
-    metrics: BTreeMap<String, f64>,
-    tags: Vec<String>,
-    features: Option<Features>,
-    extra: Map<String, Value>,
+pub(crate) struct Imported {
+    pub(crate) config: Map<String, Value>,
+    pub(crate) params: BTreeMap<String, Value>,
+    pub(crate) metrics: BTreeMap<String, f64>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) features: Option<Features>,
+    pub(crate) extra: Map<String, Value>,
 }
 
 /// Seed 002 trainers write their own `metadata.json`, seed 003 a
 /// `training_metadata.json`: keep what they say. A `metadata.json` is replaced
 /// by the run's, so everything in it not mapped to a field is kept under
 /// `source_metadata`.
-fn import_metadata(source: &Path, warnings: &mut Vec<String>) -> Imported {
+pub(crate) fn import_metadata(source: &Path, warnings: &mut Vec<String>) -> Imported {
     let mut imported = Imported::default();
     let read = |name: &str, warnings: &mut Vec<String>| -> Option<Map<String, Value>> {
         let bytes = std::fs::read(source.join(name)).ok()?;

@@ -20,6 +20,7 @@ mod output;
 mod path;
 mod pin;
 mod promote;
+mod promote_shapes;
 mod refresh;
 mod register;
 mod rollback;
