@@ -122,6 +122,8 @@ impl Context {
 
 pub struct RegisterSettings {
     pub options: RegisterOptions,
+    /// `--all`: the folder is a legacy store whose every version is imported.
+    pub all: bool,
     pub json: bool,
 }
 
@@ -138,6 +140,7 @@ impl RegisterSettings {
             tags,
             move_in,
             created_at,
+            all,
             json,
         } = args;
         let mut all_metrics = match &metrics {
@@ -168,12 +171,13 @@ impl RegisterSettings {
             params,
             tags,
             move_in,
+            link_in: false,
             created_at,
             project_root: ctx.invocation.root.clone(),
             command: ctx.invocation.command.clone(),
             now: Some(ctx.invocation.now),
         };
-        Ok(RegisterSettings { options, json })
+        Ok(RegisterSettings { options, all, json })
     }
 }
 

@@ -34,6 +34,9 @@ pub struct RegisterOptions {
     pub tags: Vec<String>,
     /// Rename the folder in instead of copying (same filesystem only).
     pub move_in: bool,
+    /// Hard-link the files in instead of copying them (`register --all`):
+    /// the source files become read-only, shared with the run.
+    pub link_in: bool,
     pub created_at: Option<DateTime<Utc>>,
     pub project_root: PathBuf,
     pub command: Vec<String>,
@@ -108,6 +111,8 @@ pub fn register(
                     .with_context(|| format!("cannot move {} into the store", source.display()));
             }
         }
+    } else if opts.link_in {
+        link_in(store, &source, &label)?
     } else {
         copy_in(store, &source, &label, reporter)?
     };
@@ -266,6 +271,109 @@ fn copy_in(store: &Store, source: &Path, label: &str, reporter: &dyn Progress) -
         }
     })?;
     Ok(staging)
+}
+
+fn link_in(store: &Store, source: &Path, label: &str) -> Result<Staging> {
+    let staging = Staging::create(store.dir(), label)?;
+    fsx::link_tree(source, staging.path(), &[METADATA_FILE], &|_| {}).map_err(|e| {
+        if let Err(interrupted) = crate::interrupt::check() {
+            anyhow::Error::new(interrupted)
+        } else if e.kind() == std::io::ErrorKind::InvalidInput {
+            anyhow::Error::new(ArtifactError::usage(e.to_string()))
+        } else {
+            anyhow::Error::new(e)
+                .context(format!("cannot link {} into the store", source.display()))
+        }
+    })?;
+    Ok(staging)
+}
+
+/// One version of a legacy store that `register --all` did not import.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Skipped {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ImportReport {
+    /// The refs of the runs created.
+    pub imported: Vec<String>,
+    /// Versions already in the store under their name (a second import).
+    pub present: Vec<String>,
+    /// Versions left out: incomplete or corrupted, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Bytes shared with the legacy store by hard links.
+    pub linked_bytes: u64,
+}
+
+/// `register --all DIR`: every version of a legacy store (seed 002's
+/// `{type}/{symbol}/{run}`, seed 003's timestamped versions), each under its
+/// own name, namespace and time, its files hard-linked when on the same
+/// filesystem. Corrupted or incomplete versions are skipped with the reason;
+/// versions already in the store are counted, not imported again.
+pub fn register_all(
+    store: &Store,
+    opts: RegisterOptions,
+    reporter: &dyn Progress,
+) -> Result<ImportReport> {
+    let root = check_source(store, &opts.source)?;
+    store.stage_dir(Stage::Raw)?;
+    let legacy = Store::open(&root);
+    let read = crate::store::ReadOptions::new(&[], false)?;
+    let locations = legacy.locations(legacy.stages(), &Namespace::root());
+    let mut report = ImportReport::default();
+    reporter.begin("importing", Some(locations.len() as u64), Unit::Items);
+    for location in locations {
+        crate::interrupt::check()?;
+        reporter.advance(1);
+        let run = legacy.read_run(location.clone(), &read);
+        let mut namespace = opts.namespace.clone();
+        for seg in location.namespace.segments() {
+            namespace = namespace.child(seg);
+        }
+        let shown = location.reference();
+        if let Some(problem) = run.problems.first() {
+            report.skipped.push(Skipped {
+                reference: shown,
+                reason: problem.clone(),
+            });
+            continue;
+        }
+        if run.status != RunStatus::Complete {
+            report.skipped.push(Skipped {
+                reference: shown,
+                reason: format!("the version is {}", run.status.as_str()),
+            });
+            continue;
+        }
+        if refs::check_id(&location.id, "id").is_err() {
+            report.skipped.push(Skipped {
+                reference: shown,
+                reason: format!("'{}' is not a usable run id", location.id),
+            });
+            continue;
+        }
+        let target = store.location(Stage::Raw, &namespace, &location.id)?;
+        if target.path.symlink_metadata().is_ok() {
+            report.present.push(target.reference());
+            continue;
+        }
+        let one = RegisterOptions {
+            source: location.path.clone(),
+            namespace,
+            id: Some(location.id.clone()),
+            link_in: true,
+            move_in: false,
+            ..opts.clone()
+        };
+        let registered = register(store, one, &crate::progress::Silent)?;
+        report.linked_bytes += registered.total_size;
+        report.imported.push(registered.location.reference());
+    }
+    reporter.end();
+    Ok(report)
 }
 
 /// What a folder already says about itself.

@@ -23,6 +23,7 @@ mod promote;
 mod promote_shapes;
 mod refresh;
 mod register;
+mod register_all;
 mod rollback;
 mod schema;
 mod show;
