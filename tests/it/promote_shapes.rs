@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{legacy_models, legacy_versions, write, Project};
+use crate::support::{legacy_versions, write, Project};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -284,9 +284,4 @@ fn production_refs_have_no_next_stage() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("last stage"));
-}
-
-#[allow(dead_code)]
-fn unused(_: &Path) {
-    let _ = legacy_models;
 }
