@@ -13,6 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHES = [
     ("store.py", []),
     ("promote.py", []),
+    ("register_all.py", []),
     ("verify.py", []),
     ("refresh.py", []),
     ("cleanup.py", []),

@@ -150,6 +150,8 @@ pub struct PromoteValidatedConfig {
     /// Files of the raw run carried along with the checkpoint (globs on
     /// paths relative to the run; `*` does not cross `/`).
     pub include: Vec<String>,
+    /// Files left out when a run without `checkpoints/` is promoted whole.
+    pub exclude: Vec<String>,
 }
 
 impl Default for PromoteValidatedConfig {
@@ -163,11 +165,16 @@ impl Default for PromoteValidatedConfig {
                 "*.yml",
                 "*.toml",
                 "metrics/**",
+                "metrics.json",
                 "README.md",
+                "manifest.json",
+                "checkpoints/manifest.json",
+                "training_metadata.json",
             ]
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            exclude: vec!["logs/**".to_string()],
         }
     }
 }
@@ -245,11 +252,14 @@ model_patterns = ["*.pt", "*.pth", "*.pkl", "*.joblib", "*.h5", "*.hdf5", "*.onn
 # > >= < <= == !=, VALUE a number, true or false (docs/promote.md), e.g.
 # require = ["coverage > 0.95", "best_val_loss < 0.5", "generalization_passed == true"]
 require = []
-# Checkpoint promoted when --checkpoint is not given (checkpoints/<name>.*).
+# Checkpoint promoted when --checkpoint is not given (checkpoints/<name>.*),
+# for runs that have a checkpoints/ folder.
 checkpoint = "best"
 # Files of the raw run carried into the validated artifact besides the
-# checkpoint (globs relative to the run; * does not cross /).
-include = ["config.*", "*.yaml", "*.yml", "*.toml", "metrics/**", "README.md"]
+# checkpoint, --step or --file (globs relative to the run; * does not cross /).
+include = ["config.*", "*.yaml", "*.yml", "*.toml", "metrics/**", "metrics.json", "README.md", "manifest.json", "checkpoints/manifest.json", "training_metadata.json"]
+# Files left out when a run without checkpoints/ is promoted whole.
+exclude = ["logs/**"]
 
 [promote.production]
 # Gates a validated artifact must pass to become a production release.

@@ -123,6 +123,8 @@ impl Context {
 
 pub struct RegisterSettings {
     pub options: RegisterOptions,
+    /// `--all`: the folder is a legacy store whose every version is imported.
+    pub all: bool,
     pub json: bool,
 }
 
@@ -139,6 +141,7 @@ impl RegisterSettings {
             tags,
             move_in,
             created_at,
+            all,
             json,
         } = args;
         let mut all_metrics = match &metrics {
@@ -169,12 +172,13 @@ impl RegisterSettings {
             params,
             tags,
             move_in,
+            link_in: false,
             created_at,
             project_root: ctx.invocation.root.clone(),
             command: ctx.invocation.command.clone(),
             now: Some(ctx.invocation.now),
         };
-        Ok(RegisterSettings { options, json })
+        Ok(RegisterSettings { options, all, json })
     }
 }
 
@@ -328,6 +332,8 @@ impl PromoteSettings {
             reference,
             to,
             checkpoint,
+            files,
+            step,
             results,
             id,
             release_version,
@@ -338,6 +344,18 @@ impl PromoteSettings {
             dry_run,
             json,
         } = args;
+        // Without --to, a ref goes to the stage after its own.
+        let to = match (to, reference.stage()) {
+            (Some(to), _) => to,
+            (None, Stage::Raw) => Stage::Validated,
+            (None, Stage::Validated) => Stage::Production,
+            (None, Stage::Production) => {
+                return Err(ArtifactError::usage(
+                    "REF is already in production, the last stage: there is nothing to promote it to; `artifactctl rollback` moves production latest",
+                )
+                .into())
+            }
+        };
         let refuse = |flags: &[(&str, bool)]| -> Result<()> {
             match flags.iter().find(|(_, given)| *given) {
                 Some((flag, _)) => {
@@ -350,6 +368,8 @@ impl PromoteSettings {
         if to == Stage::Production {
             refuse(&[
                 ("--checkpoint", checkpoint.is_some()),
+                ("--file", !files.is_empty()),
+                ("--step", step.is_some()),
                 ("--results", results.is_some()),
                 ("--id (the version is the id)", id.is_some()),
             ])?;
@@ -387,8 +407,12 @@ impl PromoteSettings {
         let config = &ctx.config.promote.validated;
         let options = ValidatedOptions {
             reference,
-            checkpoint: checkpoint.unwrap_or_else(|| config.checkpoint.clone()),
+            checkpoint,
+            default_checkpoint: config.checkpoint.clone(),
+            files,
+            step,
             include: config.include.clone(),
+            exclude: config.exclude.clone(),
             require: config.require.clone(),
             results,
             id,

@@ -65,6 +65,31 @@ pub fn share_tree(src: &Path, dst: &Path) -> io::Result<u64> {
     transfer_tree(src, dst, &[], &|_| {}, share_or_copy, false)
 }
 
+/// Like [`copy_tree`], but every file is hard-linked where the filesystem
+/// allows (copied across filesystems), for importing a legacy store without
+/// a copy (`register --all`). A linked file is the same file on both sides,
+/// so it is made read-only first: neither side can then change the other's.
+pub fn link_tree(
+    src: &Path,
+    dst: &Path,
+    skip: &[&str],
+    on_file: &(dyn Fn(u64) + Sync),
+) -> io::Result<u64> {
+    transfer_tree(src, dst, skip, on_file, readonly_link_or_copy, true)
+}
+
+fn readonly_link_or_copy(src: &Path, dst: &Path) -> io::Result<u64> {
+    let meta = src.symlink_metadata()?;
+    let mode = meta.permissions().mode();
+    if mode & 0o222 != 0 {
+        fs::set_permissions(src, fs::Permissions::from_mode(mode & !0o222))?;
+    }
+    if fs::hard_link(src, dst).is_ok() {
+        return Ok(meta.len());
+    }
+    clone_or_copy(src, dst)
+}
+
 pub(crate) fn transfer_tree(
     src: &Path,
     dst: &Path,

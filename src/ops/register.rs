@@ -34,6 +34,9 @@ pub struct RegisterOptions {
     pub tags: Vec<String>,
     /// Rename the folder in instead of copying (same filesystem only).
     pub move_in: bool,
+    /// Hard-link the files in instead of copying them (`register --all`):
+    /// the source files become read-only, shared with the run.
+    pub link_in: bool,
     pub created_at: Option<DateTime<Utc>>,
     pub project_root: PathBuf,
     pub command: Vec<String>,
@@ -68,8 +71,27 @@ pub fn register(
     store.stage_dir(Stage::Raw)?;
     let mut warnings = Vec::new();
     let imported = import_metadata(&source, &mut warnings);
+    // A folder that states its own name and time keeps them: a version of a
+    // legacy store is the same version once registered.
+    let stated = stated_identity(&source);
+    let stated_id = match &opts.id {
+        Some(_) => None,
+        None => stated.id,
+    };
+    if let Some(id) = &stated_id {
+        let location = store.location(Stage::Raw, &opts.namespace, id)?;
+        if location.path.symlink_metadata().is_ok() {
+            return Err(ArtifactError::conflict(format!(
+                "{} already exists: {} names itself '{id}' and ids are never reused; register it under another name with --id ID",
+                location.reference(),
+                source.display()
+            ))
+            .into());
+        }
+    }
+    let id = opts.id.clone().or(stated_id);
 
-    let label = opts.id.clone().unwrap_or_else(|| "register".into());
+    let label = id.clone().unwrap_or_else(|| "register".into());
     let mut moved = false;
     let staging = if opts.move_in {
         match Staging::adopt(store.dir(), &label, &source) {
@@ -89,6 +111,8 @@ pub fn register(
                     .with_context(|| format!("cannot move {} into the store", source.display()));
             }
         }
+    } else if opts.link_in {
+        link_in(store, &source, &label)?
     } else {
         copy_in(store, &source, &label, reporter)?
     };
@@ -100,6 +124,7 @@ pub fn register(
         stage: Stage::Raw,
         created_at: opts
             .created_at
+            .or(stated.created_at)
             .unwrap_or_else(|| opts.now.unwrap_or_else(Utc::now).trunc_subsecs(6)),
         status: RunStatus::Complete,
         config: opts.config.clone().unwrap_or(imported.config),
@@ -133,7 +158,7 @@ pub fn register(
         store,
         staging,
         &mut meta,
-        match opts.id.as_deref() {
+        match id.as_deref() {
             Some(id) => ops::IdRequest::Exact(id),
             None => ops::IdRequest::Default(created_at),
         },
@@ -149,6 +174,48 @@ pub fn register(
         file_count: meta.file_count,
         warnings,
     })
+}
+
+/// The name and creation time a folder states for itself.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Stated {
+    pub(crate) id: Option<String>,
+    pub(crate) created_at: Option<DateTime<Utc>>,
+}
+
+/// Keys a trainer's metadata gives its creation time under, first found wins.
+const TIME_KEYS: [&str; 4] = ["created_at", "timestamp", "created", "training_date"];
+
+/// Seed 002's `run_id`, or a seed 003 timestamp folder name; the time from
+/// the folder's own metadata (`created_at`, `timestamp`, ...) or from a
+/// timestamp name. Nothing here reads the clock.
+pub(crate) fn stated_identity(source: &Path) -> Stated {
+    let read = |name: &str| -> Option<Map<String, Value>> {
+        let bytes = std::fs::read(source.join(name)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let own = read(METADATA_FILE);
+    let training = read(TRAINING_METADATA_FILE);
+    let folder = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let run_id = own
+        .as_ref()
+        .and_then(|m| m.get("run_id"))
+        .and_then(Value::as_str)
+        .filter(|id| refs::check_id(id, "run_id").is_ok())
+        .map(str::to_string);
+    let id = run_id.or_else(|| refs::id_time(&folder).map(|_| folder.clone()));
+    let created_at = [own.as_ref(), training.as_ref()]
+        .into_iter()
+        .flatten()
+        .flat_map(|m| TIME_KEYS.iter().filter_map(|k| m.get(*k)))
+        .filter_map(Value::as_str)
+        .find_map(metadata::parse_time)
+        .or_else(|| id.as_deref().and_then(refs::id_time))
+        .map(|t| t.trunc_subsecs(6));
+    Stated { id, created_at }
 }
 
 fn check_source(store: &Store, source: &Path) -> Result<PathBuf> {
@@ -206,22 +273,125 @@ fn copy_in(store: &Store, source: &Path, label: &str, reporter: &dyn Progress) -
     Ok(staging)
 }
 
+fn link_in(store: &Store, source: &Path, label: &str) -> Result<Staging> {
+    let staging = Staging::create(store.dir(), label)?;
+    fsx::link_tree(source, staging.path(), &[METADATA_FILE], &|_| {}).map_err(|e| {
+        if let Err(interrupted) = crate::interrupt::check() {
+            anyhow::Error::new(interrupted)
+        } else if e.kind() == std::io::ErrorKind::InvalidInput {
+            anyhow::Error::new(ArtifactError::usage(e.to_string()))
+        } else {
+            anyhow::Error::new(e)
+                .context(format!("cannot link {} into the store", source.display()))
+        }
+    })?;
+    Ok(staging)
+}
+
+/// One version of a legacy store that `register --all` did not import.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Skipped {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ImportReport {
+    /// The refs of the runs created.
+    pub imported: Vec<String>,
+    /// Versions already in the store under their name (a second import).
+    pub present: Vec<String>,
+    /// Versions left out: incomplete or corrupted, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Bytes shared with the legacy store by hard links.
+    pub linked_bytes: u64,
+}
+
+/// `register --all DIR`: every version of a legacy store (seed 002's
+/// `{type}/{symbol}/{run}`, seed 003's timestamped versions), each under its
+/// own name, namespace and time, its files hard-linked when on the same
+/// filesystem. Corrupted or incomplete versions are skipped with the reason;
+/// versions already in the store are counted, not imported again.
+pub fn register_all(
+    store: &Store,
+    opts: RegisterOptions,
+    reporter: &dyn Progress,
+) -> Result<ImportReport> {
+    let root = check_source(store, &opts.source)?;
+    store.stage_dir(Stage::Raw)?;
+    let legacy = Store::open(&root);
+    let read = crate::store::ReadOptions::new(&[], false)?;
+    let locations = legacy.locations(legacy.stages(), &Namespace::root());
+    let mut report = ImportReport::default();
+    reporter.begin("importing", Some(locations.len() as u64), Unit::Items);
+    for location in locations {
+        crate::interrupt::check()?;
+        reporter.advance(1);
+        let run = legacy.read_run(location.clone(), &read);
+        let mut namespace = opts.namespace.clone();
+        for seg in location.namespace.segments() {
+            namespace = namespace.child(seg);
+        }
+        let shown = location.reference();
+        if let Some(problem) = run.problems.first() {
+            report.skipped.push(Skipped {
+                reference: shown,
+                reason: problem.clone(),
+            });
+            continue;
+        }
+        if run.status != RunStatus::Complete {
+            report.skipped.push(Skipped {
+                reference: shown,
+                reason: format!("the version is {}", run.status.as_str()),
+            });
+            continue;
+        }
+        if refs::check_id(&location.id, "id").is_err() {
+            report.skipped.push(Skipped {
+                reference: shown,
+                reason: format!("'{}' is not a usable run id", location.id),
+            });
+            continue;
+        }
+        let target = store.location(Stage::Raw, &namespace, &location.id)?;
+        if target.path.symlink_metadata().is_ok() {
+            report.present.push(target.reference());
+            continue;
+        }
+        let one = RegisterOptions {
+            source: location.path.clone(),
+            namespace,
+            id: Some(location.id.clone()),
+            link_in: true,
+            move_in: false,
+            ..opts.clone()
+        };
+        let registered = register(store, one, &crate::progress::Silent)?;
+        report.linked_bytes += registered.total_size;
+        report.imported.push(registered.location.reference());
+    }
+    reporter.end();
+    Ok(report)
+}
+
 /// What a folder already says about itself.
 #[derive(Default)]
-struct Imported {
-    config: Map<String, Value>,
-    params: BTreeMap<String, Value>,
-    metrics: BTreeMap<String, f64>,
-    tags: Vec<String>,
-    features: Option<Features>,
-    extra: Map<String, Value>,
+pub(crate) struct Imported {
+    pub(crate) config: Map<String, Value>,
+    pub(crate) params: BTreeMap<String, Value>,
+    pub(crate) metrics: BTreeMap<String, f64>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) features: Option<Features>,
+    pub(crate) extra: Map<String, Value>,
 }
 
 /// Seed 002 trainers write their own `metadata.json`, seed 003 a
 /// `training_metadata.json`: keep what they say. A `metadata.json` is replaced
 /// by the run's, so everything in it not mapped to a field is kept under
 /// `source_metadata`.
-fn import_metadata(source: &Path, warnings: &mut Vec<String>) -> Imported {
+pub(crate) fn import_metadata(source: &Path, warnings: &mut Vec<String>) -> Imported {
     let mut imported = Imported::default();
     let read = |name: &str, warnings: &mut Vec<String>| -> Option<Map<String, Value>> {
         let bytes = std::fs::read(source.join(name)).ok()?;

@@ -169,6 +169,22 @@ pub fn verify(store: &Store, opts: &VerifyOptions, reporter: &dyn Progress) -> R
     Ok(report)
 }
 
+/// verify's checks of one run's own content — manifest hashes, missing or
+/// extra files, metadata, seed 002 feature rules — for promotion's
+/// integrity gate. The store-wide checks (`latest`, read-only bits) are not
+/// about the run's content and are left to `verify`.
+pub fn content_problems(run: &RunInfo, reporter: &dyn Progress) -> Vec<Problem> {
+    let mut report = Report::default();
+    let mut jobs = Vec::new();
+    check_run(run, &mut report, &mut jobs);
+    hash_files(jobs, &mut report, reporter);
+    report
+        .problems
+        .into_iter()
+        .filter(|p| p.kind != "writable" && p.kind != "latest")
+        .collect()
+}
+
 fn check_run(run: &RunInfo, report: &mut Report, jobs: &mut Vec<HashJob>) {
     let reference = run.reference.clone();
     let dir = &run.location.path;
@@ -183,14 +199,7 @@ fn check_run(run: &RunInfo, report: &mut Report, jobs: &mut Vec<HashJob>) {
     let native = (run.layout == RunLayout::Native).then(|| Metadata::read(dir));
     let features = feature_problems(run, native.as_ref().and_then(|m| m.as_ref().ok()));
     for f in &features {
-        problem(
-            "features",
-            f.clone(),
-            format!(
-                "correct feature_names / feature_count / selected_features / input_size_actual in {} (or retrain): a model loaded with the wrong input size fails",
-                dir.join(METADATA_FILE).display()
-            ),
-        );
+        problem("features", f.clone(), features_fix(run));
     }
     if run.layout != RunLayout::Native {
         // Problems found while reading (a corrupted metadata file, say).
@@ -330,6 +339,24 @@ fn check_journal_and_changelog(store: &Store, runs: &[RunInfo], report: &mut Rep
                 )));
             }
         }
+    }
+}
+
+/// A fix the user can make: stored artifacts are read-only and never
+/// edited, so the way out is a new run; only a legacy folder the user still
+/// owns outright may be corrected where it is.
+fn features_fix(run: &RunInfo) -> String {
+    let dir = &run.location.path;
+    if run.layout == RunLayout::Native {
+        format!(
+            "the model was saved with inconsistent feature metadata and a model loaded with the wrong input size fails: re-run the training, register its output (`artifactctl register DIR`) and promote the new run; {} is read-only and is not edited",
+            run.reference
+        )
+    } else {
+        format!(
+            "re-run the training that wrote {} so its feature_names / feature_count / selected_features / input_size_actual agree, then register the new output; a model loaded with the wrong input size fails",
+            dir.display()
+        )
     }
 }
 

@@ -16,12 +16,19 @@ use crate::cli::settings::{Context, PromoteSettings};
 
 /// Promote a raw run to validated, or a validated artifact to production
 ///
-/// To validated: one checkpoint of a complete raw run becomes the model of a
-/// new validated artifact, with the files [promote.validated] include names
-/// and the --results file under validation/. The gates of
-/// [promote.validated] require are checked against the run's metrics merged
-/// with the results; any failing or missing metric writes nothing (exit 1).
-/// The default id is <run-id>_<checkpoint>_validated.
+/// Without --to, REF goes to the next stage: raw -> validated -> production.
+///
+/// To validated: a run with a checkpoints/ folder gives one checkpoint
+/// (--checkpoint, default [promote.validated] checkpoint) as model.<ext>;
+/// a run without one (a refresh run, a seed 002 run, a seed 003 version) is
+/// promoted whole, minus [promote.validated] exclude (logs/). --step NAME
+/// and --file PATH pick parts instead. Companions travel: the files
+/// [promote.validated] include names (config, metrics, README, manifest),
+/// and the --results file under validation/. Integrity comes first (verify's
+/// checks on the source: hashes, files, metadata, feature rules), then the
+/// gates of [promote.validated] require against the run's metrics merged
+/// with the results; any problem writes nothing (exit 1). The default id is
+/// <run-id>_<checkpoint|step>_validated, or <run-id>_validated for a whole run.
 ///
 /// To production: a validated artifact becomes production/[ns/]<version>,
 /// with the deployment config copied in, an entry in production/CHANGELOG.md
@@ -37,6 +44,8 @@ use crate::cli::settings::{Context, PromoteSettings};
 ///   artifactctl promote gru/BTCEUR/20261123_101500 --to validated --checkpoint epoch_70 \
 ///       --results validation/test_results.json
 ///   artifactctl promote v5_5_20251124 --to validated --dry-run
+///   artifactctl promote latest --step TailRiskAnalyzer
+///   artifactctl promote latest --file TailRiskAnalyzer/TailRiskAnalyzer.joblib --to validated
 ///   artifactctl promote validated/gru/BTCEUR/20261123_101500_epoch_70_validated \
 ///       --to production --version 1.0.0 --deploy-config deploy/ --notes "first release" --approve
 #[derive(Debug, clap::Args)]
@@ -45,16 +54,22 @@ pub struct Args {
     /// The run to promote: a raw run (--to validated) or a validated artifact (--to production)
     #[arg(value_name = "REF")]
     pub reference: RunRef,
-    /// Target stage: validated or production
+    /// Target stage: validated or production [default: the stage after REF's]
     #[arg(long, value_name = "STAGE", value_parser = parse_target)]
-    pub to: Stage,
-    /// Checkpoint to promote (epoch_70, best, latest, or a file name) [default: [promote.validated] checkpoint]
+    pub to: Option<Stage>,
+    /// Checkpoint to promote (epoch_70, best, latest, a file name or a path in the run) [default: [promote.validated] checkpoint]
     #[arg(long, value_name = "NAME")]
     pub checkpoint: Option<String>,
+    /// Promote only this file or folder of the run (relative to it; repeatable)
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<String>,
+    /// Promote only this step's folder of the run (one model of a refresh run)
+    #[arg(long, value_name = "NAME")]
+    pub step: Option<String>,
     /// JSON file of validation results: merged over the metrics for gates, stored under validation/
     #[arg(long, value_name = "FILE")]
     pub results: Option<PathBuf>,
-    /// Id of the validated artifact [default: <run-id>_<checkpoint>_validated]
+    /// Id of the validated artifact [default: <run-id>_<checkpoint|step>_validated, <run-id>_validated for a whole run]
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
     /// Release version (semver X.Y.Z), required with --to production
@@ -110,13 +125,13 @@ fn to_validated(
     dry_run: bool,
     json: bool,
 ) -> Result<ExitCode> {
-    let plan = promote::plan_validated(&ctx.store, options)?;
+    let checking = reporters::for_output(out);
+    let plan = promote::plan_validated(&ctx.store, options, checking.as_ref())?;
     print_gates(out, &plan.gates);
     out.status(&format!(
-        "{} checkpoint {} ({}) -> {}",
+        "{} {} -> {}",
         plan.source.reference,
-        plan.checkpoint,
-        plan.checkpoint_file,
+        plan.describe(),
         plan.target.reference()
     ));
     if dry_run {
@@ -192,6 +207,11 @@ fn print_gates(out: &Printer, gates: &[GateResult]) {
             Outcome::Fail => "FAIL",
             Outcome::Missing => "MISSING",
         };
+        if g.metric == promote::INTEGRITY {
+            // The gate line carries the problem itself.
+            out.status(&format!("  {word} {}", g.gate));
+            continue;
+        }
         let actual = match g.actual {
             Some(v) => format!("{} = {}", g.metric, human_number(v)),
             None => format!(

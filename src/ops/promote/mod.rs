@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use serde_json::Map;
 
 use crate::error::ArtifactError;
 use crate::fsx::{self, Staging};
@@ -155,8 +154,12 @@ fn manifest_index(meta: Option<&Metadata>) -> HashMap<&str, &FileEntry> {
         .unwrap_or_default()
 }
 
-/// A stand-in for sources without artifactctl metadata (legacy layouts).
-fn empty_metadata(run: &RunInfo) -> Metadata {
+/// The metadata of a source without artifactctl metadata (legacy layouts):
+/// what its own files say, read as `register` reads them.
+fn legacy_metadata(run: &RunInfo) -> Metadata {
+    let imported = crate::ops::register::import_metadata(&run.location.path, &mut Vec::new());
+    let mut metrics = imported.metrics;
+    metrics.extend(run.metrics.clone());
     Metadata {
         schema_version: SCHEMA_VERSION,
         id: run.id.clone(),
@@ -164,18 +167,27 @@ fn empty_metadata(run: &RunInfo) -> Metadata {
         stage: run.stage,
         created_at: run.created_at.unwrap_or_else(Utc::now),
         status: run.status,
-        config: Map::new(),
-        params: run.params.clone(),
-        metrics: run.metrics.clone(),
-        tags: run.tags.clone(),
+        config: imported.config,
+        params: run
+            .params
+            .clone()
+            .into_iter()
+            .chain(imported.params)
+            .collect(),
+        metrics,
+        tags: if imported.tags.is_empty() {
+            run.tags.clone()
+        } else {
+            imported.tags
+        },
         files: Vec::new(),
         total_size: 0,
         file_count: 0,
-        features: None,
+        features: imported.features,
         lineage: Lineage::default(),
         producer: Default::default(),
         pinned: false,
-        extra: Map::new(),
+        extra: imported.extra,
     }
 }
 

@@ -217,7 +217,7 @@ pub fn promote_production(
     )?;
     let source_meta = plan
         .source_meta
-        .unwrap_or_else(|| empty_metadata(&plan.source));
+        .unwrap_or_else(|| legacy_metadata(&plan.source));
     let user = crate::host::current_user();
     let now = plan.now.trunc_subsecs(6);
     let gates_json = serde_json::to_value(&plan.gates)?;
