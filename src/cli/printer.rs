@@ -40,6 +40,9 @@ pub struct Printer {
     color_out: bool,
     color_err: bool,
     pub progress: bool,
+    /// A `--json` document went to stdout already; an error after it must
+    /// not add a second one.
+    json_written: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -110,6 +113,7 @@ impl Printer {
             color_out,
             color_err,
             progress,
+            json_written: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -181,6 +185,8 @@ impl Printer {
             schema_version: JSON_SCHEMA_VERSION,
             body,
         };
+        self.json_written
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut out = lock(&self.stdout);
         serde_json::to_writer_pretty(&mut *out, &value)?;
         writeln!(out)?;
@@ -224,6 +230,21 @@ impl Printer {
             "{} {err:#}",
             Self::paint(self.color_err, Tone::Bad, "error:")
         ));
+    }
+
+    /// A failure under `--json`: the message on stderr as always, and one
+    /// `{"schema_version", "error": {"kind", "message"}, "exit_code"}`
+    /// object on stdout for a script that reads only stdout, unless the
+    /// command printed its document before failing.
+    pub fn error_json(&self, kind: &str, err: &anyhow::Error, exit_code: u8) {
+        self.error(err);
+        if self.json_written.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let _ = self.json(&serde_json::json!({
+            "error": {"kind": kind, "message": format!("{err:#}")},
+            "exit_code": exit_code,
+        }));
     }
 
     /// A question on stderr, without a newline, for the answer to follow.

@@ -359,7 +359,10 @@ fn production_release_writes_version_changelog_journal_and_latest() {
     let changelog = std::fs::read_to_string(p.store().join("production/CHANGELOG.md")).unwrap();
     assert!(changelog.contains("## gru/BTCEUR 1.0.0"), "{changelog}");
     assert!(changelog.contains("approved by: alice"), "{changelog}");
-    assert!(changelog.contains("notes: first release"), "{changelog}");
+    assert!(
+        changelog.contains("notes: \"first release\""),
+        "{changelog}"
+    );
     let journal = std::fs::read_to_string(p.store().join(".artifactctl/journal.jsonl")).unwrap();
     let last: Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
     assert_eq!(last["action"], "promote");

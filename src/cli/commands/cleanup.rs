@@ -140,8 +140,8 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         human_size(plan.freed_bytes)
     );
     if !prompt::confirm(out, &question, yes, "--yes")? {
-        out.status("nothing removed");
-        return Ok(ExitCode::Success);
+        out.status("declined: nothing removed");
+        return Ok(ExitCode::DECLINED);
     }
     let reporter = reporters::for_output(out);
     let outcome = cleanup::execute(&ctx.store, plan, &opts, reporter.as_ref())?;

@@ -50,8 +50,8 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         if run.latest { ", the latest run" } else { "" }
     );
     if !prompt::confirm(out, &question, yes, "--yes")? {
-        out.status("nothing deleted");
-        return Ok(ExitCode::Success);
+        out.status("declined: nothing deleted");
+        return Ok(ExitCode::DECLINED);
     }
     let deleted = delete::execute(&ctx.store, plan, &options)?;
     out.status(&format!(

@@ -50,6 +50,30 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command was given `--json`, so that a failure is reported
+    /// as a JSON object on stdout too.
+    pub fn wants_json(&self) -> bool {
+        match self {
+            Command::List(a) => a.json,
+            Command::Show(a) => a.json,
+            Command::Register(a) => a.json,
+            Command::Promote(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Rollback(a) => a.json,
+            Command::History(a) => a.json,
+            Command::Cleanup(a) => a.json,
+            Command::Clear(a) => a.json,
+            Command::Refresh(a) => a.json,
+            Command::Init(_)
+            | Command::Path(_)
+            | Command::Delete(_)
+            | Command::Pin(_)
+            | Command::Unpin(_)
+            | Command::Completions(_)
+            | Command::Man(_) => false,
+        }
+    }
+
     pub fn run(self, global: &GlobalArgs, out: &Printer) -> Result<ExitCode> {
         match self {
             Command::Init(args) => init::run(global, out, args),
