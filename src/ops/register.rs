@@ -34,6 +34,9 @@ pub struct RegisterOptions {
     pub tags: Vec<String>,
     /// Rename the folder in instead of copying (same filesystem only).
     pub move_in: bool,
+    /// Register a folder that holds no files (refused otherwise: an empty
+    /// run would become `latest` and be kept over real runs).
+    pub allow_empty: bool,
     pub created_at: Option<DateTime<Utc>>,
     pub project_root: PathBuf,
     pub command: Vec<String>,
@@ -65,6 +68,14 @@ pub fn register(
         refs::check_id(id, "--id")?;
     }
     let source = check_source(store, &opts.source)?;
+    if !opts.allow_empty && !holds_a_file(&source) {
+        return Err(ArtifactError::usage(format!(
+            "cannot register {}: it holds no files, and an empty run would become latest; \
+             check the path, or pass --allow-empty to register it anyway",
+            source.display()
+        ))
+        .into());
+    }
     store.stage_dir(Stage::Raw)?;
     let mut warnings = Vec::new();
     let imported = import_metadata(&source, &mut warnings);
@@ -177,6 +188,16 @@ fn check_source(store: &Store, source: &Path) -> Result<PathBuf> {
         }
     }
     Ok(source)
+}
+
+/// Whether `source` holds any file besides a `metadata.json` at its top
+/// (which is read, not copied).
+fn holds_a_file(source: &Path) -> bool {
+    walkdir::WalkDir::new(source)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .any(|e| !(e.file_type().is_dir() || e.depth() == 1 && e.file_name() == METADATA_FILE))
 }
 
 fn copy_in(store: &Store, source: &Path, label: &str, reporter: &dyn Progress) -> Result<Staging> {

@@ -81,6 +81,12 @@ impl Command {
             Command::Man(args) => man::run(out, args),
             other => {
                 let ctx = Context::resolve(global, out)?;
+                match &other {
+                    Command::Register(_) | Command::Refresh(_) => ctx.check_store(true)?,
+                    // clear works on the project; the store is only kept out.
+                    Command::Clear(_) => {}
+                    _ => ctx.check_store(false)?,
+                }
                 match other {
                     Command::Register(args) => register::run(&ctx, out, args),
                     Command::List(args) => list::run(&ctx, out, args),

@@ -51,6 +51,9 @@ pub struct Args {
     /// Rename the folder into the store instead of copying (same filesystem)
     #[arg(long = "move")]
     pub move_in: bool,
+    /// Register a folder that holds no files (refused otherwise)
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Creation time (RFC 3339) [default: now]; an older run never takes over latest
     #[arg(long, value_name = "TIME")]
     pub created_at: Option<String>,
