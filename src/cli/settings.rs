@@ -526,7 +526,13 @@ pub struct ClearSettings {
 
 impl ClearSettings {
     pub fn resolve(args: clear_cmd::Args, ctx: &Context) -> Result<ClearSettings> {
-        let clear_cmd::Args { paths, force, json } = args;
+        // --dry-run is what clear does without --force; clap keeps the two apart.
+        let clear_cmd::Args {
+            paths,
+            force,
+            dry_run: _,
+            json,
+        } = args;
         let cfg = &ctx.config.clear;
         let options = ClearOptions {
             root: ctx.invocation.root.clone(),

@@ -32,6 +32,10 @@ pub struct Args {
     /// Delete (without this, nothing is removed)
     #[arg(long, short = 'f', visible_alias = "yes", short_alias = 'y')]
     pub force: bool,
+    /// Only show what would go (the default; accepted so that scripts which
+    /// pass it, as seed 000's did, keep working)
+    #[arg(long, conflicts_with = "force")]
+    pub dry_run: bool,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,

@@ -32,7 +32,7 @@ use crate::cli::settings::Context;
 ///   artifactctl list --where metrics.sharpe_ratio>1.0 --sort metrics.sharpe_ratio --limit 5
 ///   artifactctl list --where params.seq_length=30 --json
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(verbatim_doc_comment, allow_negative_numbers = true)]
 pub struct Args {
     /// Only runs in this namespace or below it ([STAGE/]NS; a stage name alone is the stage)
     #[arg(value_name = "NS")]
@@ -50,7 +50,7 @@ pub struct Args {
     #[arg(long = "where", value_name = "EXPR")]
     pub filters: Vec<Filter>,
     /// Show at most N runs (after sorting)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::count)]
     pub limit: Option<usize>,
     /// Print {"schema_version":1,"runs":[...]}
     #[arg(long)]

@@ -34,6 +34,7 @@ pub enum Command {
     Register(register::Args),
     List(list::Args),
     Show(show::Args),
+    #[command(visible_alias = "load")]
     Path(path::Args),
     Delete(delete::Args),
     Promote(promote::Args),
@@ -115,6 +116,30 @@ pub struct RefArg {
     /// [stage/][namespace/](run-id|latest)
     #[arg(value_name = "REF")]
     pub reference: artifactctl::store::refs::RunRef,
+}
+
+/// A count flag (`--keep 5`, `--limit 10`): 0 or more. With
+/// `allow_negative_numbers` on the command, `--keep -5` reaches here and is
+/// told what is wrong, instead of clap's "unexpected argument '-5'".
+pub fn count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<i64>() {
+        Ok(n) if n < 0 => Err(format!("must be a positive number, not {n}")),
+        _ => text
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| format!("must be a positive number, not '{text}'")),
+    }
+}
+
+/// `--jobs N`: 1 or more.
+pub fn jobs(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<i64>() {
+        Ok(n) if n < 1 => Err(format!("must be a positive number (1 or more), not {n}")),
+        _ => text
+            .trim()
+            .parse::<u16>()
+            .map_err(|_| format!("must be a positive number (1 to 65535), not '{text}'")),
+    }
 }
 
 /// Parse `KEY=VALUE`.
