@@ -255,6 +255,24 @@ impl Printer {
     }
 }
 
+/// A count with thousands separators: `7,492`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `n` of a noun: `1 file`, `2 files`, `1,200 files`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
 /// Sizes as people read them: `512 B`, `1.5 KiB`, `2.3 GiB`.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -430,6 +448,16 @@ mod tests {
         });
         p.detail("shown");
         assert_eq!(err.text(), "shown\n");
+    }
+
+    #[test]
+    fn counts_have_separators_and_plurals() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(7492), "7,492");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(plural(1, "file", "files"), "1 file");
+        assert_eq!(plural(1200, "file", "files"), "1,200 files");
     }
 
     #[test]
