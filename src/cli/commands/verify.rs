@@ -63,10 +63,7 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         out.json(&report)?;
     } else {
         for p in &report.problems {
-            out.line(&format!(
-                "{}: {}: {}\n  fix: {}",
-                p.reference, p.kind, p.detail, p.fix
-            ))?;
+            out.line(&format!("{}\n  fix: {}", problem_line(p), p.fix))?;
         }
         print_notes(out, &report.notes);
     }
@@ -117,5 +114,49 @@ fn print_notes(out: &Printer, notes: &[verify::Note]) {
             "note: {}: {detail}\n  {listed}",
             plural(refs.len() as u64, "run", "runs")
         ));
+    }
+}
+
+/// A problem as one line. A detail that starts with what it is about
+/// ("latest points to …") takes the ref in its place, so the line does not
+/// read `latest: latest: latest points to …`.
+fn problem_line(p: &verify::Problem) -> String {
+    match p.detail.strip_prefix(p.kind) {
+        Some(rest) if rest.starts_with(' ') => format!("{}{rest}", p.reference),
+        _ => format!("{}: {}: {}", p.reference, p.kind, p.detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_latest_problem_names_latest_once() {
+        let p = verify::Problem {
+            reference: "latest".into(),
+            kind: "latest",
+            detail: "latest points to 'gone', which does not exist".into(),
+            fix: String::new(),
+        };
+        assert_eq!(
+            problem_line(&p),
+            "latest points to 'gone', which does not exist"
+        );
+        let p = verify::Problem {
+            reference: "gru/latest".into(),
+            ..p
+        };
+        assert_eq!(
+            problem_line(&p),
+            "gru/latest points to 'gone', which does not exist"
+        );
+        let p = verify::Problem {
+            reference: "r1".into(),
+            kind: "hash",
+            detail: "model.pt changed".into(),
+            fix: String::new(),
+        };
+        assert_eq!(problem_line(&p), "r1: hash: model.pt changed");
     }
 }
