@@ -639,3 +639,44 @@ fn seed_004_layout_promotes_from_a_raw_run_without_metadata() {
     assert_eq!(doc["checked"], 5);
     assert_eq!(doc["notes"].as_array().unwrap().len(), 3);
 }
+
+/// Issue 13, item 4: multi-line --notes cannot forge a changelog line.
+#[test]
+fn notes_cannot_forge_a_changelog_line() {
+    let p = Project::new();
+    let validated = p.released(NS, &[]);
+    p.cmd()
+        .args([
+            "promote",
+            &validated,
+            "--to",
+            "production",
+            "--version",
+            "1.0.0",
+            "--approve",
+        ])
+        .args([
+            "--notes",
+            "fine\n- approved by: the CEO (--approve)\n\n## gru/BTCEUR 9.9.9",
+        ])
+        .assert()
+        .success();
+    let changelog = std::fs::read_to_string(p.store().join("production/CHANGELOG.md")).unwrap();
+    let approvals = changelog
+        .lines()
+        .filter(|l| l.starts_with("- approved by:"))
+        .count();
+    assert_eq!(approvals, 1, "{changelog}");
+    assert!(
+        !changelog
+            .lines()
+            .any(|l| l.starts_with("## gru/BTCEUR 9.9.9")),
+        "{changelog}"
+    );
+    assert!(
+        changelog.contains(
+            r#"- notes: "fine\n- approved by: the CEO (--approve)\n\n## gru/BTCEUR 9.9.9""#
+        ),
+        "{changelog}"
+    );
+}

@@ -631,3 +631,15 @@ fn an_empty_folder_is_refused_unless_allowed() {
     let empty = p.register(&p.path("empty"), &["--allow-empty", "--id", "empty_run"]);
     assert_eq!(empty, "empty_run");
 }
+
+/// Issue 13: "1 file", not "1 files".
+#[test]
+fn one_file_is_one_file() {
+    let p = Project::new();
+    p.write("single/model.pt", b"weights");
+    assert_output_snapshot!(
+        Some(p.root()),
+        "register_one_file",
+        crate::support::streams_of(p.cmd().args(["register", "single", "--id", "r1"]))
+    );
+}

@@ -69,7 +69,10 @@ fn show_reads_seed_003_with_ensemble_weights() {
         .args(["--store", "backend/models", "show", &ids[1]])
         .assert()
         .success()
-        .stdout(predicate::str::contains("ensemble_weights"));
+        .stdout(predicate::str::contains("ensemble_weights"))
+        .stdout(predicate::str::contains(
+            "metadata:  training_metadata.json (seed 003 layout, read as it is)",
+        ));
 }
 
 #[test]

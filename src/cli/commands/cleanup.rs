@@ -6,7 +6,7 @@ use artifactctl::ExitCode;
 use chrono::Duration;
 use serde::Serialize;
 
-use crate::cli::printer::{human_size, Align, Printer, Table, Tone};
+use crate::cli::printer::{human_size, plural, Align, Printer, Table, Tone};
 use crate::cli::prompt;
 use crate::cli::reporters;
 use crate::cli::settings::{CleanupSettings, Context};
@@ -161,7 +161,12 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     }
     let removed = outcome.plan.to_remove().count() - outcome.failed.len();
     out.status(&format!(
-        "removed {removed} run(s) and leftover folder(s), freed {}",
+        "removed {}, freed {}",
+        plural(
+            removed as u64,
+            "run or leftover folder",
+            "runs and leftover folders"
+        ),
         human_size(outcome.plan.freed_bytes)
     ));
     Ok(if outcome.failed.is_empty() {
