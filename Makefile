@@ -24,7 +24,7 @@ bench: build
 install: build
 	install -d $(PREFIX)/bin $(PREFIX)/share/man/man1 $(PREFIX)/share/bash-completion/completions
 	install -m 0755 $(BIN) $(PREFIX)/bin/artifactctl
-	$(BIN) man > $(PREFIX)/share/man/man1/artifactctl.1
+	$(BIN) man --dir $(PREFIX)/share/man/man1
 	$(BIN) completions bash > $(PREFIX)/share/bash-completion/completions/artifactctl
 
 clean:

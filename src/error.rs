@@ -77,6 +77,29 @@ impl fmt::Display for ArtifactError {
 
 impl std::error::Error for ArtifactError {}
 
+impl ErrorKind {
+    /// The name `--json` error objects carry as `error.kind`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Usage => "usage",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Incomplete => "incomplete",
+            ErrorKind::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The kind name of any error: the first [`ArtifactError`] in the chain, or
+/// `failure` for anything else (I/O and the like).
+pub fn kind_name_for(err: &anyhow::Error) -> &'static str {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<ArtifactError>())
+        .map_or("failure", |e| e.kind.name())
+}
+
 /// The exit code for any error: the first [`ArtifactError`] in the chain
 /// decides, anything else (I/O and the like) is a plain failure.
 pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {

@@ -17,6 +17,11 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
+    /// A `delete` or `cleanup` confirmation prompt answered "no": the
+    /// operation did not happen, so a script (or `&&`) must not go on as if
+    /// it had.
+    pub const DECLINED: ExitCode = ExitCode::Failure;
+
     pub const ALL: [ExitCode; 4] = [
         ExitCode::Success,
         ExitCode::Failure,
@@ -76,5 +81,18 @@ mod tests {
                 "README.md exit-code table lacks {row}"
             );
         }
+        let row_of = |code: ExitCode| {
+            let head = format!("| {} |", code.code());
+            readme
+                .lines()
+                .find(|l| l.starts_with(&head))
+                .unwrap_or_default()
+                .to_string()
+        };
+        // The cases a user asked about, each in the row of its code.
+        assert!(row_of(ExitCode::DECLINED).contains("declined"));
+        assert!(row_of(ExitCode::Usage).contains("no retention policy"));
+        assert!(row_of(ExitCode::Usage).contains("not UTF-8"));
+        assert!(row_of(ExitCode::Usage).contains("store folder that does not exist"));
     }
 }

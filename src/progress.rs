@@ -11,7 +11,10 @@
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
+    /// Things that are not files (runs, entries).
     Items,
+    /// Files, counted one by one (clear).
+    Files,
     Bytes,
 }
 

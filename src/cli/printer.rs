@@ -40,6 +40,9 @@ pub struct Printer {
     color_out: bool,
     color_err: bool,
     pub progress: bool,
+    /// A `--json` document went to stdout already; an error after it must
+    /// not add a second one.
+    json_written: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -110,6 +113,7 @@ impl Printer {
             color_out,
             color_err,
             progress,
+            json_written: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -181,6 +185,8 @@ impl Printer {
             schema_version: JSON_SCHEMA_VERSION,
             body,
         };
+        self.json_written
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut out = lock(&self.stdout);
         serde_json::to_writer_pretty(&mut *out, &value)?;
         writeln!(out)?;
@@ -226,12 +232,45 @@ impl Printer {
         ));
     }
 
+    /// A failure under `--json`: the message on stderr as always, and one
+    /// `{"schema_version", "error": {"kind", "message"}, "exit_code"}`
+    /// object on stdout for a script that reads only stdout, unless the
+    /// command printed its document before failing.
+    pub fn error_json(&self, kind: &str, err: &anyhow::Error, exit_code: u8) {
+        self.error(err);
+        if self.json_written.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let _ = self.json(&serde_json::json!({
+            "error": {"kind": kind, "message": format!("{err:#}")},
+            "exit_code": exit_code,
+        }));
+    }
+
     /// A question on stderr, without a newline, for the answer to follow.
     pub fn ask(&self, question: &str) -> io::Result<()> {
         let mut err = lock(&self.stderr);
         write!(err, "{question}")?;
         err.flush()
     }
+}
+
+/// A count with thousands separators: `7,492`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `n` of a noun: `1 file`, `2 files`, `1,200 files`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
 }
 
 /// Sizes as people read them: `512 B`, `1.5 KiB`, `2.3 GiB`.
@@ -409,6 +448,16 @@ mod tests {
         });
         p.detail("shown");
         assert_eq!(err.text(), "shown\n");
+    }
+
+    #[test]
+    fn counts_have_separators_and_plurals() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(7492), "7,492");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(plural(1, "file", "files"), "1 file");
+        assert_eq!(plural(1200, "file", "files"), "1,200 files");
     }
 
     #[test]

@@ -9,7 +9,23 @@ use std::time::Duration;
 use artifactctl::progress::{Progress, Silent, StepReporter, Unit};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::printer::Printer;
+use crate::cli::printer::{plural, thousands, Printer};
+
+/// A rate as people read it: `950 files/s`, `53.8k files/s`, `1.2M files/s`.
+fn rate(per_sec: f64, noun: &str) -> String {
+    let per_sec = if per_sec.is_finite() {
+        per_sec.max(0.0)
+    } else {
+        0.0
+    };
+    if per_sec >= 999_950.0 {
+        format!("{:.1}M {noun}/s", per_sec / 1e6)
+    } else if per_sec >= 999.95 {
+        format!("{:.1}k {noun}/s", per_sec / 1e3)
+    } else {
+        format!("{per_sec:.0} {noun}/s")
+    }
+}
 
 /// A bar (or a spinner when `total` is unknown) for one phase of work, not
 /// yet drawn anywhere.
@@ -19,13 +35,32 @@ fn work_bar(label: &str, total: Option<u64>, unit: Unit) -> ProgressBar {
         (true, Unit::Bytes) => {
             "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
         }
-        (true, Unit::Items) => "{msg:>10} [{bar:30}] {pos}/{len} eta {eta}",
+        (true, Unit::Items | Unit::Files) => "{msg:>10} [{bar:30}] {count}/{len} eta {eta}",
         (false, Unit::Bytes) => "{msg:>10} {spinner} {bytes} {bytes_per_sec}",
-        (false, Unit::Items) => "{msg:>10} {spinner} {pos} {per_sec}",
+        (false, Unit::Items | Unit::Files) => "{msg:>10} {spinner} {count}, {rate}",
+    };
+    let noun = match unit {
+        Unit::Files => "files",
+        Unit::Items | Unit::Bytes => "items",
     };
     bar.set_style(
         ProgressStyle::with_template(template)
             .expect("valid template")
+            .with_key(
+                "count",
+                move |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = match state.len() {
+                        Some(_) => write!(w, "{}", thousands(state.pos())),
+                        None => write!(w, "{}", plural(state.pos(), &noun[..noun.len() - 1], noun)),
+                    };
+                },
+            )
+            .with_key(
+                "rate",
+                move |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{}", rate(state.per_sec(), noun));
+                },
+            )
             .progress_chars("=> "),
     );
     bar.set_message(label.to_string());
@@ -265,5 +300,74 @@ impl StepReporter for PlainSteps<'_> {
 
     fn step_finished(&self, step: &str, outcome: &str) {
         self.out.err_line(&format!("{} {step}: {outcome}", stamp()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_have_units_and_a_sensible_precision() {
+        assert_eq!(rate(53_834.421_2, "files"), "53.8k files/s");
+        assert_eq!(rate(950.4, "files"), "950 files/s");
+        assert_eq!(rate(1_234_567.0, "items"), "1.2M items/s");
+        assert_eq!(rate(f64::NAN, "files"), "0 files/s");
+    }
+
+    /// Captures what a bar draws, as a terminal would show its last line.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(std::sync::Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            lock(&self.0).push_str(s);
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            lock(&self.0).push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            lock(&self.0).clear();
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_clear_spinner_reads_files_and_files_per_second() {
+        let screen = Screen::default();
+        let bar = work_bar("clearing", None, Unit::Files);
+        bar.set_draw_target(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        bar.set_position(7492);
+        bar.tick();
+        let line = lock(&screen.0).trim().to_string();
+        assert!(line.contains("clearing"), "{line}");
+        assert!(line.contains("7,492 files, "), "{line}");
+        assert!(line.ends_with(" files/s"), "{line}");
+        let bar = work_bar("removing", Some(1200), Unit::Items);
+        bar.set_draw_target(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        bar.set_position(1100);
+        bar.tick();
+        let line = lock(&screen.0).trim().to_string();
+        assert!(line.contains("1,100/1200"), "{line}");
     }
 }

@@ -92,6 +92,9 @@ pub struct Context {
     pub invocation: Invocation,
     pub config: Config,
     pub store: Store,
+    /// Where the store's path came from when the user named it (`--store`,
+    /// `[store] dir`); `None` for the default `<root>/artifacts`.
+    pub store_named_by: Option<String>,
 }
 
 impl Context {
@@ -103,15 +106,60 @@ impl Context {
                 out.warn(&format!("{}: {warning}; it is ignored", file.display()));
             }
         }
-        let store_dir = match &global.store {
-            Some(dir) => invocation.cwd.join(dir),
-            None => config::resolve_path(&invocation.root, &loaded.config.store.dir),
+        let default_dir = config::StoreConfig::default().dir;
+        let (store_dir, store_named_by) = match &global.store {
+            Some(dir) => (invocation.cwd.join(dir), Some("--store".to_string())),
+            None => (
+                config::resolve_path(&invocation.root, &loaded.config.store.dir),
+                (loaded.config.store.dir != default_dir).then(|| match &loaded.file {
+                    Some(file) => {
+                        format!("[store] dir in {} or ARTIFACTCTL_STORE_DIR", file.display())
+                    }
+                    None => "ARTIFACTCTL_STORE_DIR".to_string(),
+                }),
+            ),
         };
         Ok(Context {
             invocation,
             config: loaded.config,
             store: Store::open(store_dir),
+            store_named_by,
         })
+    }
+
+    /// The store must be a folder; one the user named must also exist,
+    /// unless the command creates it (`creates`: register, refresh). A
+    /// missing default store is a new project's empty store. A typo in
+    /// `--store` must not read as "no runs".
+    pub fn check_store(&self, creates: bool) -> Result<()> {
+        let dir = self.store.dir();
+        let from = self
+            .store_named_by
+            .as_deref()
+            .map(|s| format!(" (from {s})"))
+            .unwrap_or_default();
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(ArtifactError::usage(format!(
+                "store {} is not a folder{from}; point --store at the folder that holds the runs",
+                dir.display()
+            ))
+            .into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if creates || self.store_named_by.is_none() {
+                    return Ok(());
+                }
+                Err(ArtifactError::usage(format!(
+                    "store {} does not exist{from}; check the path (register creates a new store)",
+                    dir.display()
+                ))
+                .into())
+            }
+            Err(e) => {
+                Err(anyhow::Error::new(e)
+                    .context(format!("cannot read the store {}", dir.display())))
+            }
+        }
     }
 
     pub fn read_options(&self, detail: bool) -> Result<ReadOptions> {
@@ -140,6 +188,7 @@ impl RegisterSettings {
             metric,
             tags,
             move_in,
+            allow_empty,
             created_at,
             all,
             json,
@@ -173,6 +222,7 @@ impl RegisterSettings {
             tags,
             move_in,
             link_in: false,
+            allow_empty,
             created_at,
             project_root: ctx.invocation.root.clone(),
             command: ctx.invocation.command.clone(),
@@ -505,7 +555,13 @@ pub struct ClearSettings {
 
 impl ClearSettings {
     pub fn resolve(args: clear_cmd::Args, ctx: &Context) -> Result<ClearSettings> {
-        let clear_cmd::Args { paths, force, json } = args;
+        // --dry-run is what clear does without --force; clap keeps the two apart.
+        let clear_cmd::Args {
+            paths,
+            force,
+            dry_run: _,
+            json,
+        } = args;
         let cfg = &ctx.config.clear;
         let options = ClearOptions {
             root: ctx.invocation.root.clone(),

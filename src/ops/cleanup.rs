@@ -155,7 +155,9 @@ fn config_error(key: &str, e: &str) -> anyhow::Error {
 /// Decide, for every run in scope, KEEP or REMOVE and why. Reads only.
 pub fn plan(store: &Store, opts: &CleanupOptions) -> Result<Plan> {
     if opts.policy.is_empty() {
-        return Err(ArtifactError::refused(
+        // Bad input, not a refusal: the command line (or config) lacks what
+        // cleanup needs, and nothing was at risk.
+        return Err(ArtifactError::usage(
             "no retention policy: pass --keep N, --keep-within DUR, --keep-daily/--keep-weekly/--keep-monthly N or --max-size SIZE, \
              or set a default in [cleanup] of artifactctl.toml; cleanup never guesses what to delete",
         )

@@ -125,7 +125,7 @@ pub fn clear(
     reporter.begin(
         if opts.force { "clearing" } else { "scanning" },
         None,
-        Unit::Items,
+        Unit::Files,
     );
     walker_pool()?.install(|| {
         for (target, rel) in opened.into_iter().zip(&targets) {

@@ -37,6 +37,9 @@ pub struct RegisterOptions {
     /// Hard-link the files in instead of copying them (`register --all`):
     /// the source files become read-only, shared with the run.
     pub link_in: bool,
+    /// Register a folder that holds no files (refused otherwise: an empty
+    /// run would become `latest` and be kept over real runs).
+    pub allow_empty: bool,
     pub created_at: Option<DateTime<Utc>>,
     pub project_root: PathBuf,
     pub command: Vec<String>,
@@ -68,6 +71,14 @@ pub fn register(
         refs::check_id(id, "--id")?;
     }
     let source = check_source(store, &opts.source)?;
+    if !opts.allow_empty && !holds_a_file(&source) {
+        return Err(ArtifactError::usage(format!(
+            "cannot register {}: it holds no files, and an empty run would become latest; \
+             check the path, or pass --allow-empty to register it anyway",
+            source.display()
+        ))
+        .into());
+    }
     store.stage_dir(Stage::Raw)?;
     let mut warnings = Vec::new();
     let imported = import_metadata(&source, &mut warnings);
@@ -246,6 +257,16 @@ fn check_source(store: &Store, source: &Path) -> Result<PathBuf> {
     Ok(source)
 }
 
+/// Whether `source` holds any file besides a `metadata.json` at its top
+/// (which is read, not copied).
+fn holds_a_file(source: &Path) -> bool {
+    walkdir::WalkDir::new(source)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .any(|e| !(e.file_type().is_dir() || e.depth() == 1 && e.file_name() == METADATA_FILE))
+}
+
 fn copy_in(store: &Store, source: &Path, label: &str, reporter: &dyn Progress) -> Result<Staging> {
     let staging = Staging::create(store.dir(), label)?;
     let total: u64 = walkdir::WalkDir::new(source)
@@ -368,9 +389,21 @@ pub fn register_all(
             move_in: false,
             ..opts.clone()
         };
-        let registered = register(store, one, &crate::progress::Silent)?;
-        report.linked_bytes += registered.total_size;
-        report.imported.push(registered.location.reference());
+        match register(store, one, &crate::progress::Silent) {
+            Ok(registered) => {
+                report.linked_bytes += registered.total_size;
+                report.imported.push(registered.location.reference());
+            }
+            // Bad input in one version (an empty folder, say) skips it; a
+            // failure of the store itself stops the import.
+            Err(e) if crate::error::exit_code_for(&e) == crate::ExitCode::Usage => {
+                report.skipped.push(Skipped {
+                    reference: shown,
+                    reason: format!("{e:#}"),
+                });
+            }
+            Err(e) => return Err(e),
+        }
     }
     reporter.end();
     Ok(report)

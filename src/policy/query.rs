@@ -3,15 +3,25 @@
 //! A filter is `FIELD OP VALUE` with OP one of `= == != > >= < <=`.
 //! FIELD is `metrics.NAME`, `params.NAME`, `tags`, `id`, `namespace`,
 //! `stage`, `status`, `created`, `size`, `models`, `files`, `latest` or
-//! `pinned`. Numbers compare as numbers, everything else as text (times are
-//! RFC 3339, so `created>=2026-11-01` works). `tags=x` means "has tag x".
+//! `pinned`. Each field takes its own kind of value, checked when the filter
+//! is parsed so that a typo is an error and never a silent empty answer:
+//! metrics, models and files take numbers; size takes a size with a unit
+//! (`1GB`, `500MiB`, `512`); created takes a date (`2026-11-01`, a whole
+//! day), a time (`2026-11-01T10:00:00Z`), `today`, `yesterday` or an age
+//! (`created<7d`: younger than 7 days); stage and status take their names;
+//! latest and pinned take true or false; params, id and namespace compare as
+//! numbers when both sides are numbers, else as text. `tags=x` means "has
+//! tag x".
 
 use std::cmp::Ordering;
 use std::str::FromStr;
 
+use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
 use crate::error::ArtifactError;
+use crate::policy::retention;
+use crate::store::refs::Stage;
 use crate::store::RunInfo;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,11 +97,117 @@ impl Op {
     }
 }
 
+const OP_HELP: &str = "operators: = == != > >= < <=";
+
+const VALUE_HELP: &str = "values: metrics.NAME, models, files: a number; size: 500, 1KB, 1.5GiB; created: 2026-11-01, 2026-11-01T10:00:00Z, today, yesterday or an age like 7d, 12h, 2w; stage: raw, validated, production; status: complete, failed, interrupted, unknown; latest, pinned: true or false";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
     pub field: Field,
     pub op: Op,
+    /// The value as written.
     pub value: String,
+    /// The value as the field reads it.
+    wanted: Wanted,
+}
+
+/// A filter's value, parsed for its field.
+#[derive(Debug, Clone, PartialEq)]
+enum Wanted {
+    Num(f64),
+    /// `[start, end)`: a whole day for a date, one instant for a time.
+    Span(DateTime<Utc>, DateTime<Utc>),
+    /// The day `n` days before the evaluation time (`today`, `yesterday`).
+    DaysAgo(i64),
+    /// An age: the run's creation lies this long before the evaluation time.
+    Age(Duration),
+    Text(String),
+}
+
+/// The span of a `created` value, or why it is not one.
+fn created_value(text: &str) -> Result<Wanted, String> {
+    match text {
+        "today" => return Ok(Wanted::DaysAgo(0)),
+        "yesterday" => return Ok(Wanted::DaysAgo(1)),
+        _ => {}
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let start = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        return Ok(Wanted::Span(start, start + Duration::days(1)));
+    }
+    if let Some(t) = crate::store::metadata::parse_time(text) {
+        return Ok(Wanted::Span(t, t));
+    }
+    for form in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, form) {
+            let t = t.and_utc();
+            return Ok(Wanted::Span(t, t));
+        }
+    }
+    if text.starts_with(|c: char| c.is_ascii_digit()) {
+        if let Ok(age) = retention::parse_duration(text) {
+            return Ok(Wanted::Age(age));
+        }
+    }
+    Err(format!("'{text}' is not a date, time or age"))
+}
+
+fn wanted_for(field: &Field, op: Op, value: &str) -> Result<Wanted, String> {
+    let number = |what: &str| {
+        value
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(Wanted::Num)
+            .ok_or_else(|| format!("{what} takes a number, not '{value}'"))
+    };
+    Ok(match field {
+        Field::Metric(_) => number("a metric")?,
+        Field::Models => number("models")?,
+        Field::Files => number("files")?,
+        Field::Size => Wanted::Num(
+            retention::parse_size(value)
+                .map_err(|_| format!("size takes a size like 500, 1KB or 1.5GiB, not '{value}'"))?
+                as f64,
+        ),
+        Field::Created => {
+            let wanted = created_value(value)?;
+            if matches!(wanted, Wanted::Age(_)) && matches!(op, Op::Eq | Op::Ne) {
+                return Err(format!("an age takes < or >, e.g. created<{value}"));
+            }
+            wanted
+        }
+        Field::Stage => {
+            value
+                .parse::<Stage>()
+                .map_err(|_| format!("stage is raw, validated or production, not '{value}'"))?;
+            Wanted::Text(value.to_string())
+        }
+        Field::Status => {
+            if !["complete", "failed", "interrupted", "unknown"].contains(&value) {
+                return Err(format!(
+                    "status is complete, failed, interrupted or unknown, not '{value}'"
+                ));
+            }
+            Wanted::Text(value.to_string())
+        }
+        Field::Latest | Field::Pinned => {
+            if !matches!(value, "true" | "false") {
+                return Err(format!(
+                    "latest and pinned take true or false, not '{value}'"
+                ));
+            }
+            Wanted::Text(value.to_string())
+        }
+        Field::Tags | Field::Id | Field::Namespace | Field::Param(_) => {
+            Wanted::Text(value.to_string())
+        }
+    })
 }
 
 impl FromStr for Filter {
@@ -99,7 +215,7 @@ impl FromStr for Filter {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let usage = |why: &str| {
             ArtifactError::usage(format!(
-                "bad --where '{text}': {why}; write FIELD OP VALUE, e.g. metrics.sharpe_ratio>1.0 or params.seq_length=30 ({FIELD_HELP})"
+                "bad --where '{text}': {why}; write FIELD OP VALUE, e.g. metrics.sharpe_ratio>1.0, size>1GB, created<7d or params.seq_length=30 ({FIELD_HELP}; {OP_HELP}; {VALUE_HELP})"
             ))
         };
         let at = text
@@ -123,10 +239,26 @@ impl FromStr for Filter {
         if value.is_empty() {
             return Err(usage("no value after the operator"));
         }
+        if value.starts_with(['=', '!', '<', '>']) {
+            let end = value
+                .find(|c| !matches!(c, '=' | '!' | '<' | '>'))
+                .unwrap_or(value.len());
+            return Err(usage(&format!(
+                "unknown operator '{}{}'",
+                &rest[..len],
+                &value[..end]
+            )));
+        }
         if field == Field::Tags && !matches!(op, Op::Eq | Op::Ne) {
             return Err(usage("tags only take = or !="));
         }
-        Ok(Filter { field, op, value })
+        let wanted = wanted_for(&field, op, &value).map_err(|why| usage(&why))?;
+        Ok(Filter {
+            field,
+            op,
+            value,
+            wanted,
+        })
     }
 }
 
@@ -164,33 +296,65 @@ fn field_value<'a>(run: &'a RunInfo, field: &Field) -> Val<'a> {
 }
 
 impl Filter {
-    pub fn matches(&self, run: &RunInfo) -> bool {
+    /// The filter as written, e.g. `size>1GB`.
+    pub fn text(&self) -> String {
+        let op = match self.op {
+            Op::Eq => "=",
+            Op::Ne => "!=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+        };
+        let field = match &self.field {
+            Field::Metric(n) => format!("metrics.{n}"),
+            Field::Param(n) => format!("params.{n}"),
+            other => format!("{other:?}").to_lowercase(),
+        };
+        format!("{field}{op}{}", self.value)
+    }
+
+    /// Whether `run` passes; `now` is what ages and `today` count from.
+    pub fn matches(&self, run: &RunInfo, now: DateTime<Utc>) -> bool {
         if self.field == Field::Tags {
             let has = run.tags.iter().any(|t| t == &self.value);
             return has == (self.op == Op::Eq);
         }
-        let ord = match field_value(run, &self.field) {
-            Val::Missing => return false,
-            Val::Num(actual) => match self.value.parse::<f64>() {
-                Ok(wanted) => actual.partial_cmp(&wanted),
-                Err(_) => Some(format_number(actual).as_str().cmp(self.value.as_str())),
-            },
-            // Times compare as RFC 3339 text, so a date prefix works.
-            Val::Time(t) => Some(t.to_rfc3339().as_str().cmp(self.value.as_str())),
-            Val::Text(actual) => match (actual.parse::<f64>(), self.value.parse::<f64>()) {
+        let actual = field_value(run, &self.field);
+        let ord = match (&actual, &self.wanted) {
+            (Val::Missing, _) => return false,
+            (Val::Num(a), Wanted::Num(w)) => a.partial_cmp(w),
+            (Val::Time(t), Wanted::Span(start, end)) => Some(span_cmp(*t, *start, *end)),
+            (Val::Time(t), Wanted::DaysAgo(n)) => {
+                let day = (now - Duration::days(*n)).date_naive();
+                let start = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+                Some(span_cmp(*t, start, start + Duration::days(1)))
+            }
+            // An age is "created<7d": younger than 7 days, so the order of
+            // ages is the reverse of the order of times.
+            (Val::Time(t), Wanted::Age(age)) => Some((now - *t).cmp(age)),
+            (Val::Text(a), Wanted::Text(w)) => match (a.parse::<f64>(), w.parse::<f64>()) {
                 (Ok(a), Ok(w)) => a.partial_cmp(&w),
-                _ => Some(actual.as_ref().cmp(self.value.as_str())),
+                _ => Some(a.as_ref().cmp(w.as_str())),
             },
+            (Val::Num(a), Wanted::Text(w)) => match w.parse::<f64>() {
+                Ok(w) => a.partial_cmp(&w),
+                Err(_) => return false,
+            },
+            _ => return false,
         };
         ord.is_some_and(|o| self.op.holds(o))
     }
 }
 
-fn format_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
+/// Where `t` lies against `[start, end)`; a span of one instant is that time.
+fn span_cmp(t: DateTime<Utc>, start: DateTime<Utc>, end: DateTime<Utc>) -> Ordering {
+    if t < start {
+        Ordering::Less
+    } else if end > start && t >= end || end == start && t > start {
+        Ordering::Greater
     } else {
-        n.to_string()
+        Ordering::Equal
     }
 }
 
@@ -346,6 +510,16 @@ mod tests {
             "id!x",
             "tags>a",
             "bogus=1",
+            "metrics.x>>1",
+            "size=<1",
+            "metrics.x>abc",
+            "size>1 parsec",
+            "created>tomorrowish",
+            "created=7d",
+            "stage=prod",
+            "status=done",
+            "latest=yes",
+            "files>many",
         ] {
             assert!(bad.parse::<Filter>().is_err(), "{bad} should fail");
         }
@@ -354,7 +528,7 @@ mod tests {
     #[test]
     fn numbers_compare_as_numbers_and_params_match_loosely() {
         let r = run("20261123_101500", Some(1.5), json!(30), &["gpu"]);
-        let t = |s: &str| s.parse::<Filter>().unwrap().matches(&r);
+        let t = |s: &str| s.parse::<Filter>().unwrap().matches(&r, now());
         assert!(t("metrics.sharpe_ratio>1.0"));
         assert!(!t("metrics.sharpe_ratio>10"));
         assert!(t("params.seq_length=30"));
@@ -367,7 +541,29 @@ mod tests {
         assert!("params.seq_length=30"
             .parse::<Filter>()
             .unwrap()
-            .matches(&s));
+            .matches(&s, now()));
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-25T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn sizes_take_units_and_created_takes_dates_and_ages() {
+        // 500 B, created 2026-11-23 10:15, two days before `now`.
+        let mut r = run("20261123_101500", Some(1.5), json!(30), &[]);
+        r.size_bytes = 500;
+        let t = |s: &str| s.parse::<Filter>().unwrap().matches(&r, now());
+        assert!(!t("size>1GB") && t("size<1KB") && t("size<1KiB") && t("size=500"));
+        assert!(t("size>=500B") && !t("size>0.5KB") && t("size<1.5MiB"));
+        assert!(t("created>2026-11-22") && !t("created>2026-11-23"));
+        assert!(t("created=2026-11-23") && t("created>=2026-11-23") && t("created<=2026-11-23"));
+        assert!(!t("created<2026-11-23") && t("created<2026-11-24"));
+        assert!(t("created>2026-11-23T10:00:00Z") && t("created<2026-11-23T10:30"));
+        assert!(t("created<7d") && t("created<3d") && !t("created<1d") && t("created>1d"));
+        assert!(!t("created<12h") && t("created>48h") && !t("created>3d"));
+        assert!(!t("created>yesterday") && !t("created=yesterday") && !t("created=today"));
+        assert!(t("created<yesterday") && t("created<today"));
     }
 
     #[test]

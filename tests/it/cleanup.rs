@@ -185,7 +185,7 @@ fn no_policy_at_all_is_refused_and_the_config_gives_the_default() {
     p.cmd()
         .args(["cleanup", "--yes"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("no retention policy"));
     assert_eq!(run_dirs(&p.store().join("raw/gru")).len(), 5);
 
@@ -631,4 +631,15 @@ fn a_killed_cleanup_journals_every_run_it_took() {
         "the second cleanup completed the rest: {entries:?}"
     );
     p.cmd().args(["verify", "--all"]).assert().success();
+}
+
+#[test]
+fn declining_the_prompt_exits_1_and_removes_nothing() {
+    let p = Project::new();
+    five_daily_runs(&p);
+    let (code, shown) =
+        crate::support::on_a_terminal(p.root(), &["cleanup", "--keep", "1"], "no\n");
+    assert_eq!(code, 1, "{shown}");
+    assert!(shown.contains("declined: nothing removed"), "{shown}");
+    assert_eq!(run_dirs(&p.store().join("raw/gru")).len(), 5);
 }

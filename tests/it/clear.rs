@@ -438,3 +438,28 @@ fn a_virtual_environment_named_as_path_is_refused() {
     }
     assert!(p.path("venv/lib/model.pkl").is_file());
 }
+
+/// Issue 13: a tree of many stray files prints one row per folder and
+/// pattern, not one per file; `-v` lists every file and `--json` stays
+/// complete.
+#[test]
+fn many_stray_files_are_grouped_by_folder() {
+    let p = Project::new();
+    for i in 0..1200 {
+        p.write(&format!("bondtrader/ml/m{i:04}.pkl"), b"x");
+    }
+    for i in 0..30 {
+        p.write(&format!("bondtrader/data/d{i:02}.pkl"), b"yy");
+    }
+    p.write("bondtrader/one.pkl", b"z");
+    p.write("trained_models/model.joblib", b"w");
+    let shown = streams_of(p.cmd().args(["--no-progress", "clear"]));
+    assert!(shown.lines().count() < 20, "{shown}");
+    assert_output_snapshot!(Some(p.root()), "clear_grouped", shown);
+    let verbose = streams_of(p.cmd().args(["--no-progress", "-v", "clear"]));
+    assert!(verbose.contains("bondtrader/ml/m0000.pkl"));
+    assert!(verbose.contains("bondtrader/ml/m1199.pkl"));
+    let (json, code) = clear_json(&p, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(json["items"].as_array().unwrap().len(), 1200 + 30 + 2);
+}

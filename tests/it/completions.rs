@@ -46,3 +46,44 @@ fn version_and_help_with_examples() {
     }
     bin().arg("frobnicate").assert().code(2);
 }
+
+/// Issue 13: a page per command, with its flags, written by `man --dir`
+/// (what `make install` runs) and printed by `man COMMAND`.
+#[test]
+fn man_pages_per_command_carry_their_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    bin()
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("man pages to"));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.contains(&"artifactctl.1".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"artifactctl-promote.1".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"artifactctl-cleanup.1".to_string()),
+        "{names:?}"
+    );
+    assert!(names.len() >= 18, "{names:?}");
+    let promote = std::fs::read_to_string(dir.path().join("artifactctl-promote.1")).unwrap();
+    assert!(promote.contains(".TH artifactctl-promote"), "{promote}");
+    assert!(promote.contains("version"), "{promote}");
+    assert!(promote.contains("approve"), "{promote}");
+    bin()
+        .args(["man", "cleanup"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(".TH artifactctl-cleanup"))
+        .stdout(predicate::str::contains("keep\\-daily"));
+    bin().args(["man", "bogus"]).assert().code(2);
+    let makefile = include_str!("../../Makefile");
+    assert!(makefile.contains("man --dir $(PREFIX)/share/man/man1"));
+}

@@ -121,3 +121,16 @@ fn a_killed_delete_of_latest_never_leaves_latest_dangling() {
     p.cmd().args(["verify", "--all"]).assert().success();
     p.cmd().args(["path", "latest"]).assert().success();
 }
+
+/// Declining the prompt exits 1 (README's exit-code table): the run was not
+/// deleted, so `artifactctl delete X && next-step` must not go on.
+#[test]
+fn declining_the_prompt_exits_1_and_keeps_the_run() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let reference = p.register(&out, &[]);
+    let (code, shown) = crate::support::on_a_terminal(p.root(), &["delete", &reference], "n\n");
+    assert_eq!(code, 1, "{shown}");
+    assert!(shown.contains("declined: nothing deleted"), "{shown}");
+    assert!(p.store().join("raw").join(&reference).is_dir());
+}

@@ -71,3 +71,27 @@ fn history_of_an_empty_store_is_empty_and_torn_lines_are_skipped() {
     std::fs::write(&journal, text).unwrap();
     assert_eq!(history(&p, &[]).len(), 1);
 }
+
+/// Issue 13: without $USER (cron, containers) the journal records the
+/// account name from the system, not `uid:0`.
+#[test]
+fn without_user_the_account_name_is_recorded() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    p.cmd()
+        .args(["register"])
+        .arg(&out)
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("USERNAME")
+        .assert()
+        .success();
+    let account = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let account = String::from_utf8(account.stdout).unwrap();
+    let entries = history(&p, &[]);
+    assert_eq!(entries[0]["user"], account.trim());
+    assert!(!entries[0]["user"].as_str().unwrap().starts_with("uid:"));
+}

@@ -348,3 +348,136 @@ fn a_metadata_symlink_is_not_followed() {
         .unwrap()
         .contains("cannot read"));
 }
+
+/// Issue 13, item 1: sizes take units, created takes dates and ages, a
+/// malformed filter is a usage error that shows the valid forms, and a
+/// filter that matches nothing says so with the store's count.
+#[test]
+fn where_reads_units_dates_and_ages_and_rejects_nonsense() {
+    let p = Project::new().env("ARTIFACTCTL_NOW", "2026-11-25T12:00:00Z");
+    let out = p.training_output("out");
+    for day in [20, 23] {
+        p.register(
+            &out,
+            &[
+                "--created-at",
+                &format!("2026-11-{day}T10:00:00Z"),
+                "--metric",
+                "x=2",
+            ],
+        );
+    }
+    let size = p.list_json(&[])["runs"][0]["size_bytes"].as_u64().unwrap();
+    assert!(size < 1000, "the fixture is small: {size}");
+    assert!(refs(&p.list_json(&["--where", "size>1GB"])).is_empty());
+    assert_eq!(refs(&p.list_json(&["--where", "size<1KB"])).len(), 2);
+    assert_eq!(refs(&p.list_json(&["--where", "size<1MiB"])).len(), 2);
+    assert_eq!(
+        refs(&p.list_json(&["--where", "created>2026-11-21"])),
+        ["20261123_100000"]
+    );
+    assert_eq!(
+        refs(&p.list_json(&["--where", "created=2026-11-20"])),
+        ["20261120_100000"]
+    );
+    assert_eq!(
+        refs(&p.list_json(&["--where", "created<3d"])),
+        ["20261123_100000"]
+    );
+    assert_eq!(
+        refs(&p.list_json(&["--where", "created>3d"])),
+        ["20261120_100000"]
+    );
+    assert!(refs(&p.list_json(&["--where", "created>yesterday"])).is_empty());
+    for bad in [
+        "metrics.x>>1",
+        "created>tomorrowish",
+        "size>big",
+        "bogus=1",
+        "metrics.x>abc",
+        "created=7d",
+        "stage=prod",
+    ] {
+        p.cmd()
+            .args(["list", "--where", bad])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!("bad --where '{bad}'")))
+            .stderr(predicate::str::contains("operators: = == != > >= < <="))
+            .stderr(predicate::str::contains("size: 500, 1KB, 1.5GiB"));
+    }
+    p.cmd()
+        .args(["list", "--where", "metrics.x>5"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "no runs match --where 'metrics.x>5'; 2 runs in",
+        ));
+}
+
+/// Issue 13, item 2: a store that does not exist or is not a folder is an
+/// error naming it; an empty one is fine; a path given as NS gets a hint.
+#[test]
+fn a_wrong_store_path_is_an_error_and_a_path_as_ns_gets_a_hint() {
+    let p = Project::new();
+    legacy_versions(&p.path("backend/models"), 1, None);
+    for (store, why) in [
+        ("backend/model", "does not exist (from --store)"),
+        ("/etc/passwd", "is not a folder (from --store)"),
+    ] {
+        for cmd in ["list", "history", "verify"] {
+            p.cmd()
+                .args(["--store", store, cmd])
+                .assert()
+                .code(2)
+                .stdout("")
+                .stderr(
+                    predicate::str::contains(format!("store {}", p.path(store).display()))
+                        .or(predicate::str::contains(format!("store {store}"))),
+                )
+                .stderr(predicate::str::contains(why));
+        }
+    }
+    p.write("artifactctl.toml", "[store]\ndir = \"nowhere\"\n");
+    p.cmd()
+        .arg("list")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "does not exist (from [store] dir in",
+        ));
+    std::fs::remove_file(p.path("artifactctl.toml")).unwrap();
+    std::fs::create_dir(p.path("empty")).unwrap();
+    p.cmd()
+        .args(["--store", "empty", "list"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("no runs in"));
+    p.cmd()
+        .args(["list", "backend/models"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "did you mean --store backend/models?",
+        ));
+}
+
+/// `list production` is the production stage, not a bad namespace.
+#[test]
+fn a_stage_name_as_ns_is_the_stage() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    p.register(&out, &["--namespace", "gru", "--id", "a"]);
+    for args in [&["production"][..], &["production/gru"], &["validated"]] {
+        assert!(refs(&p.list_json(args)).is_empty(), "{args:?}");
+    }
+    assert_eq!(refs(&p.list_json(&["raw"])), ["gru/a"]);
+    assert_eq!(refs(&p.list_json(&["raw/gru"])), ["gru/a"]);
+    assert_eq!(refs(&p.list_json(&["all"])), ["gru/a"]);
+    p.cmd()
+        .args(["list", "production", "--stage", "raw"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("give one of them"));
+}

@@ -10,6 +10,7 @@ mod clear;
 mod completions;
 mod delete;
 mod fault_matrix;
+mod flags;
 mod help;
 mod history;
 mod hostile_store;

@@ -64,3 +64,35 @@ fn a_closed_pipe_ends_the_command_quietly() {
         result.status
     );
 }
+
+/// Under `--json` a failure is one JSON object on stdout, and the message
+/// still goes to stderr (docs/json.md).
+#[test]
+fn errors_under_json_are_one_json_object_on_stdout() {
+    let p = crate::support::Project::new();
+    let cases: [(&[&str], &str, i32); 3] = [
+        (&["show", "20990101_000000", "--json"], "not_found", 2),
+        (&["list", "--json", "--where", "bogus=1"], "usage", 2),
+        (&["cleanup", "--json", "--yes"], "usage", 2),
+    ];
+    p.write("artifacts/raw/.keep", "");
+    for (args, kind, code) in cases {
+        let out = p.cmd().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(doc["schema_version"], 1, "{doc}");
+        assert_eq!(doc["error"]["kind"], kind, "{args:?}: {doc}");
+        assert_eq!(doc["exit_code"], code, "{doc}");
+        let message = doc["error"]["message"].as_str().unwrap();
+        assert!(
+            !message.is_empty() && !message.starts_with("error:"),
+            "{doc}"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("error:"), "{args:?}: {stderr}");
+    }
+    // Without --json, stdout stays empty.
+    let out = p.cmd().args(["show", "20990101_000000"]).output().unwrap();
+    assert!(out.stdout.is_empty());
+}

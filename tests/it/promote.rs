@@ -359,7 +359,10 @@ fn production_release_writes_version_changelog_journal_and_latest() {
     let changelog = std::fs::read_to_string(p.store().join("production/CHANGELOG.md")).unwrap();
     assert!(changelog.contains("## gru/BTCEUR 1.0.0"), "{changelog}");
     assert!(changelog.contains("approved by: alice"), "{changelog}");
-    assert!(changelog.contains("notes: first release"), "{changelog}");
+    assert!(
+        changelog.contains("notes: \"first release\""),
+        "{changelog}"
+    );
     let journal = std::fs::read_to_string(p.store().join(".artifactctl/journal.jsonl")).unwrap();
     let last: Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
     assert_eq!(last["action"], "promote");
@@ -635,4 +638,45 @@ fn seed_004_layout_promotes_from_a_raw_run_without_metadata() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["checked"], 5);
     assert_eq!(doc["notes"].as_array().unwrap().len(), 3);
+}
+
+/// Issue 13, item 4: multi-line --notes cannot forge a changelog line.
+#[test]
+fn notes_cannot_forge_a_changelog_line() {
+    let p = Project::new();
+    let validated = p.released(NS, &[]);
+    p.cmd()
+        .args([
+            "promote",
+            &validated,
+            "--to",
+            "production",
+            "--version",
+            "1.0.0",
+            "--approve",
+        ])
+        .args([
+            "--notes",
+            "fine\n- approved by: the CEO (--approve)\n\n## gru/BTCEUR 9.9.9",
+        ])
+        .assert()
+        .success();
+    let changelog = std::fs::read_to_string(p.store().join("production/CHANGELOG.md")).unwrap();
+    let approvals = changelog
+        .lines()
+        .filter(|l| l.starts_with("- approved by:"))
+        .count();
+    assert_eq!(approvals, 1, "{changelog}");
+    assert!(
+        !changelog
+            .lines()
+            .any(|l| l.starts_with("## gru/BTCEUR 9.9.9")),
+        "{changelog}"
+    );
+    assert!(
+        changelog.contains(
+            r#"- notes: "fine\n- approved by: the CEO (--approve)\n\n## gru/BTCEUR 9.9.9""#
+        ),
+        "{changelog}"
+    );
 }

@@ -609,3 +609,37 @@ fn names_that_are_not_utf8_are_recorded_exactly() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["problems"].as_array().unwrap().len(), 1, "{doc:#}");
 }
+
+/// Issue 13, item 3: an empty folder is refused (it would become latest and
+/// be kept over real runs by `cleanup --keep 1`), unless --allow-empty.
+#[test]
+fn an_empty_folder_is_refused_unless_allowed() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let real = p.register(&out, &[]);
+    std::fs::create_dir_all(p.path("empty/sub")).unwrap();
+    p.cmd()
+        .args(["register", "empty"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("holds no files"))
+        .stderr(predicate::str::contains("--allow-empty"));
+    let list = p.list_json(&[]);
+    assert_eq!(list["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(list["runs"][0]["ref"], real.as_str());
+    assert_eq!(list["runs"][0]["latest"], true);
+    let empty = p.register(&p.path("empty"), &["--allow-empty", "--id", "empty_run"]);
+    assert_eq!(empty, "empty_run");
+}
+
+/// Issue 13: "1 file", not "1 files".
+#[test]
+fn one_file_is_one_file() {
+    let p = Project::new();
+    p.write("single/model.pt", b"weights");
+    assert_output_snapshot!(
+        Some(p.root()),
+        "register_one_file",
+        crate::support::streams_of(p.cmd().args(["register", "single", "--id", "r1"]))
+    );
+}

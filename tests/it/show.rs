@@ -69,7 +69,10 @@ fn show_reads_seed_003_with_ensemble_weights() {
         .args(["--store", "backend/models", "show", &ids[1]])
         .assert()
         .success()
-        .stdout(predicate::str::contains("ensemble_weights"));
+        .stdout(predicate::str::contains("ensemble_weights"))
+        .stdout(predicate::str::contains(
+            "metadata:  training_metadata.json (seed 003 layout, read as it is)",
+        ));
 }
 
 #[test]
@@ -163,4 +166,55 @@ fn show_rejects_bad_refs() {
         .code(2)
         .stderr(predicate::str::contains("no run 'nope'"));
     p.cmd().args(["show", "a//b"]).assert().code(2);
+}
+
+/// Issue 13: a refresh run's `steps` and `config.refresh` are tables and
+/// indented keys, not single JSON lines of several KB; -v shows JSON.
+#[test]
+fn nested_records_are_tables_or_indented_json_under_v() {
+    let p = Project::new();
+    p.write("out/model.pt", b"weights");
+    let step = |name: &str, status: &str| {
+        serde_json::json!({
+            "name": name, "status": status, "duration_s": 12.5, "exit_code": 0,
+            "reused_from": null,
+            "fingerprint": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "outputs": ["data/train.parquet", "data/eval.parquet"],
+        })
+    };
+    let meta = serde_json::json!({
+        "steps": [step("training-data", "ran"), step("MLBondAdjuster", "ran")],
+    });
+    p.write("out/metadata.json", meta.to_string());
+    let config = serde_json::json!({
+        "lr": 0.01,
+        "refresh": {
+            "datasets": ["training-data"],
+            "steps": [
+                {"name": "training-data", "group": "datasets", "run": "python scripts/make_data.py --out data/", "outputs": ["data/"]},
+                {"name": "MLBondAdjuster", "group": "models", "run": "python train.py --model MLBondAdjuster --epochs 50", "needs": ["training-data"]},
+            ],
+        },
+    });
+    p.write("config.json", config.to_string());
+    let reference = p.register(
+        &p.path("out"),
+        &[
+            "--config",
+            "config.json",
+            "--created-at",
+            "2026-11-23T10:15:00Z",
+            "--id",
+            "r1",
+        ],
+    );
+    let shown = stdout_of(p.cmd().args(["show", &reference]));
+    // No record is printed as a JSON line.
+    assert!(!shown.contains("{\""), "{shown}");
+    assert_output_snapshot!(Some(p.root()), "show_nested", shown);
+    let verbose = stdout_of(p.cmd().args(["-v", "show", &reference]));
+    assert!(verbose.contains(
+        "\"fingerprint\": \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\""
+    ));
+    assert_output_snapshot!(Some(p.root()), "show_nested_verbose", verbose);
 }

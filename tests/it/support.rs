@@ -718,3 +718,34 @@ pub fn with_fault(cmd: &mut Command, spec: &str) -> std::process::Output {
     }
     out
 }
+
+/// Runs the binary in `root` on a pseudo-terminal (util-linux `script`) and
+/// types `answer` at its prompt; returns the exit code and what the
+/// terminal showed. For the paths that only a terminal reaches.
+pub fn on_a_terminal(root: &Path, args: &[&str], answer: &str) -> (i32, String) {
+    use std::io::Write as _;
+    let line = std::iter::once(cargo_bin().display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .current_dir(root)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs the binary on a terminal");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let shown =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), shown)
+}

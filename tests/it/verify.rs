@@ -323,3 +323,18 @@ fn repair_restores_a_lost_changelog_entry_and_a_dangling_latest() {
     assert_eq!(code, 0, "{doc:#}");
     assert!(doc["notes"].as_array().unwrap().is_empty(), "{doc:#}");
 }
+
+/// Issue 13: a dangling latest reads `latest points to …`, not
+/// `latest: latest: latest points to …`.
+#[test]
+fn a_dangling_latest_is_named_once() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    p.register(&out, &["--id", "r1"]);
+    let link = p.store().join("raw/latest");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink("gone", &link).unwrap();
+    let shown = crate::support::streams_of(p.cmd().args(["verify", "--all"]));
+    assert!(!shown.contains("latest: latest"), "{shown}");
+    assert_output_snapshot!(Some(p.root()), "verify_dangling_latest", shown);
+}

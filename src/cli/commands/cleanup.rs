@@ -6,7 +6,7 @@ use artifactctl::ExitCode;
 use chrono::Duration;
 use serde::Serialize;
 
-use crate::cli::printer::{human_size, Align, Printer, Table, Tone};
+use crate::cli::printer::{human_size, plural, Align, Printer, Table, Tone};
 use crate::cli::prompt;
 use crate::cli::reporters;
 use crate::cli::settings::{CleanupSettings, Context};
@@ -32,7 +32,7 @@ use crate::cli::settings::{CleanupSettings, Context};
 ///   artifactctl cleanup gru --keep-daily 7 --keep-weekly 4 --keep-monthly 6
 ///   artifactctl cleanup --keep-within 14d --max-size 50GB --json --yes
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(verbatim_doc_comment, allow_negative_numbers = true)]
 pub struct Args {
     /// Only runs in this namespace or below it
     #[arg(value_name = "NS", value_parser = Namespace::parse)]
@@ -41,19 +41,19 @@ pub struct Args {
     #[arg(long, default_value = "raw", value_name = "STAGE")]
     pub stage: Stage,
     /// Keep the N newest complete runs of each namespace
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::count)]
     pub keep: Option<usize>,
     /// Keep runs created within DUR before now (7d, 12h, 2w)
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub keep_within: Option<Duration>,
     /// Keep the newest run of each of the last N days that have runs
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::count)]
     pub keep_daily: Option<usize>,
     /// Keep the newest run of each of the last N ISO weeks that have runs
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::count)]
     pub keep_weekly: Option<usize>,
     /// Keep the newest run of each of the last N months that have runs
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::count)]
     pub keep_monthly: Option<usize>,
     /// Keep the newest runs that fit in SIZE per namespace (50GB, 1.5GiB)
     #[arg(long, value_name = "SIZE", value_parser = size)]
@@ -61,8 +61,8 @@ pub struct Args {
     /// Remove failed and interrupted runs older than DUR [default: [cleanup] failed_older_than, 7d]
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub failed_older_than: Option<Duration>,
-    /// Show the plan and change nothing
-    #[arg(long, short = 'n')]
+    /// Show the plan and change nothing (no short form: -n is --namespace in every command)
+    #[arg(long)]
     pub dry_run: bool,
     /// Remove without asking
     #[arg(long, short = 'y')]
@@ -140,8 +140,8 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         human_size(plan.freed_bytes)
     );
     if !prompt::confirm(out, &question, yes, "--yes")? {
-        out.status("nothing removed");
-        return Ok(ExitCode::Success);
+        out.status("declined: nothing removed");
+        return Ok(ExitCode::DECLINED);
     }
     let reporter = reporters::for_output(out);
     let outcome = cleanup::execute(&ctx.store, plan, &opts, reporter.as_ref())?;
@@ -161,7 +161,12 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     }
     let removed = outcome.plan.to_remove().count() - outcome.failed.len();
     out.status(&format!(
-        "removed {removed} run(s) and leftover folder(s), freed {}",
+        "removed {}, freed {}",
+        plural(
+            removed as u64,
+            "run or leftover folder",
+            "runs and leftover folders"
+        ),
         human_size(outcome.plan.freed_bytes)
     ));
     Ok(if outcome.failed.is_empty() {

@@ -3,7 +3,7 @@ use artifactctl::ops::delete;
 use artifactctl::store::refs::RunRef;
 use artifactctl::ExitCode;
 
-use crate::cli::printer::{human_size, Printer};
+use crate::cli::printer::{human_size, plural, Printer};
 use crate::cli::prompt;
 use crate::cli::settings::{Context, DeleteSettings};
 
@@ -43,15 +43,15 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     }
     let run = &plan.run;
     let question = format!(
-        "delete {} ({} in {} files{})?",
+        "delete {} ({} in {}{})?",
         run.reference,
         human_size(run.size_bytes),
-        run.file_count,
+        plural(run.file_count, "file", "files"),
         if run.latest { ", the latest run" } else { "" }
     );
     if !prompt::confirm(out, &question, yes, "--yes")? {
-        out.status("nothing deleted");
-        return Ok(ExitCode::Success);
+        out.status("declined: nothing deleted");
+        return Ok(ExitCode::DECLINED);
     }
     let deleted = delete::execute(&ctx.store, plan, &options)?;
     out.status(&format!(

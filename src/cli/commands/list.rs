@@ -3,7 +3,7 @@ use artifactctl::policy::query::{best_metric, Filter, SortKey};
 use artifactctl::store::metadata::RunStatus;
 use artifactctl::store::refs::{Namespace, Stage};
 use artifactctl::store::RunInfo;
-use artifactctl::ExitCode;
+use artifactctl::{ArtifactError, ExitCode};
 use serde::Serialize;
 
 use crate::cli::printer::{human_number, human_size, Align, Printer, Table, Tone};
@@ -13,22 +13,33 @@ use crate::cli::settings::Context;
 ///
 /// The `*` marks each namespace's latest run. Runs whose metadata is damaged
 /// are still listed, with the problem shown. Numbers and times sort largest
-/// or newest first, text A to Z; --reverse flips it.
+/// or newest first, text A to Z; --reverse flips it. A NS that starts with a
+/// stage name is read as that stage: `list production` is
+/// `list --stage production`, `list validated/gru` is `list gru --stage
+/// validated`.
+///
+/// --where takes FIELD OP VALUE, OP one of = != > >= < <=: metrics.NAME,
+/// models, files take numbers; size takes units (size>1GB, size<500KiB);
+/// created takes dates, times, today, yesterday and ages (created>2026-11-01,
+/// created<7d: younger than 7 days); stage, status, latest, pinned, id,
+/// namespace, params.NAME and tags (tags=gpu: has the tag gpu).
 ///
 /// Examples:
 ///   artifactctl list
+///   artifactctl list production
 ///   artifactctl list gru --stage all
+///   artifactctl list --where 'size>1GB' --where 'created<7d'
 ///   artifactctl list --where metrics.sharpe_ratio>1.0 --sort metrics.sharpe_ratio --limit 5
 ///   artifactctl list --where params.seq_length=30 --json
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(verbatim_doc_comment, allow_negative_numbers = true)]
 pub struct Args {
-    /// Only runs in this namespace or below it
-    #[arg(value_name = "NS", value_parser = Namespace::parse)]
-    pub namespace: Option<Namespace>,
-    /// raw, validated, production or all
-    #[arg(long, default_value = "raw", value_name = "STAGE")]
-    pub stage: String,
+    /// Only runs in this namespace or below it ([STAGE/]NS; a stage name alone is the stage)
+    #[arg(value_name = "NS")]
+    pub namespace: Option<String>,
+    /// raw, validated, production or all [default: raw]
+    #[arg(long, value_name = "STAGE")]
+    pub stage: Option<String>,
     /// created, id, namespace, size, models, files, status, metrics.NAME, params.NAME
     #[arg(long, default_value = "created", value_name = "FIELD")]
     pub sort: SortKey,
@@ -39,7 +50,7 @@ pub struct Args {
     #[arg(long = "where", value_name = "EXPR")]
     pub filters: Vec<Filter>,
     /// Show at most N runs (after sorting)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::count)]
     pub limit: Option<usize>,
     /// Print {"schema_version":1,"runs":[...]}
     #[arg(long)]
@@ -60,12 +71,65 @@ pub fn stages_for(ctx: &Context, text: &str) -> Result<Vec<Stage>> {
     Ok(vec![stage])
 }
 
+/// The stage text and namespace a `list [NS] [--stage S]` line means: a NS
+/// whose first segment is a stage name (or `all`) names the stage.
+fn scope(ctx: &Context, ns: Option<&str>, stage: Option<&str>) -> Result<(String, Namespace)> {
+    let Some(text) = ns else {
+        return Ok((stage.unwrap_or("raw").to_string(), Namespace::root()));
+    };
+    let trimmed = text.trim_matches('/');
+    let (first, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    if first == "all" || first.parse::<Stage>().is_ok() {
+        if let Some(flag) = stage.filter(|s| *s != first) {
+            return Err(ArtifactError::usage(format!(
+                "'{text}' names the stage {first}, but --stage says {flag}; give one of them"
+            ))
+            .into());
+        }
+        return Ok((first.to_string(), Namespace::parse(rest)?));
+    }
+    match Namespace::parse(text) {
+        Ok(ns) => Ok((stage.unwrap_or("raw").to_string(), ns)),
+        Err(e) => Err(with_store_hint(ctx, text, e).into()),
+    }
+}
+
+/// `list backend/models`, where backend/models is a folder on disk and not
+/// a namespace: the user meant the store.
+fn with_store_hint(ctx: &Context, text: &str, err: ArtifactError) -> ArtifactError {
+    if ctx.invocation.cwd.join(text).is_dir() {
+        ArtifactError::new(
+            err.kind,
+            format!("{}; did you mean --store {text}?", err.message),
+        )
+    } else {
+        err
+    }
+}
+
 pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
-    let stages = stages_for(ctx, &args.stage)?;
-    let under = args.namespace.unwrap_or_default();
+    let (stage, under) = scope(ctx, args.namespace.as_deref(), args.stage.as_deref())?;
+    let stages = stages_for(ctx, &stage)?;
     let opts = ctx.read_options(false)?;
     let mut runs = ctx.store.runs(&stages, &under, &opts);
-    runs.retain(|r| args.filters.iter().all(|f| f.matches(r)));
+    if runs.is_empty() && !under.is_root() {
+        if let Some(text) = &args.namespace {
+            let err = ArtifactError::usage(format!(
+                "no runs in namespace {under} ({stage}) of {}",
+                ctx.store.dir().display()
+            ));
+            let err = with_store_hint(ctx, text, err);
+            if err.message.contains("did you mean") {
+                return Err(err.into());
+            }
+        }
+    }
+    let total = runs.len();
+    runs.retain(|r| {
+        args.filters
+            .iter()
+            .all(|f| f.matches(r, ctx.invocation.now))
+    });
     args.sort.sort(&mut runs, args.reverse);
     if let Some(limit) = args.limit {
         runs.truncate(limit);
@@ -75,7 +139,25 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::Success);
     }
     if runs.is_empty() {
-        out.status(&format!("no runs in {}", ctx.store.dir().display()));
+        if total > 0 {
+            out.status(&format!(
+                "no runs match {}; {total} run{} in {} ({stage}{})",
+                args.filters
+                    .iter()
+                    .map(|f| format!("--where '{}'", f.text()))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                if total == 1 { "" } else { "s" },
+                ctx.store.dir().display(),
+                if under.is_root() {
+                    String::new()
+                } else {
+                    format!(", {under}")
+                },
+            ));
+        } else {
+            out.status(&format!("no runs in {}", ctx.store.dir().display()));
+        }
         return Ok(ExitCode::Success);
     }
     let metric = &ctx.config.list.metric;

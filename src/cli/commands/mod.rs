@@ -35,6 +35,7 @@ pub enum Command {
     Register(register::Args),
     List(list::Args),
     Show(show::Args),
+    #[command(visible_alias = "load")]
     Path(path::Args),
     Checkout(checkout::Args),
     Delete(delete::Args),
@@ -52,6 +53,31 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command was given `--json`, so that a failure is reported
+    /// as a JSON object on stdout too.
+    pub fn wants_json(&self) -> bool {
+        match self {
+            Command::List(a) => a.json,
+            Command::Show(a) => a.json,
+            Command::Register(a) => a.json,
+            Command::Promote(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Rollback(a) => a.json,
+            Command::History(a) => a.json,
+            Command::Cleanup(a) => a.json,
+            Command::Clear(a) => a.json,
+            Command::Refresh(a) => a.json,
+            Command::Checkout(a) => a.json,
+            Command::Init(_)
+            | Command::Path(_)
+            | Command::Delete(_)
+            | Command::Pin(_)
+            | Command::Unpin(_)
+            | Command::Completions(_)
+            | Command::Man(_) => false,
+        }
+    }
+
     pub fn run(self, global: &GlobalArgs, out: &Printer) -> Result<ExitCode> {
         match self {
             Command::Init(args) => init::run(global, out, args),
@@ -59,6 +85,12 @@ impl Command {
             Command::Man(args) => man::run(out, args),
             other => {
                 let ctx = Context::resolve(global, out)?;
+                match &other {
+                    Command::Register(_) | Command::Refresh(_) => ctx.check_store(true)?,
+                    // clear works on the project; the store is only kept out.
+                    Command::Clear(_) => {}
+                    _ => ctx.check_store(false)?,
+                }
                 match other {
                     Command::Register(args) => register::run(&ctx, out, args),
                     Command::List(args) => list::run(&ctx, out, args),
@@ -88,6 +120,30 @@ pub struct RefArg {
     /// [stage/][namespace/](run-id|latest)
     #[arg(value_name = "REF")]
     pub reference: artifactctl::store::refs::RunRef,
+}
+
+/// A count flag (`--keep 5`, `--limit 10`): 0 or more. With
+/// `allow_negative_numbers` on the command, `--keep -5` reaches here and is
+/// told what is wrong, instead of clap's "unexpected argument '-5'".
+pub fn count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<i64>() {
+        Ok(n) if n < 0 => Err(format!("must be a positive number, not {n}")),
+        _ => text
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| format!("must be a positive number, not '{text}'")),
+    }
+}
+
+/// `--jobs N`: 1 or more.
+pub fn jobs(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<i64>() {
+        Ok(n) if n < 1 => Err(format!("must be a positive number (1 or more), not {n}")),
+        _ => text
+            .trim()
+            .parse::<u16>()
+            .map_err(|_| format!("must be a positive number (1 to 65535), not '{text}'")),
+    }
 }
 
 /// Parse `KEY=VALUE`.

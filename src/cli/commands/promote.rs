@@ -9,7 +9,7 @@ use artifactctl::store::refs::{RunRef, Stage};
 use artifactctl::ExitCode;
 use serde_json::json;
 
-use crate::cli::printer::{human_number, human_size, Printer};
+use crate::cli::printer::{human_number, human_size, plural, Printer};
 use crate::cli::prompt;
 use crate::cli::reporters;
 use crate::cli::settings::{Context, PromoteSettings};
@@ -269,9 +269,9 @@ fn report(
         out.line(&reference)?;
     }
     out.status(&format!(
-        "promoted to {reference}: {} in {} files ({} shared with the source), read-only{}",
+        "promoted to {reference}: {} in {} ({} shared with the source), read-only{}",
         human_size(promoted.total_size),
-        promoted.file_count,
+        plural(promoted.file_count, "file", "files"),
         human_size(promoted.linked_bytes),
         if promoted.became_latest {
             ", now latest"

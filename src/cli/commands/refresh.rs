@@ -32,7 +32,7 @@ use crate::cli::settings::{Context, RefreshSettings};
 ///   artifactctl refresh --skip training-data --jobs 4 --param seq_length=60
 ///   artifactctl refresh --dataset training_data/my_dataset.joblib --json
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(verbatim_doc_comment, allow_negative_numbers = true)]
 pub struct Args {
     /// Run only the steps of group "datasets"
     #[arg(long, conflicts_with = "models_only")]
@@ -67,7 +67,7 @@ pub struct Args {
     #[arg(long)]
     pub keep_going: bool,
     /// Steps run at once
-    #[arg(long, short = 'j', default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, short = 'j', default_value_t = 1, value_name = "N", value_parser = super::jobs)]
     pub jobs: u16,
     /// A parameter over [refresh.params], repeatable; numbers and true/false are typed
     #[arg(long = "param", value_name = "K=V", value_parser = key_value)]

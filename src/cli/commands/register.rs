@@ -6,7 +6,7 @@ use artifactctl::store::refs::Namespace;
 use artifactctl::ExitCode;
 
 use crate::cli::commands::key_value;
-use crate::cli::printer::{human_size, Printer};
+use crate::cli::printer::{human_size, plural, Printer};
 use crate::cli::reporters;
 use crate::cli::settings::{Context, RegisterSettings};
 
@@ -59,6 +59,9 @@ pub struct Args {
     /// Rename the folder into the store instead of copying (same filesystem)
     #[arg(long = "move")]
     pub move_in: bool,
+    /// Register a folder that holds no files (refused otherwise)
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Creation time (RFC 3339) [default: the folder's own, else now]; an older run never takes over latest
     #[arg(long, value_name = "TIME")]
     pub created_at: Option<String>,
@@ -113,9 +116,9 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         out.line(&reference)?;
     }
     out.status(&format!(
-        "registered {reference}: {} in {} files{}{}",
+        "registered {reference}: {} in {}{}{}",
         human_size(registered.total_size),
-        registered.file_count,
+        plural(registered.file_count, "file", "files"),
         if registered.moved { ", moved in" } else { "" },
         if registered.became_latest {
             ", now latest"

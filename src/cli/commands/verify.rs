@@ -3,7 +3,7 @@ use artifactctl::ops::verify;
 use artifactctl::store::refs::RunRef;
 use artifactctl::ExitCode;
 
-use crate::cli::printer::{human_size, Printer};
+use crate::cli::printer::{human_size, plural, thousands, Printer};
 use crate::cli::reporters;
 use crate::cli::settings::{Context, VerifySettings};
 
@@ -63,18 +63,13 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         out.json(&report)?;
     } else {
         for p in &report.problems {
-            out.line(&format!(
-                "{}: {}: {}\n  fix: {}",
-                p.reference, p.kind, p.detail, p.fix
-            ))?;
+            out.line(&format!("{}\n  fix: {}", problem_line(p), p.fix))?;
         }
-        for n in &report.notes {
-            out.status(&format!("note: {}: {}", n.reference, n.detail));
-        }
+        print_notes(out, &report.notes);
     }
     out.status(&format!(
-        "checked {} run(s), re-hashed {}: {}",
-        report.checked,
+        "checked {}, re-hashed {}: {}",
+        plural(report.checked as u64, "run", "runs"),
         human_size(report.bytes_hashed),
         match report.problems.len() {
             0 => "no problems".to_string(),
@@ -87,4 +82,81 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     } else {
         ExitCode::Failure
     })
+}
+
+/// Notes with the same text are said once, with how many runs they concern
+/// and the first few refs (`-v`: all of them): a store of 300 legacy runs
+/// gets one "no manifest" note, not 300.
+fn print_notes(out: &Printer, notes: &[verify::Note]) {
+    const SHOWN: usize = 3;
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for n in notes {
+        match groups.iter_mut().find(|(detail, _)| *detail == n.detail) {
+            Some((_, refs)) => refs.push(&n.reference),
+            None => groups.push((&n.detail, vec![&n.reference])),
+        }
+    }
+    for (detail, refs) in groups {
+        if refs.len() == 1 {
+            out.status(&format!("note: {}: {detail}", refs[0]));
+            continue;
+        }
+        let listed = if out.verbose > 0 || refs.len() <= SHOWN {
+            refs.join(", ")
+        } else {
+            format!(
+                "{}, and {} more (-v lists them)",
+                refs[..SHOWN].join(", "),
+                thousands((refs.len() - SHOWN) as u64)
+            )
+        };
+        out.status(&format!(
+            "note: {}: {detail}\n  {listed}",
+            plural(refs.len() as u64, "run", "runs")
+        ));
+    }
+}
+
+/// A problem as one line. A detail that starts with what it is about
+/// ("latest points to …") takes the ref in its place, so the line does not
+/// read `latest: latest: latest points to …`.
+fn problem_line(p: &verify::Problem) -> String {
+    match p.detail.strip_prefix(p.kind) {
+        Some(rest) if rest.starts_with(' ') => format!("{}{rest}", p.reference),
+        _ => format!("{}: {}: {}", p.reference, p.kind, p.detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_latest_problem_names_latest_once() {
+        let p = verify::Problem {
+            reference: "latest".into(),
+            kind: "latest",
+            detail: "latest points to 'gone', which does not exist".into(),
+            fix: String::new(),
+        };
+        assert_eq!(
+            problem_line(&p),
+            "latest points to 'gone', which does not exist"
+        );
+        let p = verify::Problem {
+            reference: "gru/latest".into(),
+            ..p
+        };
+        assert_eq!(
+            problem_line(&p),
+            "gru/latest points to 'gone', which does not exist"
+        );
+        let p = verify::Problem {
+            reference: "r1".into(),
+            kind: "hash",
+            detail: "model.pt changed".into(),
+            fix: String::new(),
+        };
+        assert_eq!(problem_line(&p), "r1: hash: model.pt changed");
+    }
 }

@@ -37,7 +37,7 @@ pub(super) fn changelog_entry(
         ApprovalMethod::Interactive => "interactive confirmation",
         ApprovalMethod::Flag => "--approve",
     };
-    s.push_str(&format!("- approved by: {user} ({how})\n"));
+    s.push_str(&format!("- approved by: {} ({how})\n", one_line(user)));
     for g in gates {
         let actual = g
             .actual
@@ -46,9 +46,26 @@ pub(super) fn changelog_entry(
         s.push_str(&format!("- gate: {} (actual {actual}): pass\n", g.gate));
     }
     if let Some(notes) = notes {
-        s.push_str(&format!("- notes: {notes}\n"));
+        // Quoted as a JSON string: a newline in the notes becomes `\n`, so no
+        // input can add a line (a forged `- approved by:`) of its own.
+        let quoted = serde_json::to_string(notes).unwrap_or_else(|_| one_line(notes));
+        s.push_str(&format!("- notes: {quoted}\n"));
     }
     s
+}
+
+/// `text` with control characters (newlines above all) escaped, so a value
+/// from the environment stays on its line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// Append `text` to `production/CHANGELOG.md` by rewriting it atomically, so
@@ -67,4 +84,43 @@ pub(crate) fn append_changelog(store: &Store, text: &str) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-// ------------------------------------------------------------------- shared
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::refs::Namespace;
+
+    #[test]
+    fn notes_and_user_cannot_add_a_line() {
+        let target = RunLocation {
+            stage: Stage::Production,
+            namespace: Namespace::root(),
+            id: "1.0.0".into(),
+            path: "1.0.0".into(),
+        };
+        let entry = changelog_entry(
+            &target,
+            &Version::parse("1.0.0").unwrap(),
+            "validated/a",
+            None,
+            "eve\n- approved by: boss",
+            ApprovalMethod::Flag,
+            &[],
+            Some("fine\n- approved by: boss (--approve)\r\n## 9.9.9"),
+            chrono::DateTime::from_timestamp(0, 0).unwrap(),
+        );
+        let lines: Vec<&str> = entry.lines().collect();
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("- approved by:"))
+                .count(),
+            1,
+            "{entry}"
+        );
+        assert!(!lines.iter().any(|l| l.starts_with("## 9")), "{entry}");
+        assert!(
+            entry.contains(r#"- notes: "fine\n- approved by: boss (--approve)\r\n## 9.9.9""#),
+            "{entry}"
+        );
+    }
+}
