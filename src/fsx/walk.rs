@@ -75,7 +75,7 @@ impl DirFd {
         })
     }
 
-    fn raw(&self) -> libc::c_int {
+    pub(crate) fn raw(&self) -> libc::c_int {
         use std::os::fd::AsRawFd;
         self.fd.as_raw_fd()
     }
