@@ -355,6 +355,17 @@ mod tests {
     /// built by descriptor since the path is far longer than PATH_MAX.
     /// Every `readonly_every`th folder is made read-only (mode 0555).
     fn make_deep(root: &Path, name: &str, depth: usize, readonly_every: usize) {
+        make_deep_with(root, name, depth, readonly_every, false)
+    }
+
+    /// [`make_deep`], with `siblings` an empty folder `e` beside each `d`.
+    fn make_deep_with(
+        root: &Path,
+        name: &str,
+        depth: usize,
+        readonly_every: usize,
+        siblings: bool,
+    ) {
         fs::create_dir(root.join(name)).unwrap();
         let mut dir = DirFd::open(&root.join(name)).unwrap();
         let d = c("d");
@@ -362,6 +373,11 @@ mod tests {
             // SAFETY: valid descriptor and name.
             let rc = unsafe { libc::mkdirat(dir.raw(), d.as_ptr(), 0o755) };
             assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+            if siblings {
+                // SAFETY: valid descriptor and name.
+                let rc = unsafe { libc::mkdirat(dir.raw(), c"e".as_ptr(), 0o755) };
+                assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+            }
             let child = dir.open_dir(&d).unwrap();
             if readonly_every > 0 && level % readonly_every == 0 {
                 // SAFETY: valid descriptor.
@@ -391,6 +407,17 @@ mod tests {
         let (counted, errors) = run_walk(dir.path(), "run", false);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!((counted.files, counted.left), (1, 0));
+        remove_tree(&dir.path().join("run")).unwrap();
+        assert!(dir.path().join("run").symlink_metadata().is_err());
+    }
+
+    #[test]
+    fn a_deep_tree_with_several_folders_per_level_stays_off_the_stack() {
+        // Two subfolders per level invite a parallel sub-walk at every level;
+        // only the first few may nest, or the native stack overflows.
+        let dir = tempfile::tempdir().unwrap();
+        let _cleanup = RmRf(dir.path().join("run"));
+        make_deep_with(dir.path(), "run", 30_000, 0, true);
         remove_tree(&dir.path().join("run")).unwrap();
         assert!(dir.path().join("run").symlink_metadata().is_err());
     }

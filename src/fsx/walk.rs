@@ -598,7 +598,9 @@ fn walk_below(
     visitor: &dyn Visitor,
     nest: usize,
 ) -> TreeTotals {
-    let (totals, pending) = list(root, &root_probe, path, visitor, nest, true);
+    // Each parallel sub-walk is a native stack frame chain: past MAX_NEST,
+    // a tree with several subfolders per level is walked here, iteratively.
+    let (totals, pending) = list(root, &root_probe, path, visitor, nest, nest < MAX_NEST);
     let mut stack = vec![Frame {
         dir: None,
         probe: root_probe,
