@@ -211,6 +211,41 @@ fn bind_mount_inside_a_run_survives_delete() {
     assert!(mounts_under(root).is_empty());
 }
 
+#[test]
+fn bind_mount_inside_a_run_survives_cleanup() {
+    let p = project();
+    let root = p.path();
+    let mut runs = Vec::new();
+    for at in ["2026-11-20T10:00:00Z", "2026-11-21T10:00:00Z"] {
+        fs::create_dir_all(root.join("out/checkpoints")).unwrap();
+        fs::write(root.join("out/checkpoints/best.pt"), b"weights").unwrap();
+        let registered = bin()
+            .current_dir(root)
+            .args(["register", "out", "--json", "--created-at", at])
+            .output()
+            .unwrap();
+        assert!(registered.status.success(), "{}", stderr_of(&registered));
+        let v: Value = serde_json::from_slice(&registered.stdout).unwrap();
+        runs.push(PathBuf::from(v["path"].as_str().unwrap()));
+    }
+    let victim = victim();
+    let mount = BindMount::new(victim.path(), &runs[0].join("checkpoints/mnt"), root);
+
+    let out = bin()
+        .current_dir(root)
+        .args(["cleanup", "--keep", "1", "--yes"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is a mount point; not entered"), "{stderr}");
+    assert_victim_intact(victim.path());
+    assert!(!runs[0].exists());
+    assert!(runs[1].join("checkpoints/best.pt").is_file());
+    drop(mount);
+    assert!(mounts_under(root).is_empty());
+}
+
 /// `root/<rel>/d/d/.../d/<file>`, `depth` folders deep, built by descriptor:
 /// the path is far longer than PATH_MAX.
 fn make_deep(root: &Path, rel: &str, depth: usize, file: &str) {
