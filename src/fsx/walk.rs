@@ -811,3 +811,66 @@ fn list(
     }
     (totals, enter)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(dev: u64, mount_root: Option<bool>, mnt_id: Option<u64>) -> Probe {
+        Probe {
+            id: DirId { dev, ino: 1 },
+            mount_root,
+            mnt_id,
+        }
+    }
+
+    #[test]
+    fn mount_points_are_told_by_attribute_then_mount_id_then_device() {
+        let parent = probe(1, Some(false), Some(10));
+        // A bind mount of the same filesystem: same device, yet a mount root.
+        assert!(probe(1, Some(true), Some(11)).is_mount_below(&parent));
+        assert!(!probe(1, Some(false), Some(10)).is_mount_below(&parent));
+        // No attribute (older kernels): the mount id decides.
+        assert!(probe(1, None, Some(11)).is_mount_below(&parent));
+        assert!(!probe(1, None, Some(10)).is_mount_below(&parent));
+        // No statx at all: only another device is seen.
+        let old = probe(1, None, None);
+        assert!(probe(2, None, None).is_mount_below(&old));
+        assert!(!probe(1, None, None).is_mount_below(&old));
+    }
+
+    #[test]
+    fn a_bind_mount_is_seen_by_the_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = tempfile::tempdir().unwrap();
+        let target = dir.path().join("mnt");
+        std::fs::create_dir(&target).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(victim.path())
+            .arg(&target)
+            .status()
+            .unwrap();
+        assert!(
+            mounted.success(),
+            "mount --bind failed; this test needs root (skip it with --skip bind_mount)"
+        );
+        let parent = DirFd::open(dir.path()).unwrap();
+        let child = parent.open_dir(c"mnt");
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&target)
+            .status();
+        let child = child.unwrap();
+        let (parent, child) = (parent.probe().unwrap(), child.probe().unwrap());
+        assert_eq!(
+            parent.id.dev, child.id.dev,
+            "a bind mount of the same filesystem"
+        );
+        assert!(child.is_mount_below(&parent));
+        // And an ordinary folder is not one.
+        let tmp = DirFd::open(&std::env::temp_dir()).unwrap().probe().unwrap();
+        let plain = DirFd::open(victim.path()).unwrap().probe().unwrap();
+        assert!(!plain.is_mount_below(&tmp));
+    }
+}
