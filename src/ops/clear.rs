@@ -375,6 +375,13 @@ impl Scan<'_> {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return,
                     Err(e) => return self.fail(rel, &e),
                 };
+                // A mount point is named as such, before the device check
+                // would suggest `cross_filesystems`, which never enters one.
+                if let (Ok(outer), Ok(inner)) = (parent.probe(), dir.probe()) {
+                    if inner.is_mount_below(&outer) {
+                        return self.fail(rel, &io::Error::other("is a mount point; not entered"));
+                    }
+                }
                 match self.check_protected(&dir) {
                     Ok(()) => {}
                     // Another filesystem is worth a word; the store and
