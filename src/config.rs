@@ -93,7 +93,8 @@ pub struct ClearConfig {
     pub extra_patterns: Vec<String>,
     /// Never removed, whatever `patterns` says.
     pub keep: Vec<String>,
-    /// Enter folders mounted from another filesystem.
+    /// Enter folders on another device that are not mount points (btrfs
+    /// subvolumes); mount points, bind mounts included, are never entered.
     pub cross_filesystems: bool,
 }
 
@@ -317,7 +318,7 @@ patterns = ["*.joblib", "*.pkl", "*.h5", "*.hdf5", "*.pb", "*.onnx", "*.db", "tr
 extra_patterns = []
 # Never removed, whatever the patterns say, e.g. ["data/reference/*.pkl"].
 keep = []
-# Enter folders mounted from another filesystem.
+# Enter folders on another device that are not mount points (btrfs subvolumes); mount points are never entered.
 cross_filesystems = false
 "#;
 

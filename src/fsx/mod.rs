@@ -395,4 +395,135 @@ mod tests {
         assert!(tree.join("sub/keep.pkl").exists());
         assert!(!tree.join("sub/drop.pkl").exists());
     }
+    /// Removes a tree too deep for `std::fs::remove_dir_all` (and for
+    /// tempfile's drop) when a test fails half-way.
+    struct RmRf(std::path::PathBuf);
+
+    impl Drop for RmRf {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("rm")
+                .arg("-rf")
+                .arg(&self.0)
+                .status();
+        }
+    }
+
+    /// `root/<name>/d/d/.../d/f`, `depth` folders named `d` below `name`,
+    /// built by descriptor since the path is far longer than PATH_MAX.
+    /// Every `readonly_every`th folder is made read-only (mode 0555).
+    fn make_deep(root: &Path, name: &str, depth: usize, readonly_every: usize) {
+        make_deep_with(root, name, depth, readonly_every, false)
+    }
+
+    /// [`make_deep`], with `siblings` an empty folder `e` beside each `d`.
+    fn make_deep_with(
+        root: &Path,
+        name: &str,
+        depth: usize,
+        readonly_every: usize,
+        siblings: bool,
+    ) {
+        fs::create_dir(root.join(name)).unwrap();
+        let mut dir = DirFd::open(&root.join(name)).unwrap();
+        let d = c("d");
+        for level in 0..depth {
+            // SAFETY: valid descriptor and name.
+            let rc = unsafe { libc::mkdirat(dir.raw(), d.as_ptr(), 0o755) };
+            assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+            if siblings {
+                // SAFETY: valid descriptor and name.
+                let rc = unsafe { libc::mkdirat(dir.raw(), c"e".as_ptr(), 0o755) };
+                assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+            }
+            let child = dir.open_dir(&d).unwrap();
+            if readonly_every > 0 && level % readonly_every == 0 {
+                // SAFETY: valid descriptor.
+                unsafe { libc::fchmod(dir.raw(), 0o555) };
+            }
+            dir = child;
+        }
+        // SAFETY: valid descriptor and name; the descriptor is closed at once.
+        let fd = unsafe {
+            libc::openat(
+                dir.raw(),
+                c"f".as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        assert!(fd >= 0, "{}", io::Error::last_os_error());
+        // SAFETY: `fd` was just opened here.
+        unsafe { libc::close(fd) };
+    }
+
+    #[test]
+    fn remove_tree_removes_a_tree_100000_levels_deep() {
+        let dir = tempfile::tempdir().unwrap();
+        let _cleanup = RmRf(dir.path().join("run"));
+        make_deep(dir.path(), "run", 100_000, 10_000);
+        let (counted, errors) = run_walk(dir.path(), "run", false);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!((counted.files, counted.left), (1, 0));
+        remove_tree(&dir.path().join("run")).unwrap();
+        assert!(dir.path().join("run").symlink_metadata().is_err());
+    }
+
+    #[test]
+    fn a_deep_tree_with_several_folders_per_level_stays_off_the_stack() {
+        // Two subfolders per level invite a parallel sub-walk at every level;
+        // only the first few may nest, or the native stack overflows.
+        let dir = tempfile::tempdir().unwrap();
+        let _cleanup = RmRf(dir.path().join("run"));
+        make_deep_with(dir.path(), "run", 30_000, 0, true);
+        remove_tree(&dir.path().join("run")).unwrap();
+        assert!(dir.path().join("run").symlink_metadata().is_err());
+    }
+
+    #[test]
+    fn a_folder_moved_away_during_a_deep_walk_stops_the_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let _cleanup = RmRf(dir.path().join("run"));
+        let _cleanup_moved = RmRf(dir.path().join("moved"));
+        // Deeper than the descriptors the walk keeps open, so it must come
+        // back up through `..`.
+        let depth = MAX_OPEN * 3;
+        make_deep(dir.path(), "run", depth, 0);
+        let level = |n: usize| {
+            let mut p = dir.path().join("run");
+            for _ in 0..n {
+                p.push("d");
+            }
+            p
+        };
+        let errors = std::sync::Mutex::new(Vec::new());
+        let on_error =
+            |p: &Path, e: &io::Error| errors.lock().unwrap().push(format!("{}: {e}", p.display()));
+        // Once the deepest file is gone, someone moves level 5 (with all
+        // that is below it) out of the tree.
+        let on_file = |_: &Path, _: u64| {
+            fs::rename(level(5), dir.path().join("moved")).unwrap();
+        };
+        let parent = DirFd::open(dir.path()).unwrap();
+        let held = parent.open_dir(&c("run")).unwrap();
+        let walk = TreeWalk {
+            remove: true,
+            device: held.id().unwrap().dev,
+            keep: None,
+            on_file: Some(&on_file),
+            on_error: &on_error,
+            on_progress: &|_| {},
+        };
+        let totals = walk_tree(&parent, &c("run"), held, Path::new("run"), &walk);
+        let errors = errors.into_inner().unwrap();
+        assert!(totals.left > 0);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("the tree changed during removal"),
+            "{errors:?}"
+        );
+        // The folder it could not prove is the one it walked into, and all
+        // above it, are left; the moved folder is left too.
+        assert!(level(4).is_dir());
+        assert!(dir.path().join("moved").is_dir());
+    }
 }

@@ -263,8 +263,10 @@ impl Drop for Staging {
             let _ = give_back(&self.path, original);
             return;
         }
+        // Through the one removal walker, so a mount made inside a staging
+        // folder is not emptied; what it leaves, the next sweep retries.
         let _ = make_tree_writable(&self.path);
-        let _ = fs::remove_dir_all(&self.path);
+        let _ = remove_tree(&self.path);
     }
 }
 

@@ -1,10 +1,13 @@
 //! Taking things away: unlist with one rename into `.artifactctl/trash/`,
 //! then remove without following links; read-only bits on and off.
 
+use std::ffi::CString;
 use std::fs::{self};
 use std::io::{self};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::fault::{self, Point};
 use super::*;
@@ -13,9 +16,9 @@ use crate::store::layout::TRASH_DIR;
 /// Unlist `dir` with a single rename into `.artifactctl/trash/`, then remove
 /// it. Readers never see a half-removed directory under its real name, and an
 /// interrupted removal is finished by the next [`sweep_leftovers`].
-/// `std::fs::remove_dir_all` never follows symlinks (it unlinks them) and
-/// opens each level relative to its parent, so a symlink swapped in during
-/// removal cannot redirect it (CVE-2022-21658 is fixed in std since 1.58.1).
+/// [`remove_tree`] never follows symlinks (it unlinks them), never enters a
+/// mount point and opens each level relative to its parent, so a symlink
+/// swapped in during removal cannot redirect it (the CVE-2022-21658 class).
 pub fn discard_dir(store_dir: &Path, dir: &Path) -> io::Result<()> {
     let doomed = unlist_dir(store_dir, dir)?;
     fsync_dir(parent_of(dir))?;
@@ -54,8 +57,13 @@ pub fn unlist_dir(store_dir: &Path, dir: &Path) -> io::Result<PathBuf> {
     }
 }
 
-/// Remove a tree without following symlinks, first restoring the owner's
-/// write bit on directories so read-only (promoted) trees can go.
+/// Remove a tree without following symlinks and without entering mount
+/// points, restoring the owner's write bit on read-only (promoted)
+/// directories as it goes. Removal is by directory descriptor through the
+/// same walker `clear` uses ([`walk_tree`]): iterative, so any depth, with a
+/// bounded number of descriptors open. Whatever could not be removed (a
+/// mount point inside, a permission) is left and the first such failure is
+/// returned, naming its path.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
     if fault::armed(Point::MidRemoval) {
         // Take one file first, so the fault lands in a half-removed tree.
@@ -68,14 +76,58 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
         }
         fault::hit(Point::MidRemoval)?;
     }
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            make_tree_writable(path)?;
-            fs::remove_dir_all(path)
+    let (Some(parent_path), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::other(format!(
+            "{} has no parent folder; refusing to remove it",
+            path.display()
+        )));
+    };
+    let parent_path = if parent_path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent_path
+    };
+    let parent = match DirFd::open(parent_path) {
+        Ok(parent) => parent,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let name = CString::new(name.as_bytes())?;
+    let dir = match parent.open_dir(&name) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        // A link or a file where a folder was expected goes as itself.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+            return match parent.unlink_at(&name) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            };
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    let first_error: Mutex<Option<io::Error>> = Mutex::new(None);
+    let on_error = |p: &Path, e: &io::Error| {
+        let mut slot = first_error.lock().expect("error slot");
+        if slot.is_none() {
+            *slot = Some(io::Error::new(e.kind(), format!("{}: {e}", p.display())));
+        }
+    };
+    let walk = TreeWalk {
+        remove: true,
+        device: dir.probe()?.id.dev,
+        keep: None,
+        on_file: None,
+        on_error: &on_error,
+        on_progress: &|_| {},
+    };
+    let totals = walk_tree(&parent, &name, dir, path, &walk);
+    match first_error.into_inner().expect("error slot") {
+        Some(e) => Err(e),
+        None if totals.left > 0 => Err(io::Error::other(format!(
+            "{} could not be removed completely",
+            path.display()
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::config::CONFIG_FILE;
 use crate::error::ArtifactError;
-use crate::fsx::{self, DirFd, DirId, EntryKind, RawEntry, TreeTotals, TreeWalk};
+use crate::fsx::{self, DirFd, DirId, EntryKind, Probe, RawEntry, TreeTotals, TreeWalk, Visit};
 use crate::policy::clear_rules::{self, Rules, VENV_MARKER};
 use crate::progress::{Progress, Unit};
 
@@ -130,10 +130,10 @@ pub fn clear(
     walker_pool()?.install(|| {
         for (target, rel) in opened.into_iter().zip(&targets) {
             match target {
-                Target::Root => scan.scan_dir(&root_fd, Path::new("")),
+                Target::Root => scan.scan_root(&root_fd),
                 Target::Entry { parent, entry } => {
-                    let parent_rel = rel.parent().unwrap_or(Path::new(""));
-                    scan.visit(&parent, parent_rel, &entry);
+                    let kind = entry.kind.unwrap_or(EntryKind::Other);
+                    fsx::walk_one(&parent, &entry.name, rel, kind, &scan);
                 }
             }
         }
@@ -362,54 +362,17 @@ impl Scan<'_> {
         Ok(())
     }
 
-    /// Search a folder that did not match: each entry is visited, folders in
-    /// parallel.
-    fn scan_dir(&self, dir: &DirFd, rel: &Path) {
-        use rayon::prelude::*;
-        let entries = match dir.entries() {
-            Ok(entries) => entries,
-            Err(e) => return self.fail(rel, &e),
-        };
-        if entries
-            .iter()
-            .any(|e| e.name.to_bytes() == VENV_MARKER.as_bytes())
+    /// Search the root: each entry is visited, matched ones taken, the
+    /// rest of the folders searched, by the descriptor walker.
+    fn scan_root(&self, root: &DirFd) {
+        if root
+            .kind_at(&CString::new(VENV_MARKER).expect("no NUL"))
+            .is_ok()
         {
             return;
         }
-        entries
-            .par_iter()
-            .for_each(|entry| self.visit(dir, rel, entry));
+        fsx::walk_contents(root, Path::new(""), self);
     }
-
-    fn visit(&self, parent: &DirFd, parent_rel: &Path, entry: &RawEntry) {
-        let rel = parent_rel.join(entry.name_os());
-        let kind = match entry.kind {
-            Some(kind) => kind,
-            None => match parent.kind_at(&entry.name) {
-                Ok(kind) => kind,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-                Err(e) => return self.fail(&rel, &e),
-            },
-        };
-        if kind == EntryKind::Dir && clear_rules::is_protected_dir_name(entry.name.to_bytes()) {
-            return;
-        }
-        match self.rules.removal_reason(&rel, kind) {
-            Some(reason) => self.take(parent, &entry.name, &rel, kind, reason),
-            None if kind == EntryKind::Dir && !self.rules.keeps(&rel, kind) => {
-                let child = match parent.open_dir(&entry.name) {
-                    Ok(child) => child,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-                    Err(e) => return self.fail(&rel, &e),
-                };
-                if self.check_protected(&child).is_ok() {
-                    self.scan_dir(&child, &rel);
-                }
-            }
-            None => {}
-        }
-    }
-
     /// Count or remove one matched entry as an item.
     fn take(&self, parent: &DirFd, name: &CStr, rel: &Path, kind: EntryKind, reason: &str) {
         let totals = match kind {
@@ -419,6 +382,13 @@ impl Scan<'_> {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return,
                     Err(e) => return self.fail(rel, &e),
                 };
+                // A mount point is named as such, before the device check
+                // would suggest `cross_filesystems`, which never enters one.
+                if let (Ok(outer), Ok(inner)) = (parent.probe(), dir.probe()) {
+                    if inner.is_mount_below(&outer) {
+                        return self.fail(rel, &io::Error::other("is a mount point; not entered"));
+                    }
+                }
                 match self.check_protected(&dir) {
                     Ok(()) => {}
                     // Another filesystem is worth a word; the store and
@@ -492,6 +462,36 @@ impl Scan<'_> {
             bytes: totals.bytes,
             reason: reason.to_string(),
         });
+    }
+}
+
+/// The search: a folder that matches is taken whole as one item (walked by
+/// its own [`fsx::walk_tree`]), a folder that does not is searched.
+impl fsx::Visitor for Scan<'_> {
+    fn visit(&self, dir: &DirFd, name: &CStr, rel: &Path, kind: EntryKind) -> Visit {
+        if kind == EntryKind::Dir && clear_rules::is_protected_dir_name(name.to_bytes()) {
+            return Visit::Done(TreeTotals::default());
+        }
+        match self.rules.removal_reason(rel, kind) {
+            Some(reason) => {
+                self.take(dir, name, rel, kind, reason);
+                Visit::Done(TreeTotals::default())
+            }
+            None if kind == EntryKind::Dir && !self.rules.keeps(rel, kind) => {
+                Visit::Enter { remove: false }
+            }
+            None => Visit::Done(TreeTotals::default()),
+        }
+    }
+
+    /// Folders that must not be searched are passed over quietly; other
+    /// filesystems are only worth a word when they match (see `take`).
+    fn admit(&self, dir: &DirFd, _: &Probe, _: &Path) -> Result<(), Option<io::Error>> {
+        self.check_protected(dir).map_err(|_| None)
+    }
+
+    fn on_error(&self, path: &Path, e: &io::Error) {
+        self.fail(path, e)
     }
 }
 

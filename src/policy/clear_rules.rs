@@ -162,16 +162,24 @@ impl Group {
     /// The first pattern matching `rel` (relative to the root), if any.
     fn first_match(&self, rel: &Path, kind: EntryKind) -> Option<&str> {
         let name = Candidate::new(rel.file_name().unwrap_or(rel.as_os_str()));
-        let path = Candidate::new(rel);
+        // Built only when a pattern with a slash needs it: a candidate copies
+        // the whole path, which in a tree thousands of levels deep would make
+        // the walk quadratic.
+        let path = std::cell::OnceCell::new();
+        let path = || path.get_or_init(|| Candidate::new(rel));
         let dirs = || {
-            self.name_dirs
-                .first_match(&name)
-                .or_else(|| self.path_dirs.first_match(&path))
+            self.name_dirs.first_match(&name).or_else(|| {
+                (!self.path_dirs.texts.is_empty())
+                    .then(|| self.path_dirs.first_match(path()))
+                    .flatten()
+            })
         };
         let other = || {
-            self.name_other
-                .first_match(&name)
-                .or_else(|| self.path_other.first_match(&path))
+            self.name_other.first_match(&name).or_else(|| {
+                (!self.path_other.texts.is_empty())
+                    .then(|| self.path_other.first_match(path()))
+                    .flatten()
+            })
         };
         match kind {
             EntryKind::Dir => dirs(),

@@ -31,4 +31,5 @@ mod show;
 mod signals;
 mod tidy;
 mod verify;
+mod walk;
 mod workflow;
