@@ -14,6 +14,7 @@ pub mod refresh;
 pub mod register;
 pub mod removal;
 pub mod repair;
+pub mod report;
 pub mod rollback;
 pub mod verify;
 

@@ -22,6 +22,7 @@ mod pin;
 mod promote;
 mod refresh;
 mod register;
+mod report;
 mod rollback;
 mod schema;
 mod show;
