@@ -9,13 +9,14 @@ use artifactctl::ExitCode;
 use crate::cli::printer::Printer;
 use crate::cli::settings::{Context, ReportSettings};
 
-/// Write a self-contained HTML report: metrics over versions, a sortable
-/// table, lineage, store size over time and problems
+/// Write a self-contained HTML report: metrics, versions, lineage, size
 ///
-/// One file with inline SVG charts and no network access: open it from disk
-/// or keep it as a CI artifact. Above 300 versions consecutive points are
-/// aggregated (mean, min, max) so the page stays small. Without --metric the
-/// six most common metrics are charted.
+/// Metrics over versions with releases marked, a sortable table of runs,
+/// the lineage graph, store size over time and problems found. One file
+/// with inline SVG charts and no network access: open it from disk or keep
+/// it as a CI artifact. Above 300 versions consecutive points are
+/// aggregated (mean, min, max) so the page stays small. Without --metric
+/// the six most common metrics are charted.
 ///
 /// Examples:
 ///   artifactctl report                                  # writes report.html

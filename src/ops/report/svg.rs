@@ -268,10 +268,7 @@ pub struct Node {
 /// The lineage graph: one column per stage, an edge from each source to what
 /// was promoted from it. `columns[i]` holds the nodes of stage `i`; `edges`
 /// are (column, row) pairs.
-pub fn lineage_graph(
-    columns: &[(&str, Vec<Node>)],
-    edges: &[(Cell, Cell)],
-) -> String {
+pub fn lineage_graph(columns: &[(&str, Vec<Node>)], edges: &[(Cell, Cell)]) -> String {
     const COL_W: f64 = 250.0;
     const ROW_H: f64 = 24.0;
     const BOX_W: f64 = 200.0;
