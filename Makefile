@@ -22,7 +22,7 @@ test:
 pytest: $(PYVENV)/.ready
 	$(CARGO) build --locked --quiet
 	ARTIFACTCTL_BIN=$(CURDIR)/target/debug/artifactctl PYTHONPATH=$(CURDIR)/python \
-		$(PYVENV)/bin/python -m pytest -q -p no:cacheprovider tests/python
+		$(PYVENV)/bin/python -m pytest -q -rs -p no:cacheprovider tests/python
 
 $(PYVENV)/.ready:
 	$(PYTHON) -m venv $(PYVENV)

@@ -26,7 +26,7 @@ svg text{font:11px system-ui,sans-serif;fill:#57606a}.grid{stroke:#eaeef2}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:8px 20px}svg.chart{width:100%;height:auto}
 .pt.size,.agg.size{fill:#8250df}.range{stroke:#8c959f;stroke-width:1}
 .pt.latest{fill:#1a7f37;stroke:#d1242f;stroke-width:2.5}
-table{border-collapse:collapse;width:100%;font-size:13px}th,td{border-bottom:1px solid #eaeef2;padding:3px 8px;text-align:left;overflow-wrap:anywhere}
+table{border-collapse:collapse;width:100%;font-size:13px}th,td{border-bottom:1px solid #eaeef2;padding:3px 8px;text-align:left;white-space:nowrap}td:first-child{white-space:normal;overflow-wrap:anywhere}
 th{cursor:pointer;background:#f6f8fa;position:sticky;top:0}td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.problem td{background:#fff8c5}.lineage .node rect{fill:#f6f8fa;stroke:#8c959f}.lineage .node.raw rect{stroke:#0969da}
 .lineage .node.validated rect{stroke:#bf8700}.lineage .node.production rect{stroke:#1a7f37}.lineage .node.latest rect{stroke:#d1242f;stroke-width:2.5}
@@ -338,7 +338,7 @@ fn size_section(s: &mut String, data: &ReportData) {
     );
     let _ = write!(
         s,
-        r#"<p class="note">Sum of the sizes of the runs shown, by creation time (promoted artifacts share bytes with their source through links, so the disk holds less). Now {}.</p>{chart}</section>"#,
+        r#"<p class="note">Sum of the sizes of the runs shown, by creation time (promoted artifacts share bytes with their source through links, so the disk holds less). Now {}.</p><div class="charts">{chart}</div></section>"#,
         human_size(total)
     );
 }
