@@ -19,15 +19,15 @@ body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px aut
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
 .meta,.note{color:#57606a}figure{margin:0 0 16px}figcaption{font-weight:600;margin-bottom:4px;overflow-wrap:anywhere}
 .legend span{margin-right:14px}.legend i{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:4px;vertical-align:middle}
-svg text{font:11px system-ui,sans-serif;fill:#57606a}.grid{stroke:#eaeef2}
+svg text{font:13px system-ui,sans-serif;fill:#57606a}.grid{stroke:#eaeef2}
 .line{fill:none;stroke-width:1.5}.line.raw{stroke:#0969da}.line.size{stroke:#8250df}
 .pt.raw,.agg.raw{fill:#0969da}.pt.validated{fill:#bf8700}.pt.production{fill:#1a7f37}
 .legend i.raw{background:#0969da}.legend i.validated{background:#bf8700}.legend i.production{background:#1a7f37}.legend i.latest{background:#1a7f37;box-shadow:0 0 0 2px #d1242f}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:8px 20px}svg.chart{width:100%;height:auto}
 .pt.size,.agg.size{fill:#8250df}.range{stroke:#8c959f;stroke-width:1}
 .pt.latest{fill:#1a7f37;stroke:#d1242f;stroke-width:2.5}
-table{border-collapse:collapse;width:100%;font-size:13px}th,td{border-bottom:1px solid #eaeef2;padding:3px 8px;text-align:left;white-space:nowrap}td:first-child{white-space:normal;overflow-wrap:anywhere}
-th{cursor:pointer;background:#f6f8fa;position:sticky;top:0}td.n{text-align:right;font-variant-numeric:tabular-nums}
+table{border-collapse:collapse;width:100%;font-size:13px}th,td{border-bottom:1px solid #eaeef2;padding:3px 8px;text-align:left;white-space:nowrap}td:first-child{white-space:normal;overflow-wrap:anywhere;min-width:16em}
+th{cursor:pointer;background:#f6f8fa;position:sticky;top:0;white-space:normal;overflow-wrap:anywhere;vertical-align:bottom}td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.problem td{background:#fff8c5}.lineage .node rect{fill:#f6f8fa;stroke:#8c959f}.lineage .node.raw rect{stroke:#0969da}
 .lineage .node.validated rect{stroke:#bf8700}.lineage .node.production rect{stroke:#1a7f37}.lineage .node.latest rect{stroke:#d1242f;stroke-width:2.5}
 .lineage text{fill:#1f2328}.lineage .colhead{font-weight:600}.edge{fill:none;stroke:#8c959f}
