@@ -49,6 +49,12 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     let settings = ReportSettings::resolve(args, ctx)?;
     let read = ctx.read_options(false)?;
     let data = gather(&ctx.store, &settings.options, &read);
+    if data.runs.is_empty() {
+        out.warn(&format!(
+            "no runs in {}: the report is empty",
+            ctx.store.dir().display()
+        ));
+    }
     let page = html::render(&data);
     if settings.output.as_os_str() == "-" {
         out.text(&page)?;
