@@ -2,14 +2,41 @@
 CARGO ?= cargo
 PREFIX ?= $(HOME)/.cargo
 BIN := target/release/artifactctl
+PYTHON ?= python3
+# The Python tests' virtual environment, created once and reused.
+PYVENV := target/pyvenv
+# The wheel builder's own environment (maturin).
+WHEELVENV := target/wheelvenv
 
-.PHONY: build test bench install lint fmt clean
+.PHONY: build test pytest wheel bench install lint fmt clean
 
 build:
 	$(CARGO) build --release --locked
 
+# The Rust suite, then the Python API and browser tests against the debug
+# binary cargo test just built (no second build).
 test:
 	$(CARGO) test --locked --all-targets
+	$(MAKE) pytest
+
+pytest: $(PYVENV)/.ready
+	$(CARGO) build --locked --quiet
+	ARTIFACTCTL_BIN=$(CURDIR)/target/debug/artifactctl PYTHONPATH=$(CURDIR)/python \
+		$(PYVENV)/bin/python -m pytest -q -rs -p no:cacheprovider tests/python
+
+$(PYVENV)/.ready:
+	$(PYTHON) -m venv $(PYVENV)
+	$(PYVENV)/bin/python -m pip install --quiet --disable-pip-version-check pytest
+	touch $@
+
+# target/wheels/artifactctl-*.whl: the release binary and the Python package.
+wheel: $(WHEELVENV)/.ready
+	$(WHEELVENV)/bin/maturin build --release --locked --out target/wheels
+
+$(WHEELVENV)/.ready:
+	$(PYTHON) -m venv $(WHEELVENV)
+	$(WHEELVENV)/bin/python -m pip install --quiet --disable-pip-version-check 'maturin>=1.5,<2'
+	touch $@
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -20,6 +20,7 @@ use artifactctl::ops::history::HistoryOptions;
 use artifactctl::ops::promote::{ProductionOptions, ValidatedOptions};
 use artifactctl::ops::refresh::RefreshOptions;
 use artifactctl::ops::register::RegisterOptions;
+use artifactctl::ops::report::ReportOptions;
 use artifactctl::ops::rollback::RollbackOptions;
 use artifactctl::ops::verify::VerifyOptions;
 use artifactctl::policy::pipeline::Selection;
@@ -35,7 +36,7 @@ use crate::cli::args::GlobalArgs;
 use crate::cli::commands::{
     checkout as checkout_cmd, cleanup as cleanup_cmd, clear as clear_cmd, delete as delete_cmd,
     history as history_cmd, promote as promote_cmd, refresh as refresh_cmd,
-    register as register_cmd, rollback as rollback_cmd, verify as verify_cmd,
+    register as register_cmd, report as report_cmd, rollback as rollback_cmd, verify as verify_cmd,
 };
 use crate::cli::printer::Printer;
 
@@ -696,4 +697,38 @@ pub fn workspaces(config: &Config) -> Vec<(String, String)> {
         .iter()
         .filter_map(|s| s.workspace.clone().map(|w| (s.name.clone(), w)))
         .collect()
+}
+// ---- report ----
+
+pub struct ReportSettings {
+    pub options: ReportOptions,
+    pub output: PathBuf,
+}
+
+impl ReportSettings {
+    pub fn resolve(args: report_cmd::Args, ctx: &Context) -> Result<ReportSettings> {
+        let report_cmd::Args {
+            namespace,
+            stage,
+            metrics,
+            output,
+        } = args;
+        let stages = if stage == "all" {
+            ctx.store.stages().to_vec()
+        } else {
+            let stage: Stage = stage.parse()?;
+            ctx.store.stage_dir(stage)?;
+            vec![stage]
+        };
+        Ok(ReportSettings {
+            options: ReportOptions {
+                stages,
+                under: namespace.unwrap_or_default(),
+                metrics,
+                title: ctx.store.dir().display().to_string(),
+                now: ctx.invocation.now,
+            },
+            output,
+        })
+    }
 }

@@ -15,6 +15,7 @@ pub mod refresh;
 pub mod register;
 pub mod removal;
 pub mod repair;
+pub mod report;
 pub mod rollback;
 pub mod verify;
 

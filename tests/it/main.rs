@@ -25,6 +25,7 @@ mod promote_shapes;
 mod refresh;
 mod register;
 mod register_all;
+mod report;
 mod rollback;
 mod schema;
 mod show;

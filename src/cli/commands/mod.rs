@@ -16,6 +16,7 @@ pub mod pin;
 pub mod promote;
 pub mod refresh;
 pub mod register;
+pub mod report;
 pub mod rollback;
 pub mod show;
 pub mod unpin;
@@ -50,6 +51,7 @@ pub enum Command {
     Completions(completions::Args),
     Man(man::Args),
     Refresh(refresh::Args),
+    Report(report::Args),
 }
 
 impl Command {
@@ -74,7 +76,8 @@ impl Command {
             | Command::Pin(_)
             | Command::Unpin(_)
             | Command::Completions(_)
-            | Command::Man(_) => false,
+            | Command::Man(_)
+            | Command::Report(_) => false,
         }
     }
 
@@ -107,6 +110,7 @@ impl Command {
                     Command::Pin(args) => pin::run(&ctx, out, args),
                     Command::Unpin(args) => unpin::run(&ctx, out, args),
                     Command::Clear(args) => clear::run(&ctx, out, args),
+                    Command::Report(args) => report::run(&ctx, out, args),
                     Command::Init(_) | Command::Completions(_) | Command::Man(_) => unreachable!(),
                 }
             }
