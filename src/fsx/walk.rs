@@ -36,7 +36,7 @@ impl RawEntry {
 }
 
 /// Device and inode of an open directory, to tell filesystems and folders apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DirId {
     pub dev: u64,
     pub ino: u64,

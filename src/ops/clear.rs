@@ -10,6 +10,7 @@
 //! It does not change the store, so it takes no store lock and writes no
 //! journal entry.
 
+use std::collections::{BTreeSet, HashSet};
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -84,6 +85,9 @@ pub struct ClearReport {
     pub total_files: u64,
     pub total_bytes: u64,
     pub errors: Vec<ClearFailure>,
+    /// Versioned stores found below the root and never entered, each named
+    /// once (`store at examples/artifacts`, `run at models/x/1`).
+    pub skipped: Vec<String>,
 }
 
 /// Called with each file (relative to the root) and its size, for `-v`.
@@ -108,6 +112,9 @@ pub fn clear(
         .filter(|id| *id != root_id);
     let targets = resolve_targets(opts)?;
     let scan = Scan {
+        root: opts.root.clone(),
+        skipped: Mutex::new(BTreeSet::new()),
+        nested_stores: Mutex::new(HashSet::new()),
         rules: &rules,
         device: root_id.dev,
         cross_filesystems: opts.cross_filesystems,
@@ -141,9 +148,16 @@ pub fn clear(
     reporter.end();
     let mut items = scan.items.into_inner().expect("items lock");
     items.sort_by(|a, b| a.path.cmp(&b.path));
+    let skipped = scan
+        .skipped
+        .into_inner()
+        .expect("skipped lock")
+        .into_iter()
+        .collect();
     let mut errors = scan.errors.into_inner().expect("errors lock");
     errors.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(ClearReport {
+        skipped,
         dry_run: !opts.force,
         total_files: items.iter().map(|i| i.files).sum(),
         total_bytes: items.iter().map(|i| i.bytes).sum(),
@@ -267,6 +281,12 @@ enum Target {
 }
 
 struct Scan<'a> {
+    root: PathBuf,
+    /// What was not entered because it is a versioned store (see
+    /// [`Scan::versioned`]).
+    skipped: Mutex<BTreeSet<String>>,
+    /// Stores configured by `artifactctl.toml` files below the root.
+    nested_stores: Mutex<HashSet<DirId>>,
     rules: &'a Rules,
     device: u64,
     cross_filesystems: bool,
@@ -344,6 +364,80 @@ impl Scan<'_> {
         })
     }
 
+    /// Whether a folder holds versions that cannot be regenerated, so clear
+    /// never enters it: a native store (it holds `.artifactctl/`), the store
+    /// an `artifactctl.toml` below the root configures, a run folder with
+    /// artifactctl's `metadata.json`, or a legacy versioned layout that
+    /// artifactctl reads as a store (version folders beside a `latest` link
+    /// or pointer, seeds 002 and 003).
+    fn versioned(&self, dir: &DirFd, rel: &Path) -> Option<&'static str> {
+        let has = |name: &str, want: EntryKind| {
+            CString::new(name)
+                .ok()
+                .and_then(|c| dir.kind_at(&c).ok())
+                .is_some_and(|k| k == want)
+        };
+        if has(crate::store::layout::INTERNAL_DIR, EntryKind::Dir) {
+            return Some("store");
+        }
+        if let Ok(id) = dir.id() {
+            if self
+                .nested_stores
+                .lock()
+                .expect("stores lock")
+                .contains(&id)
+            {
+                return Some("store");
+            }
+        }
+        if has(crate::store::metadata::METADATA_FILE, EntryKind::File) {
+            let path = self
+                .root
+                .join(rel)
+                .join(crate::store::metadata::METADATA_FILE);
+            if crate::store::metadata::read_no_follow(&path)
+                .is_ok_and(|b| b.windows(16).any(|w| w == b"\"schema_version\""))
+            {
+                return Some("run");
+            }
+        }
+        if has(crate::store::layout::LATEST, EntryKind::Symlink)
+            || has(crate::store::layout::LATEST_POINTER, EntryKind::File)
+        {
+            return Some("store");
+        }
+        None
+    }
+
+    /// A project below the root keeps its store where its config says:
+    /// remember it, so the search never enters it.
+    fn note_nested_project(&self, dir: &DirFd, rel: &Path) {
+        let has_config = CString::new(CONFIG_FILE)
+            .ok()
+            .and_then(|c| dir.kind_at(&c).ok())
+            .is_some_and(|k| k == EntryKind::File);
+        if !has_config || rel.as_os_str().is_empty() {
+            return;
+        }
+        let project = self.root.join(rel);
+        let store_dir = crate::store::metadata::read_regular(&project.join(CONFIG_FILE))
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| t.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("store")?.get("dir")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| "artifacts".to_string());
+        if let Ok(id) = DirFd::open(&project.join(store_dir)).and_then(|d| d.id()) {
+            self.nested_stores.lock().expect("stores lock").insert(id);
+        }
+    }
+
+    fn skip(&self, what: &str, rel: &Path) {
+        self.skipped
+            .lock()
+            .expect("skipped lock")
+            .insert(format!("{what} at {}", lossy(rel)));
+    }
+
     /// Why an opened folder must not be entered, if it must not.
     fn check_protected(&self, dir: &DirFd) -> Result<(), &'static str> {
         let id = dir.id().map_err(|_| "cannot be examined")?;
@@ -388,6 +482,10 @@ impl Scan<'_> {
                     if inner.is_mount_below(&outer) {
                         return self.fail(rel, &io::Error::other("is a mount point; not entered"));
                     }
+                }
+                let explicit = reason.trim_end_matches('/') == lossy(rel);
+                if let Some(what) = self.versioned(&dir, rel).filter(|_| !explicit) {
+                    return self.skip(what, rel);
                 }
                 match self.check_protected(&dir) {
                     Ok(()) => {}
@@ -477,6 +575,14 @@ impl fsx::Visitor for Scan<'_> {
                 self.take(dir, name, rel, kind, reason);
                 Visit::Done(TreeTotals::default())
             }
+            None if kind == EntryKind::Dir
+                && is_checkout(dir, name)
+                && !self.rules.keeps(rel, kind) =>
+            {
+                // What `artifactctl checkout` placed can be placed again.
+                self.take(dir, name, rel, kind, "artifactctl checkout");
+                Visit::Done(TreeTotals::default())
+            }
             None if kind == EntryKind::Dir && !self.rules.keeps(rel, kind) => {
                 Visit::Enter { remove: false }
             }
@@ -486,13 +592,30 @@ impl fsx::Visitor for Scan<'_> {
 
     /// Folders that must not be searched are passed over quietly; other
     /// filesystems are only worth a word when they match (see `take`).
-    fn admit(&self, dir: &DirFd, _: &Probe, _: &Path) -> Result<(), Option<io::Error>> {
-        self.check_protected(dir).map_err(|_| None)
+    fn admit(&self, dir: &DirFd, _: &Probe, rel: &Path) -> Result<(), Option<io::Error>> {
+        self.check_protected(dir).map_err(|_| None)?;
+        if let Some(what) = self.versioned(dir, rel) {
+            self.skip(what, rel);
+            return Err(None);
+        }
+        self.note_nested_project(dir, rel);
+        Ok(())
     }
 
     fn on_error(&self, path: &Path, e: &io::Error) {
         self.fail(path, e)
     }
+}
+
+/// Whether the folder `name` in `dir` is one `artifactctl checkout` placed.
+fn is_checkout(dir: &DirFd, name: &CStr) -> bool {
+    let mut path = name.to_bytes().to_vec();
+    path.push(b'/');
+    path.extend_from_slice(crate::fsx::checkout::CHECKOUT_MARKER.as_bytes());
+    CString::new(path)
+        .ok()
+        .and_then(|c| dir.kind_at(&c).ok())
+        .is_some_and(|k| k == EntryKind::File)
 }
 
 fn reopen(dir: &DirFd) -> io::Result<DirFd> {

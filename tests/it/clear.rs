@@ -142,7 +142,8 @@ fn dry_run_changes_nothing_and_force_removes_exactly_the_plan() {
             "items",
             "total_files",
             "total_bytes",
-            "errors"
+            "errors",
+            "skipped"
         ]
     );
     assert_eq!(plan["schema_version"], 1);
@@ -462,4 +463,73 @@ fn many_stray_files_are_grouped_by_folder() {
     let (json, code) = clear_json(&p, &[]);
     assert_eq!(code, 0);
     assert_eq!(json["items"].as_array().unwrap().len(), 1200 + 30 + 2);
+}
+
+/// Clear never enters a versioned store: a native store (nested project),
+/// the store an `artifactctl.toml` below the root configures, a run folder
+/// with artifactctl's metadata, a legacy layout with a `latest` link. Each
+/// is named once in the plan; the stores verify clean after `--force`.
+#[test]
+fn clear_never_enters_a_store_below_the_root() {
+    let p = Project::new();
+    p.write("artifactctl.toml", "");
+    // A nested project with its own store, in a folder of another name.
+    p.write("examples/artifactctl.toml", "[store]\ndir = \"runs\"\n");
+    let nested_out = p.training_output("examples/out");
+    std::fs::write(nested_out.join("model.pkl"), "weights").unwrap();
+    crate::support::bin()
+        .current_dir(p.path("examples"))
+        .args(["register", "out", "--id", "v1"])
+        .assert()
+        .success();
+    // A legacy seed 003 store: timestamped versions and a latest link.
+    crate::support::legacy_versions(&p.path("backend/models"), 2, None);
+    // Strays that clear must still take.
+    p.write("bondtrader/ml/stray.pkl", "x");
+    p.write("trained_models/model.joblib", "x");
+
+    let plan = p.cmd().args(["clear", "--json"]).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let skipped: Vec<&str> = doc["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(skipped.contains(&"store at examples/runs"), "{skipped:?}");
+    assert!(skipped.contains(&"store at backend/models"), "{skipped:?}");
+    let paths: Vec<&str> = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths
+            .iter()
+            .all(|p| !p.starts_with("examples/runs") && !p.starts_with("backend/models")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"bondtrader/ml/stray.pkl") && paths.contains(&"trained_models"),
+        "{paths:?}"
+    );
+    p.cmd()
+        .arg("clear")
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("skipped: store at examples/runs"));
+
+    p.cmd().args(["clear", "--force"]).assert().success();
+    assert!(!p.path("bondtrader/ml/stray.pkl").exists());
+    crate::support::bin()
+        .current_dir(p.path("examples"))
+        .args(["verify", "--all"])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_dir(p.path("backend/models")).unwrap().count(),
+        3,
+        "2 versions and latest"
+    );
 }

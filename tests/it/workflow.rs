@@ -330,3 +330,41 @@ fn a_clean_slate_brings_the_models_back_where_the_application_loads_them() {
     );
     p.assert_verifies_clean();
 }
+
+/// This repository's own `make refresh-models` then `make clear-artifacts-force`,
+/// in a copy: clear runs from the repository root, where examples/ is a
+/// nested project with its own store, and leaves that store whole.
+#[test]
+fn clearing_from_the_repository_root_leaves_the_examples_store_whole() {
+    let repo = Project::new();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for entry in walkdir::WalkDir::new(&examples).into_iter().flatten() {
+        let rel = entry.path().strip_prefix(&examples).unwrap();
+        if rel.starts_with("artifacts") || !entry.file_type().is_file() {
+            continue;
+        }
+        repo.write(
+            &format!("examples/{}", rel.display()),
+            std::fs::read(entry.path()).unwrap(),
+        );
+    }
+    repo.write("src/lib.rs", "// the repository's own source\n");
+    // make refresh-models: `artifactctl --root examples refresh`.
+    repo.cmd()
+        .args(["--root", "examples", "refresh", "-q"])
+        .assert()
+        .success();
+    // make clear-artifacts-force: `artifactctl clear --force` at the root.
+    repo.cmd()
+        .args(["clear", "--force"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(
+            "skipped: store at examples/artifacts",
+        ));
+    repo.cmd()
+        .args(["--root", "examples", "verify", "--all"])
+        .assert()
+        .success();
+    assert!(repo.path("src/lib.rs").is_file());
+}

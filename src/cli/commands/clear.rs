@@ -154,6 +154,11 @@ fn rows(report: &ClearReport, group: bool) -> (Vec<Row>, usize) {
 }
 
 fn print_report(out: &Printer, report: &ClearReport) -> Result<()> {
+    for skipped in &report.skipped {
+        out.status(&format!(
+            "skipped: {skipped} (versioned; name it in [clear] patterns to clear it anyway)"
+        ));
+    }
     if report.items.is_empty() {
         out.status("nothing to clear");
         return Ok(());
