@@ -211,6 +211,8 @@ fn a_full_refresh_records_steps_logs_metrics_and_params() {
         .as_array()
         .unwrap()
         .is_empty());
+    // Whatever the refresh did, the store it leaves verifies clean.
+    p.assert_verifies_clean();
 }
 
 #[test]
@@ -286,6 +288,8 @@ fn an_unchanged_pipeline_is_reused_without_copying() {
         statuses(&forced).iter().all(|(_, s)| s == "ran"),
         "{forced}"
     );
+    // Whatever the refresh did, the store it leaves verifies clean.
+    p.assert_verifies_clean();
 }
 
 #[test]
@@ -357,6 +361,8 @@ fn reuse_is_invalidated_by_deps_commands_and_upstream_outputs() {
     for model in MODELS {
         assert_eq!(step(&doc, model)["status"], "reused", "{doc}");
     }
+    // Whatever the refresh did, the store it leaves verifies clean.
+    p.assert_verifies_clean();
 }
 
 #[test]
@@ -445,6 +451,8 @@ fn flags_select_steps_and_the_plan_says_so() {
         .args(["refresh", "--datasets-only", "--models-only"])
         .assert()
         .code(2);
+    // Whatever the refresh did, the store it leaves verifies clean.
+    p.assert_verifies_clean();
 }
 
 const FAILING: &str = r#"
@@ -515,6 +523,8 @@ fn a_failing_step_gives_a_failed_run_that_never_becomes_latest() {
     // the latest complete run.
     let planned = plan(&p, &[]);
     assert!(planned[0].2.contains(&good_ref), "{planned:?}");
+    // Whatever the refresh did, the store it leaves verifies clean.
+    p.assert_verifies_clean();
 }
 
 #[test]
@@ -630,6 +640,8 @@ run = "env | grep -E '^(ARTIFACTCTL_|SEED=)' | sort > $ARTIFACTCTL_STEP_DIR/env.
         .assert()
         .code(2)
         .stderr(predicate::str::contains("missing.csv"));
+    // Whatever the refresh did, the store it leaves verifies clean.
+    p.assert_verifies_clean();
 }
 
 #[test]
@@ -648,6 +660,8 @@ fn jobs_run_independent_steps_at_once() {
     let (code, doc) = refresh(&p, &["--jobs", "2", "--force"]);
     assert_eq!(code, 0, "{doc}");
     assert!(statuses(&doc).iter().all(|(_, s)| s == "ran"));
+    // Whatever the refresh did, the store it leaves verifies clean.
+    p.assert_verifies_clean();
 }
 
 #[test]
@@ -662,6 +676,8 @@ fn metrics_that_are_not_json_are_reported_and_skipped() {
         .stderr(predicate::str::contains(
             "metrics.json is not a JSON object",
         ));
+    // Whatever the refresh did, the store it leaves verifies clean.
+    p.assert_verifies_clean();
 }
 
 /// `refresh ARGS` started in the background, stdout piped, with the same
@@ -768,6 +784,8 @@ fn sigterm_in_the_middle_of_a_step_publishes_an_interrupted_run() {
     // The next refresh compares with the complete run, not the interrupted one.
     let planned = plan(&p, &[]);
     assert!(planned[0].2.contains(&good_ref), "{planned:?}");
+    // Whatever the refresh did, the store it leaves verifies clean.
+    p.assert_verifies_clean();
 }
 
 #[test]
@@ -800,4 +818,6 @@ fn two_refreshes_started_together_finish_with_distinct_runs() {
         assert_eq!(seen.trim(), r);
     }
     assert_eq!(p.list_json(&[])["runs"].as_array().unwrap().len(), 2);
+    // Whatever the refresh did, the store it leaves verifies clean.
+    p.assert_verifies_clean();
 }
