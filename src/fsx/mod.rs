@@ -19,6 +19,7 @@
 
 mod atomic;
 pub mod checkout;
+mod dirfd;
 pub mod fault;
 mod lock;
 pub mod owner;
@@ -29,6 +30,7 @@ mod trash;
 mod walk;
 
 pub use atomic::*;
+pub use dirfd::*;
 pub use lock::*;
 pub use staging::*;
 pub use sweep::*;

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, SubsecRound, Utc};
-use globset::GlobBuilder;
 use serde_json::{Map, Value};
 
 use crate::config::RefreshConfig;
@@ -25,16 +24,18 @@ use crate::ops::{self, LatestPolicy};
 use crate::policy::pipeline::{
     self, Action, Base, Fingerprint, Pipeline, Planned, Selection, StepRecord, StepStatus, LOGS_DIR,
 };
-use crate::progress::{Progress, Silent, StepReporter};
+use crate::progress::{Progress, StepReporter};
 use crate::store::journal;
-use crate::store::layout::INTERNAL_DIR;
 use crate::store::manifest;
 use crate::store::metadata::{self, FileEntry, Lineage, Metadata, RunStatus, SCHEMA_VERSION};
 use crate::store::refs::{self, Namespace, Stage};
 use crate::store::{RunLocation, Store};
 
+mod base;
 mod reaper;
 mod runner;
+pub use base::base_run;
+use base::*;
 use runner::*;
 
 /// The file a step writes to have its numbers merged into the run's metrics.
@@ -241,167 +242,6 @@ fn where_runs_go(store: &Store, ns: &Namespace) -> String {
         Ok(dir) => dir.display().to_string(),
         Err(_) => store.dir().display().to_string(),
     }
-}
-
-/// The run refresh compares with and reuses from: the newest complete run
-/// of the namespace that refresh made (it records its `steps`), whatever
-/// `latest` names, so a registered run never hides it. Its recorded step
-/// outputs are checked against the disk (by stamp, or re-hashed with
-/// `rehash`): a damaged step is never reused.
-fn find_base(
-    store: &Store,
-    ns: &Namespace,
-    rehash: bool,
-    warnings: &mut Vec<String>,
-) -> Option<(RunLocation, Base)> {
-    let (location, meta) = base_run(store, ns)?;
-    let steps: BTreeMap<String, StepRecord> = match meta.extra.get("steps") {
-        None => BTreeMap::new(),
-        Some(value) => match serde_json::from_value::<Vec<StepRecord>>(value.clone()) {
-            Ok(records) => records.into_iter().map(|r| (r.name.clone(), r)).collect(),
-            Err(e) => {
-                warnings.push(format!(
-                    "the steps recorded in {} cannot be read ({e}); nothing is reused from it",
-                    location.path.join(metadata::METADATA_FILE).display()
-                ));
-                BTreeMap::new()
-            }
-        },
-    };
-    let damaged = steps
-        .values()
-        .filter(|r| r.output_hash.is_some())
-        .filter_map(|r| {
-            manifest::damage(&location.path.join(&r.name), &r.outputs, rehash)
-                .map(|why| (r.name.clone(), why))
-        })
-        .collect();
-    let reference = location.reference();
-    Some((
-        location,
-        Base {
-            reference,
-            steps,
-            damaged,
-        },
-    ))
-}
-
-/// The newest complete run of `ns` that refresh made, with its metadata.
-/// Runs are read newest first, so this usually reads one metadata file.
-pub fn base_run(store: &Store, ns: &Namespace) -> Option<(RunLocation, Metadata)> {
-    let opts = crate::store::ReadOptions::new(&[], false).ok()?;
-    let mut runs: Vec<_> = store
-        .locations_in(Stage::Raw, ns)
-        .into_iter()
-        .map(|l| store.read_run(l, &opts))
-        .filter(|r| r.status == RunStatus::Complete && r.problems.is_empty())
-        .collect();
-    runs.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-    runs.into_iter().find_map(|run| {
-        let meta = Metadata::read(&run.location.path).ok()?;
-        meta.extra
-            .contains_key("steps")
-            .then_some((run.location, meta))
-    })
-}
-
-/// The dataset path made absolute, and the hash of its content.
-fn dataset_of(root: &Path, path: &Path) -> Result<(PathBuf, String)> {
-    let full = root.join(path);
-    let full = full.canonicalize().map_err(|e| {
-        ArtifactError::usage(format!(
-            "--dataset {}: {e}; pass an existing file or folder",
-            full.display()
-        ))
-    })?;
-    let hash = if full.is_dir() {
-        let files = manifest::build(&full, &Silent)?;
-        pipeline::output_hash(&files)
-    } else {
-        manifest::hash_file(&full)?
-    };
-    Ok((full, hash))
-}
-
-/// Per `deps` pattern, one hash over the files it matches (paths relative to
-/// the project root, in order). Walks only below the pattern's literal
-/// prefix, never into `.git` or the store, never through symlinked folders.
-/// A pattern matching nothing is an error: it is most likely a typo.
-fn hash_deps(
-    root: &Path,
-    store_dir: &Path,
-    step: &str,
-    patterns: &[String],
-    known: &mut BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    let store_dir = store_dir.canonicalize().unwrap_or(store_dir.to_path_buf());
-    for pattern in patterns {
-        if let Some(hash) = known.get(pattern) {
-            out.insert(pattern.clone(), hash.clone());
-            continue;
-        }
-        let bad = |why: String| {
-            ArtifactError::usage(format!(
-                "deps pattern '{pattern}' of step '{step}' {why}; patterns are globs relative to the project root {}, e.g. deps = [\"scripts/make_dataset.sh\", \"data/**\"]",
-                root.display()
-            ))
-        };
-        if Path::new(pattern).is_absolute() || pattern.split('/').any(|c| c == "..") {
-            return Err(bad("leaves the project".into()).into());
-        }
-        let literal: Vec<&str> = pattern
-            .split('/')
-            .take_while(|c| !c.contains(['*', '?', '[', '{']))
-            .collect();
-        let start = root.join(literal.join("/"));
-        let matcher = if literal.len() == pattern.split('/').count() {
-            None
-        } else {
-            let glob = GlobBuilder::new(pattern)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| bad(format!("is not a valid glob ({e})")))?;
-            Some(glob.compile_matcher())
-        };
-        let mut found = Vec::new();
-        for entry in walkdir::WalkDir::new(&start)
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| {
-                e.file_name() != ".git"
-                    && e.file_name() != INTERNAL_DIR
-                    && !(e.file_type().is_dir()
-                        && e.path().canonicalize().is_ok_and(|p| p == store_dir))
-            })
-        {
-            let Ok(entry) = entry else { continue };
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            let (rel, rel_bytes) =
-                metadata::encode_rel_path(entry.path().strip_prefix(root).unwrap_or(entry.path()));
-            if matcher.as_ref().is_none_or(|m| m.is_match(&rel)) {
-                found.push(manifest::Found {
-                    rel,
-                    rel_bytes,
-                    path: entry.path().to_path_buf(),
-                    size: entry.metadata().map(|m| m.len()).unwrap_or(0),
-                    symlink: None,
-                });
-            }
-        }
-        if found.is_empty() {
-            return Err(bad("matches no file".into()).into());
-        }
-        let entries = manifest::hash_all(found, &Silent)?;
-        let hash = pipeline::output_hash(&entries);
-        known.insert(pattern.clone(), hash.clone());
-        out.insert(pattern.clone(), hash);
-    }
-    Ok(out)
 }
 
 /// Run the pipeline and publish the run, whatever its outcome.
@@ -636,45 +476,6 @@ fn staging_label(id: &str) -> String {
         })
         .take(64)
         .collect()
-}
-
-/// When no selected step would run (each is reused from the base run, or
-/// left out), the refresh is up to date with the base run, as `make` and
-/// `dvc repro` are: nothing is written.
-fn up_to_date(prepared: &Prepared, opts: &RefreshOptions) -> Option<Refreshed> {
-    let (location, base) = prepared.base.as_ref()?;
-    if opts.force || opts.publish_unchanged {
-        return None;
-    }
-    let mut reused = false;
-    let mut steps = Vec::new();
-    for planned in &prepared.planned {
-        let name = &prepared.pipeline.steps[planned.index].name;
-        let status = match planned.action {
-            Action::Run => return None,
-            Action::Reuse | Action::Carry => {
-                reused = true;
-                StepStatus::Reused
-            }
-            Action::Skip => StepStatus::Skipped,
-        };
-        steps.push(StepOutcome {
-            name: name.clone(),
-            status,
-            duration_s: 0.0,
-            exit_code: None,
-            reused_from: (status == StepStatus::Reused).then(|| base.reference.clone()),
-            reason: planned.reason.clone(),
-        });
-    }
-    reused.then(|| Refreshed {
-        location: location.clone(),
-        status: RunStatus::Complete,
-        became_latest: false,
-        up_to_date: true,
-        steps,
-        warnings: prepared.warnings.clone(),
-    })
 }
 
 /// Every file of the staged run: step outputs from their records (hashed
