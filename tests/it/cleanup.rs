@@ -643,3 +643,35 @@ fn declining_the_prompt_exits_1_and_removes_nothing() {
     assert!(shown.contains("declined: nothing removed"), "{shown}");
     assert_eq!(run_dirs(&p.store().join("raw/gru")).len(), 5);
 }
+
+/// A run whose files could not all be removed frees nothing yet: the
+/// reported total counts only what is gone.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn freed_bytes_leave_out_a_run_that_failed_to_go() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    for day in 1..=3 {
+        p.register(
+            &out,
+            &["--created-at", &format!("2026-01-0{day}T00:00:00Z")],
+        );
+    }
+    let plan = p.json(&["cleanup", "--keep", "1", "--dry-run"]);
+    let planned = plan["freed_bytes"].as_u64().unwrap();
+    let done = with_fault(
+        p.cmd().args(["cleanup", "--keep", "1", "--yes", "--json"]),
+        "mid-removal:eio",
+    );
+    let doc: Value = serde_json::from_slice(&done.stdout)
+        .unwrap_or_else(|_| panic!("no JSON: {}", String::from_utf8_lossy(&done.stderr)));
+    let freed = doc["freed_bytes"].as_u64().unwrap();
+    assert!(
+        freed < planned,
+        "freed {freed} of {planned}: the failed run was counted"
+    );
+    assert_eq!(freed * 2, planned, "one of the two runs went");
+}
