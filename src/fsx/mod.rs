@@ -22,6 +22,7 @@ pub mod checkout;
 pub mod fault;
 mod lock;
 pub mod owner;
+pub mod remote;
 mod staging;
 mod sweep;
 mod transfer;
