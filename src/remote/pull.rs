@@ -190,6 +190,14 @@ fn pull_one(
     } else {
         LatestPolicy::Advance
     };
+    // Validated and production artifacts are read-only, as promote leaves
+    // them: everything inside first, the top folder once it is in place.
+    let readonly = meta.stage != Stage::Raw;
+    if readonly {
+        for child in std::fs::read_dir(staging.path())? {
+            fsx::make_tree_readonly(&child?.path())?;
+        }
+    }
     let id = meta.id.clone();
     let entry = journal::Entry::new("pull", Some(format!("remote:{}", remote.name)), None)
         .with("downloaded_bytes", pulled.downloaded_bytes);
@@ -201,6 +209,11 @@ fn pull_one(
         latest,
         entry,
     )?;
+    if readonly {
+        fsx::make_tree_readonly(&published.location.path).map_err(|e| {
+            crate::ops::published_but(&published.location, "making it read-only failed", e.into())
+        })?;
+    }
     pulled.reference = published.location.qualified();
     pulled.path = published.location.path;
     pulled.became_latest = published.became_latest;
