@@ -7,6 +7,8 @@ PYTHON ?= python3
 PYVENV := target/pyvenv
 # The wheel builder's own environment (maturin).
 WHEELVENV := target/wheelvenv
+# moto's S3 server for the remote tests (tests/it/remote.rs starts it).
+MOTOVENV := target/motovenv
 
 .PHONY: build test pytest wheel bench install lint fmt clean
 
@@ -15,7 +17,7 @@ build:
 
 # The Rust suite, then the Python API and browser tests against the debug
 # binary cargo test just built (no second build).
-test:
+test: $(MOTOVENV)/.ready
 	$(CARGO) test --locked --all-targets
 	$(MAKE) pytest
 
@@ -27,6 +29,11 @@ pytest: $(PYVENV)/.ready
 $(PYVENV)/.ready:
 	$(PYTHON) -m venv $(PYVENV)
 	$(PYVENV)/bin/python -m pip install --quiet --disable-pip-version-check pytest
+	touch $@
+
+$(MOTOVENV)/.ready:
+	$(PYTHON) -m venv $(MOTOVENV)
+	$(MOTOVENV)/bin/python -m pip install --quiet --disable-pip-version-check 'moto[server]'
 	touch $@
 
 # target/wheels/artifactctl-*.whl: the release binary and the Python package.

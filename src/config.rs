@@ -27,6 +27,30 @@ pub struct Config {
     pub refresh: RefreshConfig,
     pub cleanup: CleanupConfig,
     pub clear: ClearConfig,
+    pub remote: RemoteDefaults,
+    /// `[remotes.NAME]`: the remote stores push, pull and `--remote` reach.
+    pub remotes: BTreeMap<String, RemoteConfig>,
+}
+
+/// `[remote]`: choices shared by every remote.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RemoteDefaults {
+    /// The remote used when `--remote` is not given ("" for none).
+    pub default: String,
+}
+
+/// One `[remotes.NAME]` table. Credentials are never read from here: they
+/// come from the AWS environment and profile chain.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RemoteConfig {
+    /// `s3://bucket/prefix` or `file:///path`.
+    pub url: String,
+    /// An S3-compatible server's address ("" for AWS itself).
+    pub endpoint: String,
+    /// The region ("" for the environment's or the default).
+    pub region: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -320,6 +344,21 @@ extra_patterns = []
 keep = []
 # Enter folders on another device that are not mount points (btrfs subvolumes); mount points are never entered.
 cross_filesystems = false
+
+[remote]
+# The remote push, pull and --remote use when no --remote NAME is given: the
+# name of one [remotes.NAME] table ("" for none). See docs/remote.md.
+default = ""
+
+[remotes]
+# Remote stores, one table each; credentials come from the AWS environment
+# and profile chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...), never from this
+# file. Each key can be set as ARTIFACTCTL_REMOTES_<NAME>_<KEY>. For example:
+#
+# [remotes.origin]
+# url = "s3://ml-artifacts/bondtrader"   # or file:///mnt/shared/artifacts
+# endpoint = "http://127.0.0.1:9000"     # optional: S3-compatible servers
+# region = "eu-west-1"                   # optional
 "#;
 
 /// A loaded configuration and where it came from.
@@ -418,6 +457,10 @@ impl Config {
 fn unknown_keys(file: &toml::Table, defaults: &toml::Table) -> Vec<String> {
     let mut out = Vec::new();
     for (section, value) in file {
+        if section == "remotes" {
+            out.extend(unknown_remote_keys(value));
+            continue;
+        }
         match (defaults.get(section), value) {
             (Some(toml::Value::Table(known)), toml::Value::Table(given)) => {
                 for key in given.keys() {
@@ -448,6 +491,39 @@ fn unknown_keys(file: &toml::Table, defaults: &toml::Table) -> Vec<String> {
     out
 }
 
+/// `[remotes.NAME]` tables are named by the user; their keys are checked.
+fn unknown_remote_keys(value: &toml::Value) -> Vec<String> {
+    let known = toml::Table::try_from(RemoteConfig::default()).expect("defaults serialize");
+    let mut out = Vec::new();
+    let toml::Value::Table(remotes) = value else {
+        return out;
+    };
+    for (name, table) in remotes {
+        if let toml::Value::Table(table) = table {
+            for key in table.keys().filter(|k| !known.contains_key(*k)) {
+                out.push(format!("unknown setting [remotes.{name}] {key}"));
+            }
+        }
+    }
+    out
+}
+
+/// The environment variable prefix of `[remotes.NAME]`: upper case, `-` and
+/// `.` as `_` (`ARTIFACTCTL_REMOTES_ORIGIN_URL`).
+fn remote_env_prefix(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{ENV_PREFIX}REMOTES_{name}")
+}
+
 /// Overlay `ARTIFACTCTL_<SECTION>_<KEY>` for every scalar or list setting the
 /// defaults define, parsing the text as the default's type; nested sections
 /// add their names (`[promote.validated] require` is
@@ -472,6 +548,17 @@ where
                     .or_insert_with(|| toml::Value::Table(toml::Table::new()));
                 if let toml::Value::Table(t) = entry {
                     overlay(t, section_defaults, &prefix, &vars, &mut applied)?;
+                }
+            }
+        }
+        // Remotes are named in the file; the environment sets their keys.
+        let remote_defaults =
+            toml::Table::try_from(RemoteConfig::default()).expect("defaults serialize");
+        if let Some(toml::Value::Table(remotes)) = table.get_mut("remotes") {
+            for (name, remote) in remotes.iter_mut() {
+                if let toml::Value::Table(t) = remote {
+                    let prefix = remote_env_prefix(name);
+                    overlay(t, &remote_defaults, &prefix, &vars, &mut applied)?;
                 }
             }
         }
@@ -545,6 +632,35 @@ fn parse_env_value(text: &str, like: &toml::Value) -> Result<toml::Value, String
         }
         _ => return Err("this setting cannot be set from the environment".into()),
     })
+}
+
+impl Config {
+    /// The remote `name` names, or `[remote] default`: its name and table.
+    pub fn remote(&self, name: Option<&str>) -> Result<(String, RemoteConfig), ArtifactError> {
+        let name = match name {
+            Some(n) => n.to_string(),
+            None if !self.remote.default.is_empty() => self.remote.default.clone(),
+            None => {
+                return Err(ArtifactError::usage(
+                    "no remote named: pass --remote NAME or set [remote] default in artifactctl.toml (docs/remote.md)",
+                ))
+            }
+        };
+        match self.remotes.get(&name) {
+            Some(r) if !r.url.is_empty() => Ok((name, r.clone())),
+            Some(_) => Err(ArtifactError::usage(format!(
+                "remote '{name}' has no url: set url in [remotes.{name}] or {}_URL",
+                remote_env_prefix(&name)
+            ))),
+            None => {
+                let known: Vec<&str> = self.remotes.keys().map(String::as_str).collect();
+                Err(ArtifactError::usage(format!(
+                    "no remote '{name}' is configured (known: {}); add a [remotes.{name}] table with a url to artifactctl.toml",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )))
+            }
+        }
+    }
 }
 
 /// Resolve a configured path: absolute as given, relative to `root` otherwise.
@@ -689,6 +805,31 @@ mod tests {
             loaded.warnings,
             vec!["unknown setting [promote.validated] requre"]
         );
+    }
+
+    #[test]
+    fn remotes_are_named_in_the_file_and_overridden_by_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[remote]\ndefault = \"origin\"\n[remotes.origin]\nurl = \"s3://b/p\"\nregon = \"x\"\n",
+        )
+        .unwrap();
+        let loaded = Config::load(
+            dir.path(),
+            env(&[("ARTIFACTCTL_REMOTES_ORIGIN_ENDPOINT", "http://127.0.0.1:1")]),
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.warnings,
+            vec!["unknown setting [remotes.origin] regon"]
+        );
+        let (name, remote) = loaded.config.remote(None).unwrap();
+        assert_eq!(name, "origin");
+        assert_eq!(remote.url, "s3://b/p");
+        assert_eq!(remote.endpoint, "http://127.0.0.1:1");
+        let err = loaded.config.remote(Some("backup")).unwrap_err();
+        assert!(err.to_string().contains("known: origin"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod interrupt;
 pub mod ops;
 pub mod policy;
 pub mod progress;
+pub mod remote;
 pub mod store;
 
 pub use error::{ArtifactError, ErrorKind};

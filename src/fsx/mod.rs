@@ -23,6 +23,7 @@ mod dirfd;
 pub mod fault;
 mod lock;
 pub mod owner;
+pub mod remote;
 mod staging;
 mod sweep;
 mod transfer;

@@ -25,6 +25,7 @@ mod promote_shapes;
 mod refresh;
 mod register;
 mod register_all;
+mod remote;
 mod report;
 mod rollback;
 mod schema;

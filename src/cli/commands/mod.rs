@@ -14,6 +14,8 @@ pub mod man;
 pub mod path;
 pub mod pin;
 pub mod promote;
+pub mod pull;
+pub mod push;
 pub mod refresh;
 pub mod register;
 pub mod report;
@@ -52,6 +54,8 @@ pub enum Command {
     Man(man::Args),
     Refresh(refresh::Args),
     Report(report::Args),
+    Push(push::Args),
+    Pull(pull::Args),
 }
 
 impl Command {
@@ -70,6 +74,8 @@ impl Command {
             Command::Clear(a) => a.json,
             Command::Refresh(a) => a.json,
             Command::Checkout(a) => a.json,
+            Command::Push(a) => a.json,
+            Command::Pull(a) => a.json,
             Command::Init(_)
             | Command::Path(_)
             | Command::Delete(_)
@@ -89,7 +95,9 @@ impl Command {
             other => {
                 let ctx = Context::resolve(global, out)?;
                 match &other {
-                    Command::Register(_) | Command::Refresh(_) => ctx.check_store(true)?,
+                    Command::Register(_) | Command::Refresh(_) | Command::Pull(_) => {
+                        ctx.check_store(true)?
+                    }
                     // clear works on the project; the store is only kept out.
                     Command::Clear(_) => {}
                     _ => ctx.check_store(false)?,
@@ -111,6 +119,8 @@ impl Command {
                     Command::Unpin(args) => unpin::run(&ctx, out, args),
                     Command::Clear(args) => clear::run(&ctx, out, args),
                     Command::Report(args) => report::run(&ctx, out, args),
+                    Command::Push(args) => push::run(&ctx, out, args),
+                    Command::Pull(args) => pull::run(&ctx, out, args),
                     Command::Init(_) | Command::Completions(_) | Command::Man(_) => unreachable!(),
                 }
             }

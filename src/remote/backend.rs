@@ -1,0 +1,290 @@
+//! The object store a remote lives on, reached through `object_store`: the
+//! few primitives the layout needs (get with its ETag, create-only put,
+//! compare-and-swap put, existence, listing, streaming a blob to a file).
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::path::Path;
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, UpdateVersion,
+};
+
+use crate::config::RemoteConfig;
+use crate::error::ArtifactError;
+
+/// Files larger than this go up in parts.
+const MULTIPART_THRESHOLD: u64 = 32 << 20;
+
+pub struct Backend {
+    store: Arc<dyn ObjectStore>,
+    /// The key prefix inside the bucket (`bondtrader` of `s3://b/bondtrader`).
+    prefix: String,
+    /// The remote's URL with any secret removed, for messages.
+    pub shown: String,
+}
+
+/// An object read with the version a compare-and-swap must name.
+pub struct Got {
+    pub bytes: Vec<u8>,
+    pub etag: Option<String>,
+}
+
+/// What a conditional put did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Put {
+    Done,
+    /// Create-only and something is there.
+    Exists,
+    /// Compare-and-swap and the object changed meanwhile.
+    Conflict,
+}
+
+/// How a put may replace what is there.
+pub enum Mode {
+    Create,
+    /// Replace the object read with this ETag.
+    Update(String),
+}
+
+/// The URL with userinfo and query removed: credentials never reach a
+/// message.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let rest = match rest.split_once('/') {
+        Some((host, path)) => {
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            format!("{host}/{path}")
+        }
+        None => rest.rsplit_once('@').map_or(rest, |(_, h)| h).to_string(),
+    };
+    format!("{scheme}{rest}")
+}
+
+impl Backend {
+    pub fn open(name: &str, config: &RemoteConfig) -> Result<Backend, ArtifactError> {
+        let shown = redact(&config.url);
+        let Some(rest) = config.url.strip_prefix("s3://") else {
+            return Err(ArtifactError::usage(format!(
+                "remote '{name}': url {shown} is not supported; use s3://BUCKET/PREFIX (file:// remotes are not supported yet)"
+            )));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(ArtifactError::usage(format!(
+                "remote '{name}': url {shown} names no bucket; use s3://BUCKET/PREFIX"
+            )));
+        }
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            .with_retry(RetryConfig {
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(60),
+                ..RetryConfig::default()
+            });
+        if !config.endpoint.is_empty() {
+            builder = builder
+                .with_endpoint(&config.endpoint)
+                .with_allow_http(config.endpoint.starts_with("http://"));
+        }
+        if !config.region.is_empty() {
+            builder = builder.with_region(&config.region);
+        }
+        let store = builder.build().map_err(|e| {
+            ArtifactError::usage(format!(
+                "remote '{name}' ({shown}) cannot be used: {}; check its url, endpoint and region, and the AWS credentials in the environment",
+                redact(&e.to_string())
+            ))
+        })?;
+        Ok(Backend {
+            store: Arc::new(store),
+            prefix: prefix.trim_matches('/').to_string(),
+            shown,
+        })
+    }
+
+    fn path(&self, key: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(key)
+        } else {
+            Path::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    fn fail(&self, key: &str, e: object_store::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "remote {} failed on {key}: {}; check that the server is reachable, the bucket exists and the AWS credentials are allowed to use it",
+            self.shown,
+            redact(&e.to_string())
+        )
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Got>> {
+        match self.store.get(&self.path(key)).await {
+            Ok(r) => {
+                let etag = r.meta.e_tag.clone();
+                let bytes = r.bytes().await.map_err(|e| self.fail(key, e))?;
+                Ok(Some(Got {
+                    bytes: bytes.to_vec(),
+                    etag,
+                }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.fail(key, e)),
+        }
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self.store.head(&self.path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.fail(key, e)),
+        }
+    }
+
+    pub async fn put(&self, key: &str, bytes: Vec<u8>, mode: Mode) -> Result<Put> {
+        let mode = match mode {
+            Mode::Create => PutMode::Create,
+            Mode::Update(etag) => PutMode::Update(UpdateVersion {
+                e_tag: Some(etag),
+                version: None,
+            }),
+        };
+        let opts = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&self.path(key), PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(Put::Done),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::Exists),
+            Err(object_store::Error::Precondition { .. }) => Ok(Put::Conflict),
+            Err(e) => Err(self.fail(key, e)),
+        }
+    }
+
+    /// Upload the local file `src` to `key` create-only, in parts when it is
+    /// large; `expected` is its BLAKE3, checked on the bytes sent so the
+    /// remote never holds content under the wrong name.
+    pub async fn put_file(&self, key: &str, src: &FsPath, expected: &str) -> Result<Put> {
+        let size = std::fs::metadata(src)
+            .with_context(|| format!("cannot read {}", src.display()))?
+            .len();
+        if size <= MULTIPART_THRESHOLD {
+            let bytes =
+                std::fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
+            check_hash(src, expected, &crate::store::manifest::hash_bytes(&bytes))?;
+            return self.put(key, bytes, Mode::Create).await;
+        }
+        // Content-addressed: a part upload that replaces an identical
+        // object is harmless, so the multipart path needs no create-only.
+        let hash = crate::store::manifest::hash_file(src)?;
+        check_hash(src, expected, &hash)?;
+        let upload = self
+            .store
+            .put_multipart(&self.path(key))
+            .await
+            .map_err(|e| self.fail(key, e))?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, 16 << 20);
+        let mut file =
+            std::fs::File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
+        let mut buf = vec![0u8; 8 << 20];
+        loop {
+            use std::io::Read;
+            let n = file
+                .read(&mut buf)
+                .with_context(|| format!("cannot read {}", src.display()))?;
+            if n == 0 {
+                break;
+            }
+            writer
+                .wait_for_capacity(4)
+                .await
+                .map_err(|e| self.fail(key, e))?;
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await.map_err(|e| self.fail(key, e))?;
+        Ok(Put::Done)
+    }
+
+    /// Stream `key` into `file`, returning its BLAKE3 and size.
+    pub async fn get_into(
+        &self,
+        key: &str,
+        file: &mut std::fs::File,
+    ) -> Result<Option<(String, u64)>> {
+        use std::io::Write;
+        let r = match self.store.get(&self.path(key)).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.fail(key, e)),
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        let mut stream = r.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.fail(key, e))?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk)
+                .context("cannot write a pulled file")?;
+        }
+        Ok(Some((hasher.finalize().to_hex().to_string(), size)))
+    }
+
+    /// Every key under `prefix` (relative to the remote's root).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let root = self.path(prefix);
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut stream = self.store.list(Some(&root));
+        let mut keys = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = meta.map_err(|e| self.fail(prefix, e))?;
+            let key = meta.location.to_string();
+            keys.push(key.strip_prefix(&strip).unwrap_or(&key).to_string());
+        }
+        Ok(keys)
+    }
+}
+
+fn check_hash(src: &FsPath, expected: &str, actual: &str) -> Result<()> {
+    if expected == actual {
+        return Ok(());
+    }
+    Err(ArtifactError::corrupt(format!(
+        "{} does not match its manifest (BLAKE3 {actual}, recorded {expected}); nothing of it was pushed: `artifactctl verify` shows the damage",
+        src.display()
+    ))
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn urls_lose_their_secrets() {
+        assert_eq!(redact("s3://b/p"), "s3://b/p");
+        assert_eq!(
+            redact("http://user:secret@host:9000/x?X-Amz-Signature=abc"),
+            "http://host:9000/x"
+        );
+        assert_eq!(redact("http://k:s@host"), "http://host");
+    }
+}

@@ -1,0 +1,221 @@
+//! `pull`: read and validate the record, stage its files (hard-linking
+//! content already in local runs, downloading the rest), check every file
+//! against its BLAKE3, and only then publish through `publish_run`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::{blob_key, same_run, Remote};
+use crate::error::ArtifactError;
+use crate::fsx::{self, Staging};
+use crate::ops::{publish_run, IdRequest, LatestPolicy};
+use crate::store::journal;
+use crate::store::metadata::Metadata;
+use crate::store::refs::{qualified_ref, RunRef, Stage, Target};
+use crate::store::Store;
+
+pub struct PullOptions {
+    pub refs: Vec<RunRef>,
+    pub jobs: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PullReport {
+    pub remote: String,
+    pub runs: Vec<PulledRun>,
+    pub downloaded_files: u64,
+    pub downloaded_bytes: u64,
+    pub linked_files: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PulledRun {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// `pulled`, or `present` when the local store already had it.
+    pub state: &'static str,
+    pub path: PathBuf,
+    pub downloaded_files: u64,
+    pub downloaded_bytes: u64,
+    /// Files hard-linked (or copied) from local runs with the same content.
+    pub linked_files: u64,
+    pub became_latest: bool,
+}
+
+pub fn pull(remote: &Remote, store: &Store, opts: &PullOptions) -> Result<PullReport> {
+    let mut report = PullReport {
+        remote: remote.name.clone(),
+        runs: Vec::new(),
+        downloaded_files: 0,
+        downloaded_bytes: 0,
+        linked_files: 0,
+    };
+    let mut local: Option<HashMap<String, PathBuf>> = None;
+    for r in &opts.refs {
+        let stage = r.stage();
+        let id = match &r.target {
+            Target::Id(id) => id.clone(),
+            Target::Latest => remote.latest(stage, &r.namespace)?.ok_or_else(|| {
+                ArtifactError::not_found(format!(
+                    "remote '{}' has no latest in {}",
+                    remote.name,
+                    qualified_ref(stage, &r.namespace, "latest")
+                ))
+            })?,
+        };
+        let meta = remote.record(stage, &r.namespace, &id)?;
+        let location = store.location(stage, &r.namespace, &id)?;
+        if location.path.symlink_metadata().is_ok() {
+            let ours = Metadata::read(&location.path).ok();
+            if ours.is_some_and(|o| same_run(&o, &meta)) {
+                report.runs.push(PulledRun {
+                    reference: location.qualified(),
+                    state: "present",
+                    path: location.path.clone(),
+                    downloaded_files: 0,
+                    downloaded_bytes: 0,
+                    linked_files: 0,
+                    became_latest: false,
+                });
+                continue;
+            }
+            return Err(ArtifactError::refused(format!(
+                "{} exists locally with different content than on remote '{}'; it is left as it is",
+                location.qualified(),
+                remote.name
+            ))
+            .into());
+        }
+        let local = local.get_or_insert_with(|| local_content(store));
+        let pulled = pull_one(remote, store, meta, local, opts.jobs)?;
+        report.downloaded_files += pulled.downloaded_files;
+        report.downloaded_bytes += pulled.downloaded_bytes;
+        report.linked_files += pulled.linked_files;
+        report.runs.push(pulled);
+    }
+    Ok(report)
+}
+
+/// Where each content hash already lies in local runs.
+fn local_content(store: &Store) -> HashMap<String, PathBuf> {
+    let mut out = HashMap::new();
+    for location in store.locations(&Stage::ALL, &crate::store::refs::Namespace::root()) {
+        let Ok(meta) = Metadata::read(&location.path) else {
+            continue;
+        };
+        for f in meta.files.into_iter().filter(|f| f.symlink.is_none()) {
+            out.entry(f.blake3.clone())
+                .or_insert_with(|| location.path.join(f.rel_path()));
+        }
+    }
+    out
+}
+
+fn pull_one(
+    remote: &Remote,
+    store: &Store,
+    mut meta: Metadata,
+    local: &HashMap<String, PathBuf>,
+    jobs: usize,
+) -> Result<PulledRun> {
+    let staging = Staging::create(store.dir(), &format!("pull-{}", meta.id))
+        .context("cannot create a staging folder for the pull")?;
+    let dir = staging.path().to_path_buf();
+    let mut pulled = PulledRun {
+        reference: String::new(),
+        state: "pulled",
+        path: PathBuf::new(),
+        downloaded_files: 0,
+        downloaded_bytes: 0,
+        linked_files: 0,
+        became_latest: false,
+    };
+    remote.block_on(async {
+        let dir = &dir;
+        let mut work = futures::stream::iter(meta.files.iter())
+            .map(|f| async move {
+                crate::interrupt::check()?;
+                let rel = f.rel_path();
+                if let Some(target) = &f.symlink {
+                    fsx::remote::symlink_in(dir, &rel, std::path::Path::new(target))?;
+                    return anyhow::Ok((0u64, 0u64, 0u64));
+                }
+                if let Some(src) = local.get(&f.blake3) {
+                    // Re-hashed: a local file changed since its manifest
+                    // must not slip in under the remote's hash.
+                    if fsx::remote::share_in(dir, &rel, src).is_ok()
+                        && crate::store::manifest::hash_file(&dir.join(&rel))? == f.blake3
+                    {
+                        return Ok((0, 0, 1));
+                    }
+                    // Changed locally: download it instead.
+                    fsx::remote::discard_in(dir, &rel)?;
+                }
+                let key = blob_key(&f.blake3);
+                let mut file = fsx::remote::create_in(dir, &rel)
+                    .with_context(|| format!("cannot create {} in the staging folder", f.path))?;
+                let got = remote.backend.get_into(&key, &mut file).await?;
+                let Some((hash, size)) = got else {
+                    return Err(ArtifactError::corrupt(format!(
+                        "remote {}: blob {key} of {} is missing; nothing was published",
+                        remote.backend.shown, f.path
+                    ))
+                    .into());
+                };
+                if hash != f.blake3 {
+                    return Err(ArtifactError::corrupt(format!(
+                        "remote {}: blob {key} of {} does not match its name (its BLAKE3 is {hash}); nothing was published",
+                        remote.backend.shown, f.path
+                    ))
+                    .into());
+                }
+                file.sync_all()?;
+                Ok((1, size, 0))
+            })
+            .buffer_unordered(jobs.max(1));
+        while let Some(done) = work.next().await {
+            let (files, bytes, linked) = done?;
+            pulled.downloaded_files += files;
+            pulled.downloaded_bytes += bytes;
+            pulled.linked_files += linked;
+        }
+        anyhow::Ok(())
+    })?;
+    let latest = if meta.stage == Stage::Production {
+        LatestPolicy::HighestVersion
+    } else {
+        LatestPolicy::Advance
+    };
+    // Validated and production artifacts are read-only, as promote leaves
+    // them: everything inside first, the top folder once it is in place.
+    let readonly = meta.stage != Stage::Raw;
+    if readonly {
+        for child in std::fs::read_dir(staging.path())? {
+            fsx::make_tree_readonly(&child?.path())?;
+        }
+    }
+    let id = meta.id.clone();
+    let entry = journal::Entry::new("pull", Some(format!("remote:{}", remote.name)), None)
+        .with("downloaded_bytes", pulled.downloaded_bytes);
+    let published = publish_run(
+        store,
+        staging,
+        &mut meta,
+        IdRequest::Exact(&id),
+        latest,
+        entry,
+    )?;
+    if readonly {
+        fsx::make_tree_readonly(&published.location.path).map_err(|e| {
+            crate::ops::published_but(&published.location, "making it read-only failed", e.into())
+        })?;
+    }
+    pulled.reference = published.location.qualified();
+    pulled.path = published.location.path;
+    pulled.became_latest = published.became_latest;
+    Ok(pulled)
+}

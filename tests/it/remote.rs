@@ -1,0 +1,353 @@
+//! push and pull against a real S3 server: moto's server mode on loopback,
+//! one per test run, one bucket per test. `make test` installs moto into
+//! `target/motovenv`; without it these tests fail with the reason.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// The server's port, started once; the error says why it could not start.
+fn server() -> u16 {
+    static PORT: OnceLock<Result<u16, String>> = OnceLock::new();
+    match PORT.get_or_init(start_server) {
+        Ok(port) => *port,
+        Err(why) => panic!("the moto S3 server cannot start: {why}"),
+    }
+}
+
+fn start_server() -> Result<u16, String> {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/motovenv/bin/moto_server");
+    if !bin.is_file() {
+        return Err(format!(
+            "{} is missing; run `make test` (it installs moto[server] there) or `python3 -m venv target/motovenv && target/motovenv/bin/pip install 'moto[server]'`",
+            bin.display()
+        ));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))?
+        .port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A thread that lives as long as the test process spawns the server, so
+    // PR_SET_PDEATHSIG ends the server when the suite exits.
+    std::thread::spawn(move || {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn();
+        let _ = tx.send(child.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        if let Ok(mut child) = child {
+            let _ = child.wait();
+        }
+    });
+    rx.recv()
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{}: {e}", "moto_server"))?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if http("GET", port, "/", b"").is_ok() {
+            return Ok(port);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "moto_server on 127.0.0.1:{port} did not answer within 60 s"
+    ))
+}
+
+/// A plain HTTP request to the server (moto takes unsigned requests):
+/// the status code and body.
+fn http(method: &str, port: u16, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((code, body))
+}
+
+/// A fresh bucket for one test.
+fn bucket() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let port = server();
+    let name = format!(
+        "t{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let (code, body) = http("PUT", port, &format!("/{name}"), b"").expect("create bucket");
+    assert_eq!(code, 200, "creating bucket {name}: {body}");
+    name
+}
+
+/// A project whose remote `origin` is `bucket` on the test server.
+fn project(bucket: &str) -> Project {
+    let p = Project::new()
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1");
+    p.write(
+        "artifactctl.toml",
+        format!(
+            "[remote]\ndefault = \"origin\"\n[remotes.origin]\nurl = \"s3://{bucket}/proj\"\nendpoint = \"http://127.0.0.1:{}\"\nregion = \"us-east-1\"\n",
+            server()
+        ),
+    );
+    p
+}
+
+fn put_object(bucket: &str, key: &str, body: &[u8]) {
+    let (code, text) = http("PUT", server(), &format!("/{bucket}/proj/{key}"), body).unwrap();
+    assert_eq!(code, 200, "{text}");
+}
+
+fn read_tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file() && e.file_name() != "metadata.json")
+        .map(|e| {
+            (
+                e.path().strip_prefix(dir).unwrap().display().to_string(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_raw_run_and_a_release_go_up_and_come_back_whole() {
+    let b = bucket();
+    let a = project(&b);
+    a.released("gru/BTCEUR", &["1.0.0"]);
+    let pushed = a.json(&["push", "--all"]);
+    let runs = pushed["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3, "{pushed}");
+    assert!(runs.iter().all(|r| r["state"] == "pushed"), "{pushed}");
+
+    let again = a.json(&["push", "--all"]);
+    assert!(
+        again["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["state"] == "unchanged"),
+        "{again}"
+    );
+    assert_eq!(again["uploaded_bytes"], 0);
+
+    let c = project(&b);
+    let pulled = c.json(&[
+        "pull",
+        "production/gru/BTCEUR/latest",
+        "gru/BTCEUR/20261123_101500",
+    ]);
+    assert_eq!(
+        pulled["runs"][0]["ref"], "production/gru/BTCEUR/1.0.0",
+        "{pulled}"
+    );
+    for sub in [
+        "production/gru/BTCEUR/1.0.0",
+        "raw/gru/BTCEUR/20261123_101500",
+    ] {
+        assert_eq!(
+            read_tree(&a.store().join(sub)),
+            read_tree(&c.store().join(sub)),
+            "{sub}"
+        );
+    }
+    let latest = c.json(&["show", "production/gru/BTCEUR/latest"]);
+    assert_eq!(latest["run"]["id"], "1.0.0");
+    c.assert_verifies_clean();
+}
+
+#[test]
+fn a_dataset_shared_by_two_runs_goes_up_once() {
+    let b = bucket();
+    let p = project(&b);
+    let dataset = vec![7u8; 300_000];
+    p.write("one/data/train.csv", &dataset);
+    p.write("one/model.pt", b"model one");
+    p.write("two/data/train.csv", &dataset);
+    p.write("two/model.pt", b"model two, longer");
+    p.register(&p.path("one"), &["--id", "20261101_000000"]);
+    let first = p.json(&["push", "20261101_000000"]);
+    assert_eq!(first["uploaded_bytes"], 300_000 + 9, "{first}");
+    p.register(&p.path("two"), &["--id", "20261102_000000"]);
+    let second = p.json(&["push", "20261102_000000"]);
+    assert_eq!(
+        second["uploaded_bytes"], 17,
+        "only the model goes up: {second}"
+    );
+    assert_eq!(second["runs"][0]["present_files"], 1, "{second}");
+    assert_eq!(second["runs"][0]["became_latest"], true, "{second}");
+
+    // A pull into a store that holds the dataset links it instead.
+    let q = project(&b);
+    q.write("mine/data/train.csv", &dataset);
+    q.register(&q.path("mine"), &["--id", "20261001_000000"]);
+    let pulled = q.json(&["pull", "20261102_000000"]);
+    assert_eq!(pulled["downloaded_bytes"], 17, "{pulled}");
+    assert_eq!(pulled["linked_files"], 1, "{pulled}");
+}
+
+#[test]
+fn of_two_racing_pushes_of_one_release_exactly_one_wins() {
+    let b = bucket();
+    let one = project(&b);
+    let two = project(&b);
+    one.write("out/model.pt", b"weights of laptop one");
+    two.write("out/model.pt", b"weights of laptop two");
+    for p in [&one, &two] {
+        p.register(&p.path("out"), &["--id", "20261101_000000"]);
+        p.promote("20261101_000000", &["--to", "validated"]);
+        p.promote(
+            "validated/latest",
+            &["--to", "production", "--version", "1.2.0", "--approve"],
+        );
+    }
+    let spawn = |p: &Project| {
+        p.cmd()
+            .args(["push", "production/1.2.0"])
+            .output()
+            .expect("run")
+    };
+    let (a, c) = std::thread::scope(|s| {
+        let a = s.spawn(|| spawn(&one));
+        let c = s.spawn(|| spawn(&two));
+        (a.join().unwrap(), c.join().unwrap())
+    });
+    let codes = [a.status.code(), c.status.code()];
+    assert!(
+        codes == [Some(0), Some(1)] || codes == [Some(1), Some(0)],
+        "{codes:?}: {} / {}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&c.stderr)
+    );
+    let loser = if a.status.success() { &c } else { &a };
+    let err = String::from_utf8_lossy(&loser.stderr);
+    assert!(
+        err.contains("production/1.2.0 already exists on remote 'origin'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn latest_moves_only_forward_under_compare_and_swap() {
+    let b = bucket();
+    let p = project(&b);
+    p.write("new/model.pt", b"new");
+    p.write("old/model.pt", b"old");
+    // Registered in this order, so the old run is also created first.
+    p.register(&p.path("old"), &["--id", "20261101_000000"]);
+    p.register(&p.path("new"), &["--id", "20261105_000000"]);
+    let newer = p.json(&["push", "20261105_000000"]);
+    assert_eq!(newer["runs"][0]["became_latest"], true);
+    // An older run pushed later leaves the remote latest where it is.
+    let older = p.json(&["push", "20261101_000000"]);
+    assert_eq!(older["runs"][0]["became_latest"], false, "{older}");
+    let q = project(&b);
+    let pulled = q.json(&["pull", "latest"]);
+    assert_eq!(pulled["runs"][0]["ref"], "raw/20261105_000000");
+}
+
+#[test]
+fn a_forged_record_is_refused_and_nothing_is_written_outside_the_store() {
+    let b = bucket();
+    let p = project(&b);
+    let hash = blake3::hash(b"evil").to_hex().to_string();
+    put_object(&b, &format!("blobs/{}/{hash}", &hash[..2]), b"evil");
+    let record = |id: &str, path: &str| {
+        format!(
+            r#"{{"schema_version":1,"id":"{id}","namespace":"","stage":"raw","created_at":"2026-11-01T00:00:00Z","status":"complete","files":[{{"path":"{path}","size":4,"blake3":"{hash}"}}],"total_size":4,"file_count":1}}"#
+        )
+    };
+    put_object(
+        &b,
+        "runs/raw/ns=/20261101_000000.json",
+        record("20261101_000000", "../../../evil").as_bytes(),
+    );
+    put_object(&b, "runs/raw/ns=/..json", record("..", "ok").as_bytes());
+    let out = p.cmd().args(["pull", "20261101_000000"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is refused") && err.contains("not a plain path"),
+        "{err}"
+    );
+
+    // A bad id is bad input before anything is read.
+    let out = p.cmd().args(["pull", ".."]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!p.path("evil").exists() && !p.root().parent().unwrap().join("evil").exists());
+    assert!(!p.store().join("raw/20261101_000000").exists());
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_hash_names_itself_and_nothing_is_published() {
+    let b = bucket();
+    let hash = blake3::hash(b"true weights").to_hex().to_string();
+    let key = format!("blobs/{}/{hash}", &hash[..2]);
+    put_object(&b, &key, b"swapped weights");
+    put_object(
+        &b,
+        "runs/raw/ns=/20261101_000000.json",
+        format!(
+            r#"{{"schema_version":1,"id":"20261101_000000","namespace":"","stage":"raw","created_at":"2026-11-01T00:00:00Z","status":"complete","files":[{{"path":"model.pt","size":12,"blake3":"{hash}"}}],"total_size":12,"file_count":1}}"#
+        )
+        .as_bytes(),
+    );
+    let q = project(&b);
+    let out = q.cmd().args(["pull", "20261101_000000"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&key) && err.contains("does not match"),
+        "{err}"
+    );
+    assert!(!q.store().join("raw/20261101_000000").exists());
+    let v: Value = q.json(&["list"]);
+    assert_eq!(v["runs"].as_array().unwrap().len(), 0);
+}
