@@ -18,6 +18,7 @@ use crate::store::metadata::{
     self, Features, Lineage, Metadata, RunStatus, METADATA_FILE, SCHEMA_VERSION,
     TRAINING_METADATA_FILE,
 };
+use crate::store::metrics::{self, Metrics};
 use crate::store::refs::{self, Namespace, Stage};
 use crate::store::{RunLocation, Store};
 
@@ -420,6 +421,17 @@ pub(crate) struct Imported {
     pub(crate) extra: Map<String, Value>,
 }
 
+impl Imported {
+    /// Metric values as metrics, everything else as params (a param the
+    /// folder states outright wins).
+    fn keep_metrics(&mut self, m: Metrics) {
+        self.metrics.extend(m.values);
+        for (k, v) in m.notes {
+            self.params.entry(k).or_insert(v);
+        }
+    }
+}
+
 /// Seed 002 trainers write their own `metadata.json`, seed 003 a
 /// `training_metadata.json`: keep what they say. A `metadata.json` is replaced
 /// by the run's, so everything in it not mapped to a field is kept under
@@ -439,12 +451,16 @@ pub(crate) fn import_metadata(source: &Path, warnings: &mut Vec<String>) -> Impo
             }
         }
     };
+    // Every source through the one reader (docs/metadata.md): metrics files
+    // in the folder first, then what the trainer's metadata says, which wins.
+    let mut found = metrics::read_run_files(source, warnings);
     if let Some(obj) = read(TRAINING_METADATA_FILE, warnings) {
         if let Some(Value::Object(m)) = obj.get("metrics") {
-            imported.metrics = metadata::numeric_metrics(m);
+            found.extend(Metrics::from_object(m));
         }
     }
     let Some(mut obj) = read(METADATA_FILE, warnings) else {
+        imported.keep_metrics(found);
         if source.join(METADATA_FILE).exists() {
             warnings.push(format!(
                 "{} was not imported and is not part of the run",
@@ -457,7 +473,7 @@ pub(crate) fn import_metadata(source: &Path, warnings: &mut Vec<String>) -> Impo
         imported.config = c;
     }
     if let Some(Value::Object(m)) = obj.remove("metrics") {
-        imported.metrics.extend(metadata::numeric_metrics(&m));
+        found.extend(Metrics::from_object(&m));
     }
     if let Some(Value::Object(p)) = obj.remove("params") {
         imported.params = p
@@ -465,6 +481,7 @@ pub(crate) fn import_metadata(source: &Path, warnings: &mut Vec<String>) -> Impo
             .filter(|(_, v)| !v.is_object() && !v.is_array())
             .collect();
     }
+    imported.keep_metrics(found);
     if let Some(Value::Array(t)) = obj.remove("tags") {
         imported.tags = t
             .into_iter()

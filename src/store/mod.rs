@@ -15,6 +15,7 @@ pub mod latest;
 pub mod layout;
 pub mod manifest;
 pub mod metadata;
+pub mod metrics;
 pub mod model;
 pub mod read;
 pub mod refs;

@@ -17,6 +17,7 @@ mod hostile_store;
 mod ids_and_latest;
 mod init;
 mod list;
+mod metrics;
 mod output;
 mod path;
 mod pin;
