@@ -22,6 +22,7 @@ mod output;
 mod path;
 mod pin;
 mod promote;
+mod promote_layouts;
 mod promote_shapes;
 mod refresh;
 mod register;
