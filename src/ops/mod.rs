@@ -13,6 +13,7 @@ pub mod pin;
 pub mod promote;
 pub mod refresh;
 pub mod register;
+pub mod register_all;
 pub mod removal;
 pub mod repair;
 pub mod report;
@@ -200,7 +201,7 @@ fn fs_create_dir_all(dir: &Path) -> Result<()> {
 /// missing, escaping or names a failed run, the runs themselves are read, so
 /// a broken `latest` never lets an older run take over. The caller holds the
 /// lock.
-fn advance_latest(
+pub(crate) fn advance_latest(
     store: &Store,
     location: &RunLocation,
     created_at: DateTime<Utc>,
