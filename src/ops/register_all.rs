@@ -27,7 +27,7 @@ use crate::store::{Layout, ReadOptions, RunLocation, Store};
 /// Versions per batch: one lock, one `syncfs`, one journal append each. A
 /// batch bounds what a crash can leave staged (swept later) and how long
 /// other writers wait for the lock.
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 
 /// A version to import: where it is and where it goes.
 struct Wanted {
