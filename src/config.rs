@@ -76,7 +76,8 @@ pub struct ListConfig {
     /// The metric shown in the BEST column. A run's value is the metric itself
     /// or, failing that, the best of `<step>.<metric>` (one per model).
     pub metric: String,
-    /// Whether a larger (`max`) or smaller (`min`) value is better.
+    /// Whether a larger (`max`) or smaller (`min`) value is better; `auto`
+    /// (the default) takes losses and errors as lower-is-better.
     pub metric_goal: Goal,
     /// File names that count as models in the MODELS column.
     pub model_patterns: Vec<String>,
@@ -86,7 +87,7 @@ impl Default for ListConfig {
     fn default() -> Self {
         ListConfig {
             metric: "sharpe_ratio".into(),
-            metric_goal: Goal::Max,
+            metric_goal: Goal::Auto,
             model_patterns: [
                 "*.pt",
                 "*.pth",
@@ -266,8 +267,9 @@ dir = "artifacts"
 # Metric shown in the BEST column of `artifactctl list`. A run's value is this
 # metric, or else the best of the per-step metrics named <step>.<metric>.
 metric = "sharpe_ratio"
-# "max" when larger is better, "min" when smaller is better.
-metric_goal = "max"
+# "max" when larger is better, "min" when smaller is better, "auto" to decide
+# by the name (loss, error, mse, rmse, mae, mape, drawdown: smaller is better).
+metric_goal = "auto"
 # File names counted in the MODELS column.
 model_patterns = ["*.pt", "*.pth", "*.pkl", "*.joblib", "*.h5", "*.hdf5", "*.onnx", "*.zip", "*.pb", "*.safetensors"]
 

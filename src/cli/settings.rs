@@ -7,7 +7,6 @@
 //! Each `resolve` destructures its clap `Args` with no `..`, so a flag added
 //! to a command and not resolved here fails to compile.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -26,6 +25,7 @@ use artifactctl::ops::verify::VerifyOptions;
 use artifactctl::policy::pipeline::Selection;
 use artifactctl::policy::retention::Policy;
 use artifactctl::store::metadata::parse_time;
+use artifactctl::store::metrics::Metrics;
 use artifactctl::store::refs::{RunRef, Stage};
 use artifactctl::store::{ReadOptions, Store};
 use artifactctl::ArtifactError;
@@ -194,17 +194,19 @@ impl RegisterSettings {
             all,
             json,
         } = args;
-        let mut all_metrics = match &metrics {
+        // The one metrics reader: nested objects flatten with dots, and what
+        // is not a number is kept as a param instead of refused.
+        let mut read = match &metrics {
             Some(path) => metrics_file(path)?,
-            None => BTreeMap::new(),
+            None => Metrics::default(),
         };
         for (k, v) in &metric {
-            all_metrics.insert(k.clone(), metric_value(k, v)?);
+            read.add_text(k, v);
         }
-        let params = params
-            .iter()
-            .map(|(k, v)| (k.clone(), param_value(v)))
-            .collect();
+        let all_metrics = read.values;
+        let mut notes = read.notes;
+        notes.extend(params.iter().map(|(k, v)| (k.clone(), param_value(v))));
+        let params = notes;
         let created_at = match &created_at {
             Some(text) => Some(parse_time(text).ok_or_else(|| {
                 ArtifactError::usage(format!(
@@ -255,41 +257,13 @@ fn json_object(path: &Path) -> Result<Map<String, Value>> {
     }
 }
 
-fn metrics_file(path: &Path) -> Result<BTreeMap<String, f64>> {
-    let obj = json_object(path)?;
-    let numbers = artifactctl::store::metadata::numeric_metrics(&obj);
-    let skipped: Vec<&String> = obj.keys().filter(|k| !numbers.contains_key(*k)).collect();
-    if !skipped.is_empty() {
-        return Err(ArtifactError::usage(format!(
-            "{}: metrics must be numbers or true/false; not: {}",
-            path.display(),
-            skipped
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .into());
+fn metrics_file(path: &Path) -> Result<Metrics> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if matches!(ext, "yaml" | "yml") {
+        // The YAML refusal with its conversion hint.
+        json_object(path)?;
     }
-    Ok(numbers)
-}
-
-fn metric_value(key: &str, text: &str) -> Result<f64> {
-    match text.trim() {
-        "true" => return Ok(1.0),
-        "false" => return Ok(0.0),
-        _ => {}
-    }
-    text.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .ok_or_else(|| {
-            ArtifactError::usage(format!(
-                "bad --metric {key}={text}: the value must be a finite number"
-            ))
-            .into()
-        })
+    artifactctl::store::metrics::read_file(path, "--metrics")
 }
 
 /// A `--param` value: `30` is a number, `true` a boolean, anything else text.

@@ -152,6 +152,33 @@ pub fn choose(store: &Store, stage: Stage, ns: &Namespace, request: IdRequest) -
     Ok(chosen)
 }
 
+/// Record a batch of exact ids as issued (`register --all`): the marks file
+/// is read and written once. The caller holds the lock and has checked that
+/// each id is free.
+pub fn raise_marks(store: &Store, issued: &[(Stage, Namespace, String)]) -> Result<()> {
+    let mut marks = load_marks(store);
+    let mut changed = false;
+    for (stage, ns, id) in issued {
+        if refs::id_time(id).is_none() {
+            continue;
+        }
+        let k = key(*stage, ns);
+        if marks.get(&k).is_some_and(|m| m.as_str() >= id.as_str()) {
+            continue;
+        }
+        marks.insert(k, id.clone());
+        changed = true;
+    }
+    if !changed {
+        return Ok(());
+    }
+    let path = marks_path(store);
+    fsx::ensure_internal_dir(store.dir(), "")?;
+    let text = serde_json::to_string_pretty(&marks)?;
+    fsx::atomic_write(&path, text.as_bytes())
+        .with_context(|| format!("cannot record the id high-water mark in {}", path.display()))
+}
+
 /// Record `id` as issued when it is a timestamp id beyond the mark.
 fn raise_mark(
     store: &Store,

@@ -13,6 +13,7 @@ pub mod pin;
 pub mod promote;
 pub mod refresh;
 pub mod register;
+pub mod register_all;
 pub mod removal;
 pub mod repair;
 pub mod report;
@@ -200,7 +201,7 @@ fn fs_create_dir_all(dir: &Path) -> Result<()> {
 /// missing, escaping or names a failed run, the runs themselves are read, so
 /// a broken `latest` never lets an older run take over. The caller holds the
 /// lock.
-fn advance_latest(
+pub(crate) fn advance_latest(
     store: &Store,
     location: &RunLocation,
     created_at: DateTime<Utc>,
@@ -241,21 +242,21 @@ fn advance_latest(
     }
 }
 
-/// Point production `latest` at the highest complete release by version
-/// (semver precedence), whichever promotion published it. The caller holds
-/// the lock. Returns whether `location` is that release.
+/// Point production `latest` at the highest complete release by
+/// [`ReleaseKey`](crate::policy::version::ReleaseKey) (semver precedence,
+/// legacy release names such as `v5_5_prod_v1.0` below every semantic
+/// version), whichever promotion published it. The caller holds the lock.
+/// Returns whether `location` is that release.
 fn highest_version_latest(store: &Store, location: &RunLocation) -> Result<bool> {
-    use crate::policy::version::Version;
+    use crate::policy::version::ReleaseKey;
     let opts = ReadOptions::new(&[], false)?;
     let highest = store
         .locations_in(location.stage, &location.namespace)
         .into_iter()
-        .filter_map(|l| Version::parse(&l.id).ok().map(|v| (v, l)))
-        .filter(|(_, l)| {
+        .filter(|l| {
             l.id == location.id || store.read_run(l.clone(), &opts).status == RunStatus::Complete
         })
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, l)| l)
+        .max_by_key(|l| ReleaseKey::of(&l.id))
         .unwrap_or_else(|| location.clone());
     let current = store.latest(location.stage, &location.namespace)?;
     if current.id() != Some(highest.id.as_str()) {

@@ -18,6 +18,7 @@ use crate::store::metadata::{
     self, Features, Lineage, Metadata, RunStatus, METADATA_FILE, SCHEMA_VERSION,
     TRAINING_METADATA_FILE,
 };
+use crate::store::metrics::{self, Metrics};
 use crate::store::refs::{self, Namespace, Stage};
 use crate::store::{RunLocation, Store};
 
@@ -87,7 +88,7 @@ pub fn register(
     let stated = stated_identity(&source);
     let stated_id = match &opts.id {
         Some(_) => None,
-        None => stated.id,
+        None => stated.id.clone(),
     };
     if let Some(id) = &stated_id {
         let location = store.location(Stage::Raw, &opts.namespace, id)?;
@@ -128,6 +129,41 @@ pub fn register(
         copy_in(store, &source, &label, reporter)?
     };
     let files = manifest::build_interruptible(staging.path(), reporter)?;
+    let mut meta = new_metadata(&opts, &source, imported, &stated, files);
+    let created_at = meta.created_at;
+    let entry = journal::Entry::new("register", Some(source.display().to_string()), None);
+    crate::interrupt::check()?;
+    let published = ops::publish_run(
+        store,
+        staging,
+        &mut meta,
+        match id.as_deref() {
+            Some(id) => ops::IdRequest::Exact(id),
+            None => ops::IdRequest::Default(created_at),
+        },
+        LatestPolicy::Advance,
+        entry,
+    )
+    .map_err(|e| ops::unless_published(e, "nothing was registered".into()))?;
+    Ok(Registered {
+        location: published.location,
+        became_latest: published.became_latest,
+        moved,
+        total_size: meta.total_size,
+        file_count: meta.file_count,
+        warnings,
+    })
+}
+
+/// The metadata of a new raw run of `source`: what the folder says about
+/// itself, under what the options say.
+pub(crate) fn new_metadata(
+    opts: &RegisterOptions,
+    source: &Path,
+    imported: Imported,
+    stated: &Stated,
+    files: Vec<metadata::FileEntry>,
+) -> Metadata {
     let mut meta = Metadata {
         schema_version: SCHEMA_VERSION,
         id: String::new(),
@@ -154,37 +190,15 @@ pub fn register(
         pinned: false,
         extra: imported.extra,
     };
-    meta.metrics.extend(opts.metrics);
-    meta.params.extend(opts.params);
-    for tag in opts.tags {
-        if !meta.tags.contains(&tag) {
-            meta.tags.push(tag);
+    meta.metrics.extend(opts.metrics.clone());
+    meta.params.extend(opts.params.clone());
+    for tag in &opts.tags {
+        if !meta.tags.contains(tag) {
+            meta.tags.push(tag.clone());
         }
     }
     meta.set_files(files);
-    let created_at = meta.created_at;
-    let entry = journal::Entry::new("register", Some(source.display().to_string()), None);
-    crate::interrupt::check()?;
-    let published = ops::publish_run(
-        store,
-        staging,
-        &mut meta,
-        match id.as_deref() {
-            Some(id) => ops::IdRequest::Exact(id),
-            None => ops::IdRequest::Default(created_at),
-        },
-        LatestPolicy::Advance,
-        entry,
-    )
-    .map_err(|e| ops::unless_published(e, "nothing was registered".into()))?;
-    Ok(Registered {
-        location: published.location,
-        became_latest: published.became_latest,
-        moved,
-        total_size: meta.total_size,
-        file_count: meta.file_count,
-        warnings,
-    })
+    meta
 }
 
 /// The name and creation time a folder states for itself.
@@ -229,7 +243,7 @@ pub(crate) fn stated_identity(source: &Path) -> Stated {
     Stated { id, created_at }
 }
 
-fn check_source(store: &Store, source: &Path) -> Result<PathBuf> {
+pub(crate) fn check_source(store: &Store, source: &Path) -> Result<PathBuf> {
     let meta = source.metadata().map_err(|e| {
         ArtifactError::usage(format!(
             "cannot register {}: {e}; pass an existing folder",
@@ -259,7 +273,7 @@ fn check_source(store: &Store, source: &Path) -> Result<PathBuf> {
 
 /// Whether `source` holds any file besides a `metadata.json` at its top
 /// (which is read, not copied).
-fn holds_a_file(source: &Path) -> bool {
+pub(crate) fn holds_a_file(source: &Path) -> bool {
     walkdir::WalkDir::new(source)
         .follow_links(false)
         .into_iter()
@@ -294,7 +308,7 @@ fn copy_in(store: &Store, source: &Path, label: &str, reporter: &dyn Progress) -
     Ok(staging)
 }
 
-fn link_in(store: &Store, source: &Path, label: &str) -> Result<Staging> {
+pub(crate) fn link_in(store: &Store, source: &Path, label: &str) -> Result<Staging> {
     let staging = Staging::create(store.dir(), label)?;
     fsx::link_tree(source, staging.path(), &[METADATA_FILE], &|_| {}).map_err(|e| {
         if let Err(interrupted) = crate::interrupt::check() {
@@ -329,85 +343,7 @@ pub struct ImportReport {
     pub linked_bytes: u64,
 }
 
-/// `register --all DIR`: every version of a legacy store (seed 002's
-/// `{type}/{symbol}/{run}`, seed 003's timestamped versions), each under its
-/// own name, namespace and time, its files hard-linked when on the same
-/// filesystem. Corrupted or incomplete versions are skipped with the reason;
-/// versions already in the store are counted, not imported again.
-pub fn register_all(
-    store: &Store,
-    opts: RegisterOptions,
-    reporter: &dyn Progress,
-) -> Result<ImportReport> {
-    let root = check_source(store, &opts.source)?;
-    store.stage_dir(Stage::Raw)?;
-    let legacy = Store::open(&root);
-    let read = crate::store::ReadOptions::new(&[], false)?;
-    let locations = legacy.locations(legacy.stages(), &Namespace::root());
-    let mut report = ImportReport::default();
-    reporter.begin("importing", Some(locations.len() as u64), Unit::Items);
-    for location in locations {
-        crate::interrupt::check()?;
-        reporter.advance(1);
-        let run = legacy.read_run(location.clone(), &read);
-        let mut namespace = opts.namespace.clone();
-        for seg in location.namespace.segments() {
-            namespace = namespace.child(seg);
-        }
-        let shown = location.reference();
-        if let Some(problem) = run.problems.first() {
-            report.skipped.push(Skipped {
-                reference: shown,
-                reason: problem.clone(),
-            });
-            continue;
-        }
-        if run.status != RunStatus::Complete {
-            report.skipped.push(Skipped {
-                reference: shown,
-                reason: format!("the version is {}", run.status.as_str()),
-            });
-            continue;
-        }
-        if refs::check_id(&location.id, "id").is_err() {
-            report.skipped.push(Skipped {
-                reference: shown,
-                reason: format!("'{}' is not a usable run id", location.id),
-            });
-            continue;
-        }
-        let target = store.location(Stage::Raw, &namespace, &location.id)?;
-        if target.path.symlink_metadata().is_ok() {
-            report.present.push(target.reference());
-            continue;
-        }
-        let one = RegisterOptions {
-            source: location.path.clone(),
-            namespace,
-            id: Some(location.id.clone()),
-            link_in: true,
-            move_in: false,
-            ..opts.clone()
-        };
-        match register(store, one, &crate::progress::Silent) {
-            Ok(registered) => {
-                report.linked_bytes += registered.total_size;
-                report.imported.push(registered.location.reference());
-            }
-            // Bad input in one version (an empty folder, say) skips it; a
-            // failure of the store itself stops the import.
-            Err(e) if crate::error::exit_code_for(&e) == crate::ExitCode::Usage => {
-                report.skipped.push(Skipped {
-                    reference: shown,
-                    reason: format!("{e:#}"),
-                });
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    reporter.end();
-    Ok(report)
-}
+pub use crate::ops::register_all::register_all;
 
 /// What a folder already says about itself.
 #[derive(Default)]
@@ -418,6 +354,17 @@ pub(crate) struct Imported {
     pub(crate) tags: Vec<String>,
     pub(crate) features: Option<Features>,
     pub(crate) extra: Map<String, Value>,
+}
+
+impl Imported {
+    /// Metric values as metrics, everything else as params (a param the
+    /// folder states outright wins).
+    fn keep_metrics(&mut self, m: Metrics) {
+        self.metrics.extend(m.values);
+        for (k, v) in m.notes {
+            self.params.entry(k).or_insert(v);
+        }
+    }
 }
 
 /// Seed 002 trainers write their own `metadata.json`, seed 003 a
@@ -439,12 +386,16 @@ pub(crate) fn import_metadata(source: &Path, warnings: &mut Vec<String>) -> Impo
             }
         }
     };
+    // Every source through the one reader (docs/metadata.md): metrics files
+    // in the folder first, then what the trainer's metadata says, which wins.
+    let mut found = metrics::read_run_files(source, warnings);
     if let Some(obj) = read(TRAINING_METADATA_FILE, warnings) {
         if let Some(Value::Object(m)) = obj.get("metrics") {
-            imported.metrics = metadata::numeric_metrics(m);
+            found.extend(Metrics::from_object(m));
         }
     }
     let Some(mut obj) = read(METADATA_FILE, warnings) else {
+        imported.keep_metrics(found);
         if source.join(METADATA_FILE).exists() {
             warnings.push(format!(
                 "{} was not imported and is not part of the run",
@@ -457,7 +408,7 @@ pub(crate) fn import_metadata(source: &Path, warnings: &mut Vec<String>) -> Impo
         imported.config = c;
     }
     if let Some(Value::Object(m)) = obj.remove("metrics") {
-        imported.metrics.extend(metadata::numeric_metrics(&m));
+        found.extend(Metrics::from_object(&m));
     }
     if let Some(Value::Object(p)) = obj.remove("params") {
         imported.params = p
@@ -465,6 +416,7 @@ pub(crate) fn import_metadata(source: &Path, warnings: &mut Vec<String>) -> Impo
             .filter(|(_, v)| !v.is_object() && !v.is_array())
             .collect();
     }
+    imported.keep_metrics(found);
     if let Some(Value::Array(t)) = obj.remove("tags") {
         imported.tags = t
             .into_iter()

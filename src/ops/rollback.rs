@@ -8,7 +8,7 @@ use chrono::Utc;
 use crate::error::ArtifactError;
 use crate::fsx;
 use crate::ops::{self, promote};
-use crate::policy::version::Version;
+use crate::policy::version::ReleaseKey;
 use crate::store::journal::Entry;
 use crate::store::metadata::RunStatus;
 use crate::store::refs::{qualified_ref, Namespace, Stage};
@@ -31,11 +31,14 @@ pub struct RolledBack {
 }
 
 pub fn rollback(store: &Store, opts: &RollbackOptions) -> Result<RolledBack> {
-    // A flat store (seed 003's versions folder, seed 002's models folder) has
-    // one stage, whose `latest` is the one to move; its versions are runs in
-    // time order. A staged store rolls back production releases, in version
-    // order.
-    let flat = store.layout() == Layout::Flat;
+    // A flat store (seed 003's versions folder, seed 002's models folder)
+    // that was never promoted has one stage, whose `latest` is the one to
+    // move; its versions are runs in time order. Otherwise production
+    // releases roll back, in release order (legacy names included).
+    let flat = store.layout() == Layout::Flat
+        && store
+            .locations_in(Stage::Production, &opts.namespace)
+            .is_empty();
     let stage = if flat { Stage::Raw } else { Stage::Production };
     let ns = &opts.namespace;
     let ns_dir = store.ns_dir(stage, ns)?;
@@ -49,7 +52,7 @@ pub fn rollback(store: &Store, opts: &RollbackOptions) -> Result<RolledBack> {
         ))
         .into());
     }
-    let current = store.latest(stage, ns)?.id().map(str::to_string);
+    let current = store.current_latest(stage, ns)?;
     let listed = ordered.join(", ");
     let to = match &opts.to {
         Some(wanted) => ordered
@@ -129,8 +132,9 @@ pub fn rollback(store: &Store, opts: &RollbackOptions) -> Result<RolledBack> {
 }
 
 /// The complete, healthy runs of a namespace, oldest first: production
-/// releases by semantic version (other ids are not releases), flat-store
-/// runs by creation time.
+/// releases by [`ReleaseKey`] (a legacy name such as `v5_5_prod_v1.0` is a
+/// release too, below every semantic version), flat-store runs by creation
+/// time.
 fn ordered_versions(
     store: &Store,
     stage: Stage,
@@ -149,10 +153,7 @@ fn ordered_versions(
         runs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         return Ok(runs.into_iter().map(|r| r.id).collect());
     }
-    let mut versions: Vec<(Version, String)> = runs
-        .into_iter()
-        .filter_map(|r| Version::parse(&r.id).ok().map(|v| (v, r.id)))
-        .collect();
-    versions.sort();
-    Ok(versions.into_iter().map(|(_, id)| id).collect())
+    let mut ids: Vec<String> = runs.into_iter().map(|r| r.id).collect();
+    ids.sort_by_key(|id| ReleaseKey::of(id));
+    Ok(ids)
 }

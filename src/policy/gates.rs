@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Metrics are numbers; `true` and `false` stand for 1 and 0, the way
-//! [`crate::store::metadata::numeric_metrics`] stores boolean results.
+//! [`crate::store::metrics`] stores boolean results.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -412,17 +412,50 @@ impl SortKey {
     }
 }
 
-/// Whether a larger (`max`) or smaller (`min`) value of a metric is better.
+/// Whether a larger (`max`) or smaller (`min`) value of a metric is better;
+/// `auto` decides by the metric's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Goal {
     Max,
     Min,
+    Auto,
+}
+
+impl Goal {
+    /// `auto` made definite for `metric`: losses and errors (`best_val_loss`,
+    /// `rmse`, `max_drawdown`) are lower-is-better, everything else higher.
+    pub fn for_metric(self, metric: &str) -> Goal {
+        const LOWER_IS_BETTER: [&str; 8] = [
+            "loss",
+            "error",
+            "mse",
+            "mae",
+            "mape",
+            "rmse",
+            "drawdown",
+            "perplexity",
+        ];
+        match self {
+            Goal::Auto => {
+                let name = metric.to_ascii_lowercase();
+                if name
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .any(|word| LOWER_IS_BETTER.contains(&word))
+                {
+                    Goal::Min
+                } else {
+                    Goal::Max
+                }
+            }
+            definite => definite,
+        }
+    }
 }
 
 /// The value of the `list` BEST column: the metric itself, or else the best
-/// of the per-step values named `<step>.<metric>` (a refresh records one per
-/// model), judged by `goal`.
+/// of the per-model values named `<model>.<metric>` (a refresh records one per
+/// step, seed 003 one per ensemble member), judged by `goal`.
 pub fn best_metric(run: &RunInfo, metric: &str, goal: Goal) -> Option<f64> {
     if let Some(v) = run.metrics.get(metric) {
         return Some(*v);
@@ -433,9 +466,9 @@ pub fn best_metric(run: &RunInfo, metric: &str, goal: Goal) -> Option<f64> {
         .iter()
         .filter(|(k, _)| k.ends_with(&suffix))
         .map(|(_, v)| *v);
-    match goal {
-        Goal::Max => values.reduce(f64::max),
+    match goal.for_metric(metric) {
         Goal::Min => values.reduce(f64::min),
+        _ => values.reduce(f64::max),
     }
 }
 
@@ -577,6 +610,20 @@ mod tests {
         assert_eq!(best_metric(&r, "sharpe_ratio", Goal::Min), Some(0.5));
         r.metrics.insert("sharpe_ratio".into(), 1.0);
         assert_eq!(best_metric(&r, "sharpe_ratio", Goal::Max), Some(1.0));
+    }
+
+    #[test]
+    fn auto_goal_treats_losses_as_lower_is_better() {
+        let mut r = run("x", None, json!(1), &[]);
+        r.metrics.insert("lstm.best_val_loss".into(), 0.3);
+        r.metrics.insert("gru.best_val_loss".into(), 0.2);
+        r.metrics.insert("lstm.sharpe_ratio".into(), 0.5);
+        r.metrics.insert("gru.sharpe_ratio".into(), 1.5);
+        assert_eq!(best_metric(&r, "best_val_loss", Goal::Auto), Some(0.2));
+        assert_eq!(best_metric(&r, "sharpe_ratio", Goal::Auto), Some(1.5));
+        assert_eq!(best_metric(&r, "best_val_loss", Goal::Max), Some(0.3));
+        assert_eq!(Goal::Auto.for_metric("val_rmse"), Goal::Min);
+        assert_eq!(Goal::Auto.for_metric("lossless_ratio"), Goal::Max);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::store::metadata::RunStatus;
 use crate::store::model::*;
 use crate::store::read::read_run;
 use crate::store::refs::{self, Namespace, Stage};
+use crate::store::version::ReleaseKey;
 use crate::store::Store;
 
 /// Read `<dir>/latest` without following it anywhere it should not go.
@@ -72,15 +73,29 @@ pub(crate) fn sibling_name(target: &Path) -> Option<String> {
     normal.filter(|n| n != LATEST)
 }
 
+/// Which of a namespace's complete, healthy runs `latest` means when no link
+/// names one: in production the highest release by [`ReleaseKey`] (legacy
+/// release names included), elsewhere the newest by creation time.
+pub(crate) fn preferred<'a>(
+    stage: Stage,
+    runs: impl Iterator<Item = &'a RunInfo>,
+) -> Option<&'a RunInfo> {
+    let healthy = runs.filter(|r| r.status == RunStatus::Complete && r.problems.is_empty());
+    if stage == Stage::Production {
+        healthy.max_by_key(|r| ReleaseKey::of(&r.id))
+    } else {
+        healthy.max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
+    }
+}
+
 pub(crate) fn newest_complete_of(
+    stage: Stage,
     locations: Vec<RunLocation>,
     opts: &ReadOptions,
 ) -> Option<RunInfo> {
-    locations
-        .into_iter()
-        .map(|l| read_run(l, opts))
-        .filter(|r| r.status == RunStatus::Complete && r.problems.is_empty())
-        .max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
+    let runs: Vec<RunInfo> = locations.into_iter().map(|l| read_run(l, opts)).collect();
+    let id = preferred(stage, runs.iter())?.id.clone();
+    runs.into_iter().find(|r| r.id == id)
 }
 
 pub(crate) fn mark_latest(store: &Store, runs: &mut [RunInfo]) {
@@ -98,12 +113,7 @@ pub(crate) fn mark_latest(store: &Store, runs: &mut [RunInfo]) {
         let chosen = match read_latest(&ns_dir) {
             LatestState::Link(id) | LatestState::Pointer(id) => Some(id),
             LatestState::Escaping(_) => None,
-            _ => members
-                .iter()
-                .map(|&i| &runs[i])
-                .filter(|r| r.status == RunStatus::Complete && r.problems.is_empty())
-                .max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
-                .map(|r| r.id.clone()),
+            _ => preferred(stage, members.iter().map(|&i| &runs[i])).map(|r| r.id.clone()),
         };
         if let Some(id) = chosen {
             for &i in &members {

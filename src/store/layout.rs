@@ -40,19 +40,30 @@ pub enum Layout {
     Flat,
 }
 
+/// Staged when `raw/` is there, or when the folder holds nothing but stage
+/// folders (or nothing at all). A folder with runs directly inside is flat,
+/// even with `validated/` and `production/` beside them: that is a flat store
+/// (seed 002's `models/`, seed 003's `backend/models/`) promoted in place.
 pub(crate) fn detect_layout(dir: &Path) -> Layout {
-    let staged = Stage::ALL.iter().any(|s| dir.join(s.as_str()).is_dir());
-    let empty = match fs::read_dir(dir) {
-        Ok(mut entries) => entries.all(|e| {
-            e.map(|e| e.file_name().to_string_lossy().starts_with('.'))
-                .unwrap_or(true)
+    if dir.join(Stage::Raw.as_str()).is_dir() {
+        return Layout::Staged;
+    }
+    let other = match fs::read_dir(dir) {
+        Ok(mut entries) => entries.any(|e| {
+            e.is_ok_and(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let stage = Stage::ALL.iter().any(|s| s.as_str() == name);
+                // A seed's stray files (README, latest_pointer.txt) beside
+                // the stage folders do not make a flat store.
+                !stage && !is_hidden_or_pointer(&name) && e.file_type().is_ok_and(|t| t.is_dir())
+            })
         }),
-        Err(_) => true,
+        Err(_) => false,
     };
-    if staged || empty {
-        Layout::Staged
-    } else {
+    if other {
         Layout::Flat
+    } else {
+        Layout::Staged
     }
 }
 

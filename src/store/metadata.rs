@@ -365,18 +365,17 @@ pub struct SummaryFile<'a> {
     pub symlink: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Keep only finite numbers (and booleans as 0/1, for gates and `--where`).
+/// The metric values of a metadata object, by the one reader's rules
+/// ([`crate::store::metrics`]). Kept under this name for the refresh step
+/// reader, which calls it.
 pub fn numeric_metrics<'a>(
     raw: impl IntoIterator<Item = (&'a String, &'a Value)>,
 ) -> BTreeMap<String, f64> {
-    raw.into_iter()
-        .filter_map(|(k, v)| match v {
-            Value::Number(n) => n.as_f64().map(|f| (k.clone(), f)),
-            Value::Bool(b) => Some((k.clone(), if *b { 1.0 } else { 0.0 })),
-            _ => None,
-        })
-        .filter(|(_, f)| f.is_finite())
-        .collect()
+    let obj: Map<String, Value> = raw
+        .into_iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    crate::store::metrics::values(&obj)
 }
 
 /// Read a creation time as the seeds write it: RFC 3339, a naive ISO time
@@ -493,13 +492,5 @@ mod tests {
         let problems = feature_problems(&bad);
         assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].contains("feature count mismatch"));
-    }
-
-    #[test]
-    fn numeric_metrics_drop_text_and_keep_flags() {
-        let raw = json!({"a": 1.5, "b": "x", "c": true, "d": null});
-        let m = numeric_metrics(raw.as_object().unwrap());
-        assert_eq!(m.len(), 2);
-        assert_eq!(m["c"], 1.0);
     }
 }

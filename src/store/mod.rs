@@ -15,9 +15,11 @@ pub mod latest;
 pub mod layout;
 pub mod manifest;
 pub mod metadata;
+pub mod metrics;
 pub mod model;
 pub mod read;
 pub mod refs;
+pub mod version;
 
 use discover::walk_namespace;
 pub use latest::read_latest;
@@ -63,22 +65,32 @@ impl Store {
     }
 
     pub fn stages(&self) -> &'static [Stage] {
-        match self.layout {
-            Layout::Staged => &Stage::ALL,
-            Layout::Flat => &[Stage::Raw],
+        &Stage::ALL
+    }
+
+    /// A flat store's raw stage is the store folder itself (its version
+    /// folders stay where the seed put them); its `validated/` and
+    /// `production/` sit beside them, created by the first promotion.
+    pub fn stage_dir(&self, stage: Stage) -> Result<PathBuf, ArtifactError> {
+        match (self.layout, stage) {
+            (Layout::Flat, Stage::Raw) => Ok(self.dir.clone()),
+            _ => Ok(self.dir.join(stage.as_str())),
         }
     }
 
-    pub fn stage_dir(&self, stage: Stage) -> Result<PathBuf, ArtifactError> {
-        match (self.layout, stage) {
-            (Layout::Staged, _) => Ok(self.dir.join(stage.as_str())),
-            (Layout::Flat, Stage::Raw) => Ok(self.dir.clone()),
-            (Layout::Flat, _) => Err(ArtifactError::usage(format!(
-                "{} has a flat layout (runs directly inside, as seeds 002 and 003 keep them) and no {stage} stage; \
-                 point --store at a store with raw/ validated/ production/ folders",
-                self.dir.display()
-            ))),
+    /// In a flat store the raw stage is the store folder, which also holds
+    /// the `validated/` and `production/` folders: those are not raw runs.
+    fn in_stage(&self, location: &RunLocation) -> bool {
+        if self.layout != Layout::Flat || location.stage != Stage::Raw {
+            return true;
         }
+        let top = location
+            .namespace
+            .segments()
+            .first()
+            .map(String::as_str)
+            .unwrap_or(location.id.as_str());
+        !Stage::ALL.iter().any(|s| s.as_str() == top)
     }
 
     pub fn ns_dir(&self, stage: Stage, ns: &Namespace) -> Result<PathBuf, ArtifactError> {
@@ -113,6 +125,7 @@ impl Store {
             };
             walk_namespace(&dir, stage, under, refs::MAX_NAMESPACE_DEPTH, &mut out);
         }
+        out.retain(|l| self.in_stage(l));
         out
     }
 
@@ -122,6 +135,7 @@ impl Store {
         if let Ok(dir) = self.ns_dir(stage, ns) {
             walk_namespace(&dir, stage, ns, 0, &mut out);
         }
+        out.retain(|l| self.in_stage(l));
         out
     }
 
@@ -150,7 +164,7 @@ impl Store {
             LatestState::Escaping(_) => false,
             _ => {
                 let siblings = self.locations_in(run.stage, &run.location.namespace);
-                newest_complete_of(siblings, opts).is_some_and(|n| n.id == run.id)
+                newest_complete_of(run.stage, siblings, opts).is_some_and(|n| n.id == run.id)
             }
         };
         run
@@ -160,7 +174,20 @@ impl Store {
         Ok(read_latest(&self.ns_dir(stage, ns)?))
     }
 
-    /// The newest complete run of a namespace by `created_at`, skipping `except`.
+    /// The run `latest` stands for, as `list` marks it: what the link or
+    /// pointer names, else (no link, a dangling one, or a real file in its
+    /// place) the run [`latest::preferred`] picks (in production the highest
+    /// release, legacy names included); nothing when the link escapes.
+    pub fn current_latest(&self, stage: Stage, ns: &Namespace) -> Result<Option<String>> {
+        Ok(match self.latest(stage, ns)? {
+            LatestState::Link(id) | LatestState::Pointer(id) => Some(id),
+            LatestState::Escaping(_) => None,
+            _ => self.newest_complete(stage, ns, None).map(|r| r.id),
+        })
+    }
+
+    /// The newest complete run of a namespace by `created_at` (in production
+    /// the highest release), skipping `except`.
     pub fn newest_complete(
         &self,
         stage: Stage,
@@ -173,7 +200,7 @@ impl Store {
             .into_iter()
             .filter(|l| Some(l.id.as_str()) != except)
             .collect();
-        newest_complete_of(candidates, &opts)
+        newest_complete_of(stage, candidates, &opts)
     }
 
     /// Turn a ref into a run directory, directly: a ref with an id costs one

@@ -13,6 +13,7 @@ use crate::store::metadata::{
     self, parse_time, FileEntry, Metadata, RunStatus, Summary, METADATA_FILE,
     TRAINING_METADATA_FILE,
 };
+use crate::store::metrics::{self, Metrics};
 use crate::store::model::*;
 use crate::store::refs::{self};
 
@@ -66,6 +67,15 @@ pub fn read_run(location: RunLocation, opts: &ReadOptions) -> RunInfo {
                 .push(format!("cannot read {METADATA_FILE}: {e}"));
             read_plain(&mut run, opts, Map::new());
         }
+    }
+    if run.layout != RunLayout::Native {
+        // A legacy run's metrics files (seed 004's `metrics/*.json`, a
+        // `metrics.json`) count too; its metadata wins a clash.
+        let mut from_files = metrics::read_run_files(&dir, &mut run.problems);
+        from_files
+            .values
+            .retain(|k, _| !run.metrics.contains_key(k));
+        keep_metrics(&mut run, from_files);
     }
     if run.created_at.is_none() {
         run.created_at = fs::symlink_metadata(&dir)
@@ -134,7 +144,11 @@ pub(crate) fn apply_summary(run: &mut RunInfo, s: Summary<'_>, opts: &ReadOption
         run.created_at = Some(t);
     }
     run.status = s.status.unwrap_or(RunStatus::Unknown);
-    run.metrics = metadata::numeric_metrics(&s.metrics);
+    run.metrics = s
+        .metrics
+        .iter()
+        .filter_map(|(k, v)| v.as_f64().filter(|f| f.is_finite()).map(|f| (k.clone(), f)))
+        .collect();
     run.params = s.params;
     run.tags = s.tags;
     run.pinned = s.pinned;
@@ -202,6 +216,15 @@ pub(crate) fn file_row(f: &FileEntry) -> FileRow {
     }
 }
 
+/// Metric values into `metrics`; what is not a number into `params`, so
+/// nothing a trainer wrote is dropped (docs/metadata.md).
+fn keep_metrics(run: &mut RunInfo, m: Metrics) {
+    run.metrics.extend(m.values);
+    for (k, v) in m.notes {
+        run.params.entry(k).or_insert(v);
+    }
+}
+
 /// The creation time under `time_key` and the numeric `metrics` of a legacy
 /// metadata object.
 pub(crate) fn read_time_and_metrics(run: &mut RunInfo, obj: &Map<String, Value>, time_key: &str) {
@@ -213,7 +236,7 @@ pub(crate) fn read_time_and_metrics(run: &mut RunInfo, obj: &Map<String, Value>,
         run.created_at = Some(t);
     }
     if let Some(Value::Object(m)) = obj.get("metrics") {
-        run.metrics = metadata::numeric_metrics(m);
+        keep_metrics(run, Metrics::from_object(m));
     }
 }
 

@@ -51,6 +51,16 @@ fn setup(command: &str) -> Setup {
             }
             Setup { p, args: a, given }
         }
+        "register --all" => {
+            let legacy = p.path("legacy");
+            crate::support::legacy_versions(&legacy, 3, None);
+            let given = Some((legacy.clone(), files_of(&legacy)));
+            Setup {
+                p,
+                args: args(&["register", "--all", "legacy", "--no-progress"]),
+                given,
+            }
+        }
         "refresh" => {
             p.write(
                 "artifactctl.toml",
@@ -238,6 +248,23 @@ fn register_survives_a_fault_at_every_syscall() {
     let reached = sweep("register --move", &["kill", "eio"]);
     assert_reached(
         "register --move",
+        &reached,
+        &["write", "fsync", "rename", "symlink", "mkdir"],
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn register_all_survives_a_fault_at_every_syscall() {
+    // The batched import: one syncfs, one lock, a rename per version, one
+    // journal append. Each fault must leave whole versions or none, and the
+    // legacy store as it was.
+    let reached = sweep("register --all", &["kill", "eio"]);
+    assert_reached(
+        "register --all",
         &reached,
         &["write", "fsync", "rename", "symlink", "mkdir"],
     );

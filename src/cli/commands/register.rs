@@ -44,13 +44,13 @@ pub struct Args {
     /// JSON file with the run's configuration (an object)
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// JSON file of metrics (an object of numbers)
+    /// JSON file of metrics (an object; nested objects become dotted names, non-numbers params)
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
     /// A parameter, repeatable; numbers and true/false are typed
     #[arg(long = "param", value_name = "K=V", value_parser = key_value)]
     pub params: Vec<(String, String)>,
-    /// A metric, repeatable
+    /// A metric, repeatable; a value that is not a number is kept as a param
     #[arg(long = "metric", value_name = "K=V", value_parser = key_value)]
     pub metric: Vec<(String, String)>,
     /// A tag, repeatable

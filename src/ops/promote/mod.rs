@@ -43,9 +43,6 @@ const CHECKPOINT_DIR: &str = "checkpoints";
 const VALIDATION_DIR: &str = "validation";
 /// The folder of a production release that holds `--deploy-config`.
 const DEPLOYMENT_DIR: &str = "deployment";
-/// Seed 004 keeps training metrics here; they count for gates, below the
-/// run's own metadata.
-const TRAINING_METRICS_FILE: &str = "metrics/training_metrics.json";
 
 /// One file of the new artifact: where it comes from, where it goes, and the
 /// source's manifest entry when there is one (its hash is reused, so a
@@ -342,9 +339,9 @@ mod tests {
             br#"{"coverage": 0.97, "generalization": {"passed": true}, "note": "x"}"#,
         )
         .unwrap();
-        let m = results_metrics(&p).unwrap();
-        assert_eq!(m["coverage"], 0.97);
-        assert_eq!(m["generalization.passed"], 1.0);
-        assert!(!m.contains_key("note"));
+        let m = crate::store::metrics::read_file(&p, "--results").unwrap();
+        assert_eq!(m.values["coverage"], 0.97);
+        assert_eq!(m.values["generalization.passed"], 1.0);
+        assert_eq!(m.notes["note"], serde_json::json!("x"));
     }
 }

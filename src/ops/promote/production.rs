@@ -103,10 +103,7 @@ pub fn plan_production(store: &Store, opts: ProductionOptions) -> Result<Product
         ));
     }
     let target = store.location(Stage::Production, &location.namespace, &version.to_string())?;
-    let current_latest = store
-        .latest(Stage::Production, &location.namespace)?
-        .id()
-        .map(str::to_string);
+    let current_latest = store.current_latest(Stage::Production, &location.namespace)?;
     refuse_existing(
         &target,
         &format!(
@@ -178,7 +175,7 @@ pub(super) fn check_version_order(
         Ok(_) => Ok(()),
         Err(_) => {
             warnings.push(format!(
-                "the current production latest '{current}' is not a semantic version; it is not compared with {version}"
+                "the current production latest '{current}' is a legacy release name; every semantic version sorts above it, so {version} becomes latest (`artifactctl rollback --to {current}` returns to it)"
             ));
             Ok(())
         }

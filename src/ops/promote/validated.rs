@@ -17,7 +17,8 @@ use crate::policy::gates::{self, GateResult, Outcome};
 use crate::progress::Progress;
 use crate::store::journal;
 use crate::store::manifest;
-use crate::store::metadata::{self, Lineage, Metadata, RunStatus, SCHEMA_VERSION};
+use crate::store::metadata::{Lineage, Metadata, RunStatus, SCHEMA_VERSION};
+use crate::store::metrics;
 use crate::store::refs::{self, RunRef, Stage};
 use crate::store::{ReadOptions, RunInfo, RunLocation, Store};
 
@@ -68,6 +69,9 @@ pub struct ValidatedPlan {
     pub files: Vec<PlannedFile>,
     pub results: Option<PathBuf>,
     pub metrics: BTreeMap<String, f64>,
+    /// Values of `--results` that are not numbers, kept in the promotion
+    /// record (the file itself travels too).
+    pub result_notes: BTreeMap<String, Value>,
     /// The integrity gate (verify's checks on the source) first, then the
     /// metric gates.
     pub gates: Vec<GateResult>,
@@ -237,10 +241,15 @@ pub fn plan_validated(
     let target = store.location(Stage::Validated, &location.namespace, &id)?;
     refuse_existing(&target, "choose another --id")?;
 
-    let mut metrics = training_metrics(run_dir);
+    // The one metrics reader (docs/metadata.md): the run's metrics files,
+    // then its recorded metrics, then `--results`, each later source winning.
+    let mut metrics = metrics::read_run_files(run_dir, &mut Vec::new()).values;
     metrics.extend(source.metrics.clone());
+    let mut result_notes = BTreeMap::new();
     if let Some(results) = &opts.results {
-        metrics.extend(results_metrics(results)?);
+        let read = metrics::read_file(results, "--results")?;
+        metrics.extend(read.values);
+        result_notes = read.notes;
         let name = results
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -268,6 +277,7 @@ pub fn plan_validated(
         files,
         results: opts.results,
         metrics,
+        result_notes,
         gates: gate_results,
         source_meta,
         project_root: opts.project_root,
@@ -404,6 +414,9 @@ pub fn promote_validated(
     });
     if let Value::Object(obj) = &mut promotion {
         obj.extend(promotion_extra.clone());
+        if !plan.result_notes.is_empty() {
+            obj.insert("result_notes".into(), json!(plan.result_notes));
+        }
     }
     meta.extra.insert("promotion".into(), promotion);
     meta.set_files(files);
@@ -435,46 +448,4 @@ pub(super) fn included_files(run_dir: &Path, include: &[String]) -> Result<Vec<S
         .map(|f| f.rel)
         .filter(|rel| set.is_match(rel))
         .collect())
-}
-
-/// Numbers and booleans of `metrics/training_metrics.json`, if the run has it.
-pub(super) fn training_metrics(run_dir: &Path) -> BTreeMap<String, f64> {
-    std::fs::read(run_dir.join(TRAINING_METRICS_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
-        .map(|m| metadata::numeric_metrics(&m))
-        .unwrap_or_default()
-}
-
-/// The numbers and booleans of a results file; nested objects become dotted
-/// names (`{"coverage": {"test": 0.96}}` gives `coverage.test`).
-pub(super) fn results_metrics(path: &Path) -> Result<BTreeMap<String, f64>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ArtifactError::usage(format!("cannot read --results {}: {e}", path.display()))
-    })?;
-    let obj: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
-        ArtifactError::usage(format!(
-            "--results {} is not a JSON object: {e}; pass the validation results as JSON",
-            path.display()
-        ))
-    })?;
-    let mut flat = Map::new();
-    flatten("", &obj, &mut flat);
-    Ok(metadata::numeric_metrics(&flat))
-}
-
-pub(super) fn flatten(prefix: &str, obj: &Map<String, Value>, out: &mut Map<String, Value>) {
-    for (k, v) in obj {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match v {
-            Value::Object(inner) => flatten(&key, inner, out),
-            other => {
-                out.insert(key, other.clone());
-            }
-        }
-    }
 }
