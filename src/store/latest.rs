@@ -8,7 +8,6 @@ use std::path::{Component, Path};
 use crate::store::layout::{LATEST, LATEST_POINTER};
 use crate::store::metadata::RunStatus;
 use crate::store::model::*;
-use crate::store::read::read_run;
 use crate::store::refs::{self, Namespace, Stage};
 use crate::store::Store;
 
@@ -72,13 +71,8 @@ pub(crate) fn sibling_name(target: &Path) -> Option<String> {
     normal.filter(|n| n != LATEST)
 }
 
-pub(crate) fn newest_complete_of(
-    locations: Vec<RunLocation>,
-    opts: &ReadOptions,
-) -> Option<RunInfo> {
-    locations
-        .into_iter()
-        .map(|l| read_run(l, opts))
+pub(crate) fn newest_complete_among(runs: Vec<RunInfo>) -> Option<RunInfo> {
+    runs.into_iter()
         .filter(|r| r.status == RunStatus::Complete && r.problems.is_empty())
         .max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
 }

@@ -10,6 +10,7 @@
 //! Reading never writes: nothing here creates `.artifactctl/` or any folder.
 
 pub mod discover;
+pub mod index;
 pub mod journal;
 pub mod latest;
 pub mod layout;
@@ -21,12 +22,13 @@ pub mod refs;
 
 use discover::walk_namespace;
 pub use latest::read_latest;
-use latest::{mark_latest, newest_complete_of};
+use latest::{mark_latest, newest_complete_among};
 use layout::detect_layout;
 pub use layout::Layout;
 pub use model::*;
 pub use read::read_run;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -128,12 +130,58 @@ impl Store {
     /// Read every run at or below `under`, in parallel, marking each
     /// namespace's `latest`.
     pub fn runs(&self, stages: &[Stage], under: &Namespace, opts: &ReadOptions) -> Vec<RunInfo> {
-        let locations = self.locations(stages, under);
-        let mut runs: Vec<RunInfo> = locations
-            .into_par_iter()
-            .map(|loc| read_run(loc, opts))
-            .collect();
+        let mut runs = self.read_many(self.locations(stages, under), opts);
         mark_latest(self, &mut runs);
+        runs
+    }
+
+    /// Read runs in parallel, from the run index where it still holds them
+    /// (see [`index`]), else from their metadata.
+    pub fn read_many(&self, locations: Vec<RunLocation>, opts: &ReadOptions) -> Vec<RunInfo> {
+        let mode = if opts.detail {
+            index::Mode::Off
+        } else {
+            index::mode()
+        };
+        if mode == index::Mode::Off {
+            return locations
+                .into_par_iter()
+                .map(|loc| read_run(loc, opts))
+                .collect();
+        }
+        let mut files: HashMap<(Stage, &Namespace), Option<index::IndexFile>> = HashMap::new();
+        for loc in &locations {
+            files
+                .entry((loc.stage, &loc.namespace))
+                .or_insert_with(|| index::load(&self.dir, loc.stage, &loc.namespace));
+        }
+        let runs: Vec<RunInfo> = locations
+            .par_iter()
+            .map(|loc| {
+                let file = files
+                    .get(&(loc.stage, &loc.namespace))
+                    .and_then(Option::as_ref);
+                match file.and_then(|f| f.valid(loc)) {
+                    Some(summary) => summary.to_run(loc.clone(), opts),
+                    None => read_run(loc.clone(), opts),
+                }
+            })
+            .collect();
+        if mode == index::Mode::Check {
+            let scanned: Vec<RunInfo> = locations
+                .into_par_iter()
+                .map(|loc| read_run(loc, opts))
+                .collect();
+            let json = |r: &RunInfo| serde_json::to_value(r).unwrap_or_default();
+            for (a, b) in runs.iter().zip(&scanned) {
+                assert_eq!(
+                    json(a),
+                    json(b),
+                    "the run index disagrees with the full scan on {}",
+                    b.reference
+                );
+            }
+        }
         runs
     }
 
@@ -149,8 +197,12 @@ impl Store {
             state @ (LatestState::Link(_) | LatestState::Pointer(_)) => state.id() == Some(&run.id),
             LatestState::Escaping(_) => false,
             _ => {
+                let summary = ReadOptions::new(&[], false).ok();
                 let siblings = self.locations_in(run.stage, &run.location.namespace);
-                newest_complete_of(siblings, opts).is_some_and(|n| n.id == run.id)
+                summary.is_some_and(|o| {
+                    newest_complete_among(self.read_many(siblings, &o))
+                        .is_some_and(|n| n.id == run.id)
+                })
             }
         };
         run
@@ -173,7 +225,7 @@ impl Store {
             .into_iter()
             .filter(|l| Some(l.id.as_str()) != except)
             .collect();
-        newest_complete_of(candidates, &opts)
+        newest_complete_among(self.read_many(candidates, &opts))
     }
 
     /// Turn a ref into a run directory, directly: a ref with an id costs one
