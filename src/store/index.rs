@@ -72,30 +72,31 @@ impl RunSummary {
     /// detail would build it.
     ///
     /// [`read_run`]: crate::store::read_run
-    pub fn to_run(&self, location: RunLocation, opts: &ReadOptions) -> RunInfo {
+    pub fn into_run(self, location: RunLocation, opts: &ReadOptions) -> RunInfo {
+        let model_count = self
+            .model_candidates
+            .iter()
+            .filter(|(name, _)| opts.is_model(name))
+            .map(|(_, n)| n)
+            .sum();
         RunInfo {
             reference: location.reference(),
-            id: self.id.clone(),
-            namespace: self.namespace.clone(),
+            id: self.id,
+            namespace: self.namespace,
             stage: self.stage,
             created_at: self.created_at,
             status: self.status,
             size_bytes: self.size_bytes,
             file_count: self.file_count,
-            model_count: self
-                .model_candidates
-                .iter()
-                .filter(|(name, _)| opts.is_model(name))
-                .map(|(_, n)| n)
-                .sum(),
+            model_count,
             dataset_count: self.dataset_count,
-            metrics: self.metrics.clone(),
-            params: self.params.clone(),
-            tags: self.tags.clone(),
+            metrics: self.metrics,
+            params: self.params,
+            tags: self.tags,
             latest: false,
             pinned: self.pinned,
             layout: self.layout,
-            problems: self.problems.clone(),
+            problems: self.problems,
             location,
             detail: None,
         }
@@ -162,13 +163,6 @@ impl IndexFile {
             .binary_search_by(|e| e.run.id.as_str().cmp(id))
             .ok()
             .map(|i| &self.runs[i])
-    }
-
-    /// The summary of the run at `location` if the index holds it and its
-    /// `metadata.json` has not changed since (one `lstat`).
-    pub fn valid(&self, location: &RunLocation) -> Option<&RunSummary> {
-        let entry = self.get(&location.id)?;
-        (Stamp::current(&location.path) == Some(entry.stamp)).then_some(&entry.run)
     }
 
     pub fn to_json(&self) -> Vec<u8> {

@@ -149,22 +149,37 @@ impl Store {
                 .map(|loc| read_run(loc, opts))
                 .collect();
         }
-        let mut files: HashMap<(Stage, &Namespace), Option<index::IndexFile>> = HashMap::new();
+        // Each namespace's entries, consumed in id order as its runs come
+        // (discovery yields each namespace's runs sorted by id, as the
+        // index keeps them), so every entry moves into its row uncopied.
+        let mut cursors: HashMap<
+            (Stage, &Namespace),
+            std::iter::Peekable<std::vec::IntoIter<index::Entry>>,
+        > = HashMap::new();
+        let mut paired: Vec<(RunLocation, Option<index::Entry>)> =
+            Vec::with_capacity(locations.len());
         for loc in &locations {
-            files
+            let cursor = cursors
                 .entry((loc.stage, &loc.namespace))
-                .or_insert_with(|| index::load(&self.dir, loc.stage, &loc.namespace));
+                .or_insert_with(|| {
+                    index::load(&self.dir, loc.stage, &loc.namespace)
+                        .map(|f| f.runs)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .peekable()
+                });
+            while cursor.next_if(|e| e.run.id < loc.id).is_some() {}
+            let entry = cursor.next_if(|e| e.run.id == loc.id);
+            paired.push((loc.clone(), entry));
         }
-        let runs: Vec<RunInfo> = locations
-            .par_iter()
-            .map(|loc| {
-                let file = files
-                    .get(&(loc.stage, &loc.namespace))
-                    .and_then(Option::as_ref);
-                match file.and_then(|f| f.valid(loc)) {
-                    Some(summary) => summary.to_run(loc.clone(), opts),
-                    None => read_run(loc.clone(), opts),
+        drop(cursors);
+        let runs: Vec<RunInfo> = paired
+            .into_par_iter()
+            .map(|(loc, entry)| match entry {
+                Some(e) if index::Stamp::current(&loc.path) == Some(e.stamp) => {
+                    e.run.into_run(loc, opts)
                 }
+                _ => read_run(loc, opts),
             })
             .collect();
         if mode == index::Mode::Check {
