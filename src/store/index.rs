@@ -65,6 +65,9 @@ pub struct RunSummary {
     pub layout: RunLayout,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// The metadata holds refresh step records (a `steps` field).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub steps: bool,
 }
 
 impl RunSummary {
@@ -267,6 +270,7 @@ pub fn summarize(location: &RunLocation) -> Option<Entry> {
             promoted_from: lineage.promoted_from,
             layout: RunLayout::Native,
             problems: Vec::new(),
+            steps: s.steps.is_some(),
         },
     })
 }

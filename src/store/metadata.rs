@@ -328,6 +328,10 @@ pub struct Summary<'a> {
     /// Only the refs (for the run index and its lineage protection).
     #[serde(default)]
     pub lineage: Option<SummaryLineage>,
+    /// Refresh's step records, skipped: the index only records that they
+    /// are there (refresh looks for its base run among such runs).
+    #[serde(default)]
+    pub steps: Option<serde::de::IgnoredAny>,
 }
 
 /// The refs of a run's lineage, as [`Summary`] reads them.

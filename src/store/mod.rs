@@ -35,6 +35,7 @@ use anyhow::Result;
 
 use crate::error::ArtifactError;
 use crate::store::layout::{INTERNAL_DIR, LATEST};
+use crate::store::metadata::RunStatus;
 use crate::store::refs::{format_ref, Namespace, RunRef, Stage, Target};
 use rayon::prelude::*;
 
@@ -138,6 +139,36 @@ impl Store {
     /// Read runs in parallel, from the run index where it still holds them
     /// (see [`index`]), else from their metadata.
     pub fn read_many(&self, locations: Vec<RunLocation>, opts: &ReadOptions) -> Vec<RunInfo> {
+        self.read_many_flagged(locations, opts)
+            .into_iter()
+            .map(|(run, _)| run)
+            .collect()
+    }
+
+    /// The complete, healthy raw runs of `ns` whose metadata may hold
+    /// refresh step records (the index rules out those that do not),
+    /// newest first.
+    pub fn refresh_candidates(&self, ns: &Namespace) -> Vec<RunInfo> {
+        let Ok(opts) = ReadOptions::new(&[], false) else {
+            return Vec::new();
+        };
+        let mut runs: Vec<RunInfo> = self
+            .read_many_flagged(self.locations_in(Stage::Raw, ns), &opts)
+            .into_iter()
+            .filter(|(r, steps)| *steps && r.status == RunStatus::Complete && r.problems.is_empty())
+            .map(|(r, _)| r)
+            .collect();
+        runs.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        runs
+    }
+
+    /// [`Store::read_many`], with whether each run may hold refresh step
+    /// records: `false` only when its index entry says it does not.
+    fn read_many_flagged(
+        &self,
+        locations: Vec<RunLocation>,
+        opts: &ReadOptions,
+    ) -> Vec<(RunInfo, bool)> {
         let mode = if opts.detail {
             index::Mode::Off
         } else {
@@ -146,7 +177,7 @@ impl Store {
         if mode == index::Mode::Off {
             return locations
                 .into_par_iter()
-                .map(|loc| read_run(loc, opts))
+                .map(|loc| (read_run(loc, opts), true))
                 .collect();
         }
         // Each namespace's entries, consumed in id order as its runs come
@@ -173,13 +204,14 @@ impl Store {
             paired.push((loc.clone(), entry));
         }
         drop(cursors);
-        let runs: Vec<RunInfo> = paired
+        let runs: Vec<(RunInfo, bool)> = paired
             .into_par_iter()
             .map(|(loc, entry)| match entry {
                 Some(e) if index::Stamp::current(&loc.path) == Some(e.stamp) => {
-                    e.run.into_run(loc, opts)
+                    let steps = e.run.steps;
+                    (e.run.into_run(loc, opts), steps)
                 }
-                _ => read_run(loc, opts),
+                _ => (read_run(loc, opts), true),
             })
             .collect();
         if mode == index::Mode::Check {
@@ -188,7 +220,7 @@ impl Store {
                 .map(|loc| read_run(loc, opts))
                 .collect();
             let json = |r: &RunInfo| serde_json::to_value(r).unwrap_or_default();
-            for (a, b) in runs.iter().zip(&scanned) {
+            for ((a, _), b) in runs.iter().zip(&scanned) {
                 assert_eq!(
                     json(a),
                     json(b),
