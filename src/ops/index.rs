@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -41,9 +42,48 @@ pub fn touch_all(store: &Store) {
         .insert(store.dir().to_path_buf());
 }
 
+/// While above zero, releasing the lock rewrites no index file: a batch of
+/// writes (`register --all`) refreshes each namespace once, at its end,
+/// rather than once per run (which costs the square of the run count).
+static DEFERRED: AtomicUsize = AtomicUsize::new(0);
+
+/// Defer index rewrites until the returned guard is dropped; it then takes
+/// the store lock once and rewrites what the batch touched.
+pub fn defer(store: &Store) -> Deferred {
+    DEFERRED.fetch_add(1, Ordering::SeqCst);
+    Deferred {
+        store: store.clone(),
+    }
+}
+
+pub struct Deferred {
+    store: Store,
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        if DEFERRED.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        let pending = TOUCHED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(dir, _, _)| dir == self.store.dir());
+        if pending {
+            // Taking the lock is enough: releasing it flushes. A failure only
+            // leaves the index stale, which readers detect.
+            let _ = super::lock(&self.store);
+        }
+    }
+}
+
 /// Rewrite the index files of what was touched in `store`; the caller holds
 /// the store lock.
 pub fn flush(store: &Store) {
+    if DEFERRED.load(Ordering::SeqCst) > 0 {
+        return;
+    }
     let all = ALL
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -79,7 +119,7 @@ pub fn flush(store: &Store) {
 /// module comment. A fault injected here still ends the process (`kill`).
 pub fn rewrite(store: &Store, stage: Stage, ns: &Namespace) {
     let file = index::refreshed(store, stage, ns);
-    let _ = fsx::write_index(store.dir(), &index::file_name(stage, ns), &file.to_json());
+    let _ = fsx::write_index(store.dir(), &index::file_name(stage, ns), &file.to_bytes());
 }
 
 /// Rebuild every index file of the store from the runs; the caller holds

@@ -346,6 +346,8 @@ pub fn register_all(
     let locations = legacy.locations(legacy.stages(), &Namespace::root());
     let mut report = ImportReport::default();
     reporter.begin("importing", Some(locations.len() as u64), Unit::Items);
+    // One index rewrite per namespace at the end, not one per run.
+    let _deferred = ops::index::defer(store);
     for location in locations {
         crate::interrupt::check()?;
         reporter.advance(1);

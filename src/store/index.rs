@@ -142,13 +142,24 @@ pub struct Entry {
 }
 
 /// One index file: the indexed runs of one stage and namespace, by id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// On disk, JSON lines: a header line (`version`, `stage`, `namespace`),
+/// then one [`Entry`] per line sorted by id, so a reader parses the lines
+/// in parallel.
+#[derive(Debug, Clone, PartialEq)]
 pub struct IndexFile {
     pub version: u32,
     pub stage: Stage,
     pub namespace: String,
     /// Sorted by id.
     pub runs: Vec<Entry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    version: u32,
+    stage: Stage,
+    namespace: String,
 }
 
 impl IndexFile {
@@ -168,8 +179,44 @@ impl IndexFile {
             .map(|i| &self.runs[i])
     }
 
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = Header {
+            version: self.version,
+            stage: self.stage,
+            namespace: self.namespace.clone(),
+        };
+        let mut out = serde_json::to_vec(&header).unwrap_or_default();
+        out.push(b'\n');
+        for entry in &self.runs {
+            if serde_json::to_writer(&mut out, entry).is_ok() {
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
+    /// Parse what [`IndexFile::to_bytes`] wrote; `None` for anything else.
+    pub fn parse(bytes: &[u8]) -> Option<IndexFile> {
+        use rayon::prelude::*;
+        let (head, body) = bytes.split_at(bytes.iter().position(|&b| b == b'\n')? + 1);
+        let header: Header = serde_json::from_slice(head).ok()?;
+        if header.version != INDEX_VERSION || body.last().is_some_and(|&b| b != b'\n') {
+            return None;
+        }
+        let lines: Vec<&[u8]> = body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        let runs = lines
+            .par_iter()
+            .map(|line| serde_json::from_slice::<Entry>(line).ok())
+            .collect::<Option<Vec<Entry>>>()?;
+        Some(IndexFile {
+            version: header.version,
+            stage: header.stage,
+            namespace: header.namespace,
+            runs,
+        })
     }
 }
 
@@ -191,7 +238,7 @@ pub enum Mode {
     Check,
 }
 
-/// `<store>/.artifactctl/index/<stage>-<hash of the namespace>.json`: a
+/// `<store>/.artifactctl/index/<stage>-<hash of the namespace>.jsonl`: a
 /// flat folder whatever names legacy namespaces use.
 pub fn file_path(store_dir: &Path, stage: Stage, ns: &Namespace) -> PathBuf {
     store_dir
@@ -202,7 +249,7 @@ pub fn file_path(store_dir: &Path, stage: Stage, ns: &Namespace) -> PathBuf {
 
 pub fn file_name(stage: Stage, ns: &Namespace) -> String {
     let hash = blake3::hash(ns.to_string().as_bytes()).to_hex();
-    format!("{stage}-{}.json", &hash[..32])
+    format!("{stage}-{}.jsonl", &hash[..32])
 }
 
 /// The index file of one stage and namespace, or `None` when it is missing,
@@ -214,7 +261,7 @@ pub fn load(store_dir: &Path, stage: Stage, ns: &Namespace) -> Option<IndexFile>
         return None;
     }
     let bytes = metadata::read_no_follow(&file_path(store_dir, stage, ns)).ok()?;
-    let file: IndexFile = serde_json::from_slice(&bytes).ok()?;
+    let file = IndexFile::parse(&bytes)?;
     let sorted = file.runs.windows(2).all(|w| w[0].run.id < w[1].run.id);
     (file.version == INDEX_VERSION
         && file.stage == stage
@@ -309,5 +356,52 @@ mod tests {
         assert_ne!(file_name(Stage::Raw, &a), file_name(Stage::Raw, &b));
         assert_ne!(file_name(Stage::Raw, &a), file_name(Stage::Validated, &a));
         assert!(!file_name(Stage::Raw, &a).contains('/'));
+    }
+
+    #[test]
+    fn files_parse_back_and_torn_ones_do_not() {
+        let loc = RunLocation {
+            stage: Stage::Raw,
+            namespace: Namespace::root(),
+            id: "r1".into(),
+            path: "/nowhere/r1".into(),
+        };
+        let mut file = IndexFile::new(Stage::Raw, &Namespace::root());
+        file.runs.push(Entry {
+            stamp: Stamp {
+                ino: 1,
+                size: 2,
+                mtime_ns: 3,
+                ctime_ns: 4,
+            },
+            run: RunSummary {
+                id: loc.id.clone(),
+                namespace: String::new(),
+                stage: Stage::Raw,
+                created_at: None,
+                status: RunStatus::Complete,
+                size_bytes: 5,
+                file_count: 1,
+                dataset_count: 0,
+                model_candidates: vec![("model.pt".into(), 1)],
+                metrics: BTreeMap::from([("sharpe_ratio".into(), 0.1 + 0.2)]),
+                params: BTreeMap::new(),
+                tags: vec![],
+                pinned: false,
+                parent: None,
+                promoted_from: None,
+                layout: RunLayout::Native,
+                problems: vec![],
+                steps: false,
+            },
+        });
+        let bytes = file.to_bytes();
+        assert_eq!(IndexFile::parse(&bytes), Some(file.clone()));
+        assert_eq!(IndexFile::parse(&bytes[..bytes.len() - 3]), None);
+        assert_eq!(IndexFile::parse(b""), None);
+        let opts = ReadOptions::new(&["*.pt".into()], false).unwrap();
+        let run = file.runs[0].run.clone().into_run(loc, &opts);
+        assert_eq!(run.model_count, 1);
+        assert_eq!(run.metrics["sharpe_ratio"], 0.1 + 0.2);
     }
 }

@@ -43,22 +43,34 @@ fn index_files(p: &Project) -> Vec<PathBuf> {
     files
 }
 
-/// The one index file holding `id`, parsed.
-fn index_holding(p: &Project, id: &str) -> (PathBuf, Value) {
+/// An index file: its header line and its entries.
+fn read_index(file: &Path) -> (Value, Vec<Value>) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut lines = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap());
+    let header = lines.next().unwrap();
+    (header, lines.collect())
+}
+
+fn write_index(file: &Path, header: &Value, entries: &[Value]) {
+    let mut text = format!("{header}\n");
+    for e in entries {
+        text.push_str(&format!("{e}\n"));
+    }
+    std::fs::write(file, text).unwrap();
+}
+
+/// The one index file holding `id`: its path, header and entries.
+fn index_holding(p: &Project, id: &str) -> (PathBuf, Value, Vec<Value>) {
     index_files(p)
         .into_iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        .filter(|f| f.extension().is_some_and(|e| e == "jsonl"))
         .map(|f| {
-            let v: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-            (f, v)
+            let (header, entries) = read_index(&f);
+            (f, header, entries)
         })
-        .find(|(_, v)| {
-            v["runs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e["run"]["id"] == id)
-        })
+        .find(|(_, _, entries)| entries.iter().any(|e| e["run"]["id"] == id))
         .unwrap_or_else(|| panic!("no index file holds {id}"))
 }
 
@@ -147,13 +159,13 @@ fn readers_use_the_index_while_its_stamps_hold() {
     let id = id_of(&a);
     // Change what the index says, not what it was read from: a reader that
     // shows the change read the index.
-    let (file, mut index) = index_holding(&p, &id);
-    for entry in index["runs"].as_array_mut().unwrap() {
+    let (file, header, mut entries) = index_holding(&p, &id);
+    for entry in &mut entries {
         if entry["run"]["id"] == id.as_str() {
             entry["run"]["metrics"]["sharpe_ratio"] = 9.5.into();
         }
     }
-    std::fs::write(&file, serde_json::to_vec(&index).unwrap()).unwrap();
+    write_index(&file, &header, &entries);
     let on = list(&p, "on");
     assert_eq!(run(&on, &id).unwrap()["metrics"]["sharpe_ratio"], 9.5);
     let off = list(&p, "off");
@@ -254,25 +266,39 @@ fn a_corrupted_or_linked_index_is_ignored_and_rebuilt_by_the_next_writer() {
     let p = Project::new();
     let out = p.training_output("out");
     let a = p.register(&out, &["--metric", "sharpe_ratio=0.7"]);
-    let (file, _) = index_holding(&p, &id_of(&a));
-    for garbage in [
-        &b"{\"version\": 1, \"runs\": [tru"[..],
-        b"",
-        b"[]",
-        b"\xff\xfe",
-    ] {
+    let (file, header, entries) = index_holding(&p, &id_of(&a));
+    let whole = std::fs::read(&file).unwrap();
+    let torn = whole[..whole.len() - 10].to_vec();
+    let half = whole[..whole.len() / 2].to_vec();
+    for garbage in [&torn[..], &half[..], b"", b"[]", b"\xff\xfe"] {
         std::fs::write(&file, garbage).unwrap();
         assert_index_equals_scan(&p, "corrupting the index");
     }
-    // A future format is ignored too.
-    std::fs::write(
-        &file,
-        r#"{"version":99,"stage":"raw","namespace":"","runs":[]}"#,
-    )
-    .unwrap();
+    // A future format is ignored too, and so is a file of another
+    // namespace: their (altered) entries must not show.
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .map(|mut e| {
+            e["run"]["metrics"]["sharpe_ratio"] = 9.5.into();
+            e
+        })
+        .collect();
+    write_index(&file, &header, &entries);
+    assert_ne!(
+        list(&p, "on"),
+        list(&p, "off"),
+        "the altered index is not read"
+    );
+    let mut future = header.clone();
+    future["version"] = 99.into();
+    write_index(&file, &future, &entries);
     assert_index_equals_scan(&p, "an index of another version");
+    let mut other = header.clone();
+    other["namespace"] = "elsewhere".into();
+    write_index(&file, &other, &entries);
+    assert_index_equals_scan(&p, "an index of another namespace");
     p.register(&out, &[]);
-    let (_, rebuilt) = index_holding(&p, &id_of(&a));
+    let (_, rebuilt, _) = index_holding(&p, &id_of(&a));
     assert_eq!(rebuilt["version"], 1);
     assert_index_equals_scan(&p, "the rebuild");
 
