@@ -417,3 +417,18 @@ fn eight_writers_and_readers_in_a_loop_agree_with_a_full_scan() {
         index_holding(&p, r["id"].as_str().unwrap());
     }
 }
+
+#[test]
+fn register_all_leaves_an_index_holding_every_imported_run() {
+    let p = Project::new();
+    let legacy = p.path("backend/models");
+    let ids = legacy_versions(&legacy, 12, None);
+    p.json(&["register", "--all", legacy.to_str().unwrap()]);
+    let (_, _, entries) = index_holding(&p, &ids[0]);
+    let indexed: Vec<&str> = entries
+        .iter()
+        .map(|e| e["run"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(indexed, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_index_equals_scan(&p, "register --all");
+}
