@@ -12,6 +12,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # (script, extra arguments): each prints its own figures.
 BENCHES = [
     ("store.py", []),
+    ("index.py", []),
     ("promote.py", []),
     ("register_all.py", []),
     ("verify.py", []),

@@ -34,10 +34,12 @@ pub enum Point {
     Symlink,
     Chmod,
     Mkdir,
+    /// Under the lock, right before a run index file is rewritten.
+    IndexWrite,
 }
 
 impl Point {
-    pub const ALL: [Point; 10] = [
+    pub const ALL: [Point; 11] = [
         Point::Staged,
         Point::BeforePublishRename,
         Point::AfterPublishRename,
@@ -48,6 +50,7 @@ impl Point {
         Point::Symlink,
         Point::Chmod,
         Point::Mkdir,
+        Point::IndexWrite,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Point {
             Point::Symlink => "symlink",
             Point::Chmod => "chmod",
             Point::Mkdir => "mkdir",
+            Point::IndexWrite => "index-write",
         }
     }
 }

@@ -101,6 +101,14 @@ pub fn ensure_internal_dir(store_dir: &Path, sub: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Atomically (re)write the run index file `name` under
+/// `<store>/.artifactctl/index/`. The caller holds the store lock.
+pub fn write_index(store_dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let dir = ensure_internal_dir(store_dir, crate::store::layout::INDEX_DIR)?;
+    fault::hit(fault::Point::IndexWrite)?;
+    atomic_write(&dir.join(name), bytes)
+}
+
 /// `<store>/.artifactctl/<sub>` if it is a real folder; `None` when it is
 /// missing, a symlink or anything else (readers never follow such a link).
 pub fn internal_dir_if_real(store_dir: &Path, sub: &str) -> Option<PathBuf> {

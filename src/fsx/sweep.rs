@@ -249,10 +249,17 @@ fn forget_dead_owners(store_dir: &Path) {
 /// Temporary files of `atomic_write` that a dead writer left in
 /// `.artifactctl/` (the id marks, say): never read, but clutter.
 fn remove_dead_temp_files(store_dir: &Path) {
-    let Some(internal) = super::internal_dir_if_real(store_dir, "") else {
-        return;
-    };
-    let Ok(entries) = fs::read_dir(&internal) else {
+    // The run index is rewritten in its own folder, so a writer killed
+    // mid-write leaves its temporary file there.
+    for sub in ["", crate::store::layout::INDEX_DIR] {
+        if let Some(dir) = super::internal_dir_if_real(store_dir, sub) {
+            remove_dead_temp_files_in(store_dir, &dir);
+        }
+    }
+}
+
+fn remove_dead_temp_files_in(store_dir: &Path, dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {

@@ -9,6 +9,7 @@ pub mod clear;
 pub mod delete;
 pub mod history;
 pub mod ids;
+pub mod index;
 pub mod pin;
 pub mod promote;
 pub mod refresh;
@@ -77,6 +78,7 @@ pub fn publish_run(
     fs_create_dir_all(&ns_dir)?;
     let chosen = ids::choose(store, meta.stage, &ns, requested)?;
     let location = chosen.location;
+    index::touch(store, location.stage, &location.namespace);
     meta.id = location.id.clone();
     staging
         .write_run_file(
@@ -154,8 +156,17 @@ pub fn unless_published(err: anyhow::Error, context: String) -> anyhow::Error {
 /// SIGINT and SIGTERM only raise the flag of [`crate::interrupt`] while it
 /// lives.
 pub struct Locked {
+    store: Store,
     _lock: StoreLock,
     _busy: crate::interrupt::Busy,
+}
+
+impl Drop for Locked {
+    /// The index files of what this writer touched are rewritten before the
+    /// lock (a later field) is released.
+    fn drop(&mut self) {
+        index::flush(&self.store);
+    }
 }
 
 /// Take the store lock and finish what dead writers left behind. A folder a
@@ -177,6 +188,7 @@ pub fn lock(store: &Store) -> Result<Locked> {
         notices.push(recovered.to_string());
     }
     Ok(Locked {
+        store: store.clone(),
         _lock: lock,
         _busy: busy,
     })

@@ -67,6 +67,7 @@ pub fn set_pinned(store: &Store, r: &RunRef, pinned: bool) -> Result<PinOutcome>
         });
     }
     meta.pinned = pinned;
+    ops::index::touch(store, location.stage, &location.namespace);
     let path = location.path.join(METADATA_FILE);
     fsx::atomic_write_in_readonly_dir(&path, meta.to_json().as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;

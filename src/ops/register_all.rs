@@ -254,6 +254,7 @@ fn publish_batch(
         if let Some(parent) = target.path.parent() {
             parents.insert(parent.to_path_buf());
         }
+        ops::index::touch(store, Stage::Raw, &target.namespace);
         let created_at = staged.meta.created_at;
         let key = target.namespace.to_string();
         let newer = newest

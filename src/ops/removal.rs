@@ -261,6 +261,7 @@ pub fn remove_runs(
             let location = &request.run.location;
             match fsx::unlist_dir(store.dir(), &location.path) {
                 Ok(doomed_path) => {
+                    ops::index::touch(store, location.stage, &location.namespace);
                     parents.insert(parent_dir(&location.path));
                     trash.push((location.clone(), doomed_path));
                     report

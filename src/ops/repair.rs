@@ -13,6 +13,9 @@ use crate::store::Store;
 /// Apply `repairs`; returns one line per repair made, for the user.
 pub fn repair(store: &Store, repairs: &[Repair]) -> Result<Vec<String>> {
     let _lock = ops::lock(store)?;
+    // A repair may change what a run's index entry was read from (its
+    // bits, a stray file): every index file is brought up to date.
+    ops::index::touch_all(store);
     let mut done = Vec::new();
     let mut journal = Vec::new();
     for repair in repairs {

@@ -8,7 +8,6 @@ use std::path::{Component, Path};
 use crate::store::layout::{LATEST, LATEST_POINTER};
 use crate::store::metadata::RunStatus;
 use crate::store::model::*;
-use crate::store::read::read_run;
 use crate::store::refs::{self, Namespace, Stage};
 use crate::store::version::ReleaseKey;
 use crate::store::Store;
@@ -88,12 +87,8 @@ pub(crate) fn preferred<'a>(
     }
 }
 
-pub(crate) fn newest_complete_of(
-    stage: Stage,
-    locations: Vec<RunLocation>,
-    opts: &ReadOptions,
-) -> Option<RunInfo> {
-    let runs: Vec<RunInfo> = locations.into_iter().map(|l| read_run(l, opts)).collect();
+/// The run among `runs` that `latest` means when no link names one.
+pub(crate) fn newest_complete_among(stage: Stage, runs: Vec<RunInfo>) -> Option<RunInfo> {
     let id = preferred(stage, runs.iter())?.id.clone();
     runs.into_iter().find(|r| r.id == id)
 }

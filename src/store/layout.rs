@@ -30,6 +30,9 @@ pub const OWNERS_DIR: &str = "owners";
 pub const ORIGIN_SUFFIX: &str = ".origin";
 /// Under [`INTERNAL_DIR`]: the writer lock file.
 pub const LOCK_FILE: &str = "lock";
+/// Under [`INTERNAL_DIR`]: the run index, one file per stage and namespace
+/// (see [`crate::store::index`]).
+pub const INDEX_DIR: &str = "index";
 /// Under [`INTERNAL_DIR`]: the append-only audit journal.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 

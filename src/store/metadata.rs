@@ -255,7 +255,7 @@ pub fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
     read_all(open_regular(path, false)?)
 }
 
-fn read_all(mut file: std::fs::File) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_all(mut file: std::fs::File) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     // Read until EOF without the size probe `read_to_end` makes: `list`
     // reads thousands of small files and each saved syscall counts.
@@ -325,6 +325,22 @@ pub struct Summary<'a> {
     /// not models (see [`DATASET_STEPS`]).
     #[serde(default)]
     pub dataset_steps: Vec<String>,
+    /// Only the refs (for the run index and its lineage protection).
+    #[serde(default)]
+    pub lineage: Option<SummaryLineage>,
+    /// Refresh's step records, skipped: the index only records that they
+    /// are there (refresh looks for its base run among such runs).
+    #[serde(default)]
+    pub steps: Option<serde::de::IgnoredAny>,
+}
+
+/// The refs of a run's lineage, as [`Summary`] reads them.
+#[derive(Debug, Default, Deserialize)]
+pub struct SummaryLineage {
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub promoted_from: Option<String>,
 }
 
 /// The `metadata.json` field (a list of step names) in which refresh records

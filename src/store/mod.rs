@@ -10,6 +10,7 @@
 //! Reading never writes: nothing here creates `.artifactctl/` or any folder.
 
 pub mod discover;
+pub mod index;
 pub mod journal;
 pub mod latest;
 pub mod layout;
@@ -23,18 +24,20 @@ pub mod version;
 
 use discover::walk_namespace;
 pub use latest::read_latest;
-use latest::{mark_latest, newest_complete_of};
+use latest::{mark_latest, newest_complete_among};
 use layout::detect_layout;
 pub use layout::Layout;
 pub use model::*;
 pub use read::read_run;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use crate::error::ArtifactError;
 use crate::store::layout::{INTERNAL_DIR, LATEST};
+use crate::store::metadata::RunStatus;
 use crate::store::refs::{format_ref, Namespace, RunRef, Stage, Target};
 use rayon::prelude::*;
 
@@ -142,12 +145,104 @@ impl Store {
     /// Read every run at or below `under`, in parallel, marking each
     /// namespace's `latest`.
     pub fn runs(&self, stages: &[Stage], under: &Namespace, opts: &ReadOptions) -> Vec<RunInfo> {
-        let locations = self.locations(stages, under);
-        let mut runs: Vec<RunInfo> = locations
-            .into_par_iter()
-            .map(|loc| read_run(loc, opts))
-            .collect();
+        let mut runs = self.read_many(self.locations(stages, under), opts);
         mark_latest(self, &mut runs);
+        runs
+    }
+
+    /// Read runs in parallel, from the run index where it still holds them
+    /// (see [`index`]), else from their metadata.
+    pub fn read_many(&self, locations: Vec<RunLocation>, opts: &ReadOptions) -> Vec<RunInfo> {
+        self.read_many_flagged(locations, opts)
+            .into_iter()
+            .map(|(run, _)| run)
+            .collect()
+    }
+
+    /// The complete, healthy raw runs of `ns` whose metadata may hold
+    /// refresh step records (the index rules out those that do not),
+    /// newest first.
+    pub fn refresh_candidates(&self, ns: &Namespace) -> Vec<RunInfo> {
+        let Ok(opts) = ReadOptions::new(&[], false) else {
+            return Vec::new();
+        };
+        let mut runs: Vec<RunInfo> = self
+            .read_many_flagged(self.locations_in(Stage::Raw, ns), &opts)
+            .into_iter()
+            .filter(|(r, steps)| *steps && r.status == RunStatus::Complete && r.problems.is_empty())
+            .map(|(r, _)| r)
+            .collect();
+        runs.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        runs
+    }
+
+    /// [`Store::read_many`], with whether each run may hold refresh step
+    /// records: `false` only when its index entry says it does not.
+    fn read_many_flagged(
+        &self,
+        locations: Vec<RunLocation>,
+        opts: &ReadOptions,
+    ) -> Vec<(RunInfo, bool)> {
+        let mode = if opts.detail {
+            index::Mode::Off
+        } else {
+            index::mode()
+        };
+        if mode == index::Mode::Off {
+            return locations
+                .into_par_iter()
+                .map(|loc| (read_run(loc, opts), true))
+                .collect();
+        }
+        // Each namespace's entries, consumed in id order as its runs come
+        // (discovery yields each namespace's runs sorted by id, as the
+        // index keeps them), so every entry moves into its row uncopied.
+        let mut cursors: HashMap<
+            (Stage, &Namespace),
+            std::iter::Peekable<std::vec::IntoIter<index::Entry>>,
+        > = HashMap::new();
+        let mut paired: Vec<(RunLocation, Option<index::Entry>)> =
+            Vec::with_capacity(locations.len());
+        for loc in &locations {
+            let cursor = cursors
+                .entry((loc.stage, &loc.namespace))
+                .or_insert_with(|| {
+                    index::load(&self.dir, loc.stage, &loc.namespace)
+                        .map(|f| f.runs)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .peekable()
+                });
+            while cursor.next_if(|e| e.run.id < loc.id).is_some() {}
+            let entry = cursor.next_if(|e| e.run.id == loc.id);
+            paired.push((loc.clone(), entry));
+        }
+        drop(cursors);
+        let runs: Vec<(RunInfo, bool)> = paired
+            .into_par_iter()
+            .map(|(loc, entry)| match entry {
+                Some(e) if index::Stamp::current(&loc.path) == Some(e.stamp) => {
+                    let steps = e.run.steps;
+                    (e.run.into_run(loc, opts), steps)
+                }
+                _ => (read_run(loc, opts), true),
+            })
+            .collect();
+        if mode == index::Mode::Check {
+            let scanned: Vec<RunInfo> = locations
+                .into_par_iter()
+                .map(|loc| read_run(loc, opts))
+                .collect();
+            let json = |r: &RunInfo| serde_json::to_value(r).unwrap_or_default();
+            for ((a, _), b) in runs.iter().zip(&scanned) {
+                assert_eq!(
+                    json(a),
+                    json(b),
+                    "the run index disagrees with the full scan on {}",
+                    b.reference
+                );
+            }
+        }
         runs
     }
 
@@ -163,8 +258,12 @@ impl Store {
             state @ (LatestState::Link(_) | LatestState::Pointer(_)) => state.id() == Some(&run.id),
             LatestState::Escaping(_) => false,
             _ => {
+                let summary = ReadOptions::new(&[], false).ok();
                 let siblings = self.locations_in(run.stage, &run.location.namespace);
-                newest_complete_of(run.stage, siblings, opts).is_some_and(|n| n.id == run.id)
+                summary.is_some_and(|o| {
+                    newest_complete_among(run.stage, self.read_many(siblings, &o))
+                        .is_some_and(|n| n.id == run.id)
+                })
             }
         };
         run
@@ -200,7 +299,7 @@ impl Store {
             .into_iter()
             .filter(|l| Some(l.id.as_str()) != except)
             .collect();
-        newest_complete_of(stage, candidates, &opts)
+        newest_complete_among(stage, self.read_many(candidates, &opts))
     }
 
     /// Turn a ref into a run directory, directly: a ref with an id costs one

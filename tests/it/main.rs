@@ -15,6 +15,7 @@ mod help;
 mod history;
 mod hostile_store;
 mod ids_and_latest;
+mod index;
 mod init;
 mod list;
 mod metrics;

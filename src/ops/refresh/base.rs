@@ -14,7 +14,7 @@ use crate::progress::Silent;
 use crate::store::layout::INTERNAL_DIR;
 use crate::store::manifest;
 use crate::store::metadata::{self, Metadata, RunStatus};
-use crate::store::refs::{Namespace, Stage};
+use crate::store::refs::Namespace;
 use crate::store::{RunLocation, Store};
 
 /// The run refresh compares with and reuses from: the newest complete run
@@ -64,14 +64,9 @@ pub(super) fn find_base(
 /// The newest complete run of `ns` that refresh made, with its metadata.
 /// Runs are read newest first, so this usually reads one metadata file.
 pub fn base_run(store: &Store, ns: &Namespace) -> Option<(RunLocation, Metadata)> {
-    let opts = crate::store::ReadOptions::new(&[], false).ok()?;
-    let mut runs: Vec<_> = store
-        .locations_in(Stage::Raw, ns)
-        .into_iter()
-        .map(|l| store.read_run(l, &opts))
-        .filter(|r| r.status == RunStatus::Complete && r.problems.is_empty())
-        .collect();
-    runs.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    // Through the run index, which rules out runs without step records, so
+    // a namespace of 100,000 registered runs costs no metadata reads here.
+    let runs = store.refresh_candidates(ns);
     runs.into_iter().find_map(|run| {
         let meta = Metadata::read(&run.location.path).ok()?;
         meta.extra
