@@ -295,31 +295,26 @@ fn copy_in(store: &Store, source: &Path, label: &str, reporter: &dyn Progress) -
         reporter.advance(n)
     });
     reporter.end();
-    copied.map_err(|e| {
-        if let Err(interrupted) = crate::interrupt::check() {
-            anyhow::Error::new(interrupted)
-        } else if e.kind() == std::io::ErrorKind::InvalidInput {
-            anyhow::Error::new(ArtifactError::usage(e.to_string()))
-        } else {
-            anyhow::Error::new(e)
-                .context(format!("cannot copy {} into the store", source.display()))
-        }
-    })?;
+    copied.map_err(|e| transfer_error(e, "copy", source))?;
     Ok(staging)
+}
+
+/// What a failed copy or link of the user's folder means: a signal, a link
+/// that leaves the folder (bad input), or an I/O failure naming the folder.
+fn transfer_error(e: std::io::Error, verb: &str, source: &Path) -> anyhow::Error {
+    if let Err(interrupted) = crate::interrupt::check() {
+        anyhow::Error::new(interrupted)
+    } else if e.kind() == std::io::ErrorKind::InvalidInput {
+        anyhow::Error::new(ArtifactError::usage(e.to_string()))
+    } else {
+        anyhow::Error::new(e).context(format!("cannot {verb} {} into the store", source.display()))
+    }
 }
 
 pub(crate) fn link_in(store: &Store, source: &Path, label: &str) -> Result<Staging> {
     let staging = Staging::create(store.dir(), label)?;
-    fsx::link_tree(source, staging.path(), &[METADATA_FILE], &|_| {}).map_err(|e| {
-        if let Err(interrupted) = crate::interrupt::check() {
-            anyhow::Error::new(interrupted)
-        } else if e.kind() == std::io::ErrorKind::InvalidInput {
-            anyhow::Error::new(ArtifactError::usage(e.to_string()))
-        } else {
-            anyhow::Error::new(e)
-                .context(format!("cannot link {} into the store", source.display()))
-        }
-    })?;
+    fsx::link_tree(source, staging.path(), &[METADATA_FILE], &|_| {})
+        .map_err(|e| transfer_error(e, "link", source))?;
     Ok(staging)
 }
 

@@ -127,6 +127,9 @@ fn to_validated(
 ) -> Result<ExitCode> {
     let checking = reporters::for_output(out);
     let plan = promote::plan_validated(&ctx.store, options, checking.as_ref())?;
+    for warning in &plan.warnings {
+        out.warn(warning);
+    }
     print_gates(out, &plan.gates);
     out.status(&format!(
         "{} {} -> {}",

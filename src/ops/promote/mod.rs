@@ -24,6 +24,8 @@ use crate::progress::{Progress, Unit};
 use crate::store::journal;
 use crate::store::manifest;
 use crate::store::metadata::{FileEntry, Lineage, Metadata, RunStatus, SCHEMA_VERSION};
+use crate::store::refs::{RunRef, Stage};
+use crate::store::ReadOptions;
 use crate::store::{RunInfo, RunLocation, Store};
 
 mod changelog;
@@ -97,6 +99,31 @@ fn namespace_label(location: &RunLocation) -> String {
     } else {
         location.namespace.to_string()
     }
+}
+
+/// The source of a promotion: `reference` resolved, which must be in
+/// `stage` (else a usage error ending in `hint`), read, and complete; its
+/// metadata when it has artifactctl's. Also the fallbacks resolving took.
+pub(super) fn source_in(
+    store: &Store,
+    reference: &RunRef,
+    stage: Stage,
+    hint: &str,
+) -> Result<(RunLocation, RunInfo, Option<Metadata>, Vec<String>)> {
+    let resolved = store.resolve(reference)?;
+    let location = resolved.location;
+    if location.stage != stage {
+        return Err(ArtifactError::usage(format!(
+            "{} is {}; {hint}",
+            location.reference(),
+            location.stage
+        ))
+        .into());
+    }
+    let source = store.read_run(location.clone(), &ReadOptions::new(&[], false)?);
+    require_complete(&source)?;
+    let meta = Metadata::read(&location.path).ok();
+    Ok((location, source, meta, resolved.warnings))
 }
 
 fn require_complete(run: &RunInfo) -> Result<()> {

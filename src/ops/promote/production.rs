@@ -19,7 +19,7 @@ use crate::store::journal;
 use crate::store::manifest;
 use crate::store::metadata::{Lineage, Metadata, RunStatus, SCHEMA_VERSION};
 use crate::store::refs::{RunRef, Stage};
-use crate::store::{ReadOptions, RunInfo, RunLocation, Store};
+use crate::store::{RunInfo, RunLocation, Store};
 
 #[derive(Debug, Clone)]
 pub struct ProductionOptions {
@@ -79,20 +79,12 @@ pub fn plan_production(store: &Store, opts: ProductionOptions) -> Result<Product
     if reference.stage.is_none() {
         reference.stage = Some(Stage::Validated);
     }
-    let resolved = store.resolve(&reference)?;
-    let location = resolved.location;
-    let mut warnings = resolved.warnings;
-    if location.stage != Stage::Validated {
-        return Err(ArtifactError::usage(format!(
-            "{} is {}; --to production takes a validated artifact: promote it with --to validated first",
-            location.reference(),
-            location.stage
-        ))
-        .into());
-    }
-    let source = store.read_run(location.clone(), &ReadOptions::new(&[], false)?);
-    require_complete(&source)?;
-    let source_meta = Metadata::read(&location.path).ok();
+    let (location, source, source_meta, mut warnings) = source_in(
+        store,
+        &reference,
+        Stage::Validated,
+        "--to production takes a validated artifact: promote it with --to validated first",
+    )?;
     let raw_parent = source_meta
         .as_ref()
         .and_then(|m| m.lineage.parent.clone().or(m.lineage.promoted_from.clone()));

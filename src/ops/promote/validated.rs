@@ -20,7 +20,7 @@ use crate::store::manifest;
 use crate::store::metadata::{Lineage, Metadata, RunStatus, SCHEMA_VERSION};
 use crate::store::metrics;
 use crate::store::refs::{self, RunRef, Stage};
-use crate::store::{ReadOptions, RunInfo, RunLocation, Store};
+use crate::store::{RunInfo, RunLocation, Store};
 
 #[derive(Debug, Clone)]
 pub struct ValidatedOptions {
@@ -75,6 +75,8 @@ pub struct ValidatedPlan {
     /// The integrity gate (verify's checks on the source) first, then the
     /// metric gates.
     pub gates: Vec<GateResult>,
+    /// Fallbacks taken resolving the source (a dangling `latest`, say).
+    pub warnings: Vec<String>,
     source_meta: Option<Metadata>,
     project_root: PathBuf,
     command: Vec<String>,
@@ -114,19 +116,12 @@ pub fn plan_validated(
         .into());
     }
     store.stage_dir(Stage::Validated)?;
-    let resolved = store.resolve(&opts.reference)?;
-    let location = resolved.location;
-    if location.stage != Stage::Raw {
-        return Err(ArtifactError::usage(format!(
-            "{} is {}; --to validated takes a raw run (e.g. gru/BTCEUR/20261123_101500)",
-            location.reference(),
-            location.stage
-        ))
-        .into());
-    }
-    let source = store.read_run(location.clone(), &ReadOptions::new(&[], false)?);
-    require_complete(&source)?;
-    let source_meta = Metadata::read(&location.path).ok();
+    let (location, source, source_meta, warnings) = source_in(
+        store,
+        &opts.reference,
+        Stage::Raw,
+        "--to validated takes a raw run (e.g. gru/BTCEUR/20261123_101500)",
+    )?;
     let known = manifest_index(source_meta.as_ref());
     let run_dir = &location.path;
 
@@ -271,6 +266,7 @@ pub fn plan_validated(
         .collect();
     gate_results.extend(gates::evaluate(&parsed_gates, &metrics));
     Ok(ValidatedPlan {
+        warnings,
         source,
         target,
         selection,
