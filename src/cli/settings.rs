@@ -652,6 +652,8 @@ impl RollbackSettings {
 
 pub struct HistorySettings {
     pub options: HistoryOptions,
+    /// Read this remote's journal objects instead of the local journal.
+    pub remote: Option<String>,
     pub json: bool,
 }
 
@@ -660,10 +662,12 @@ impl HistorySettings {
         let history_cmd::Args {
             namespace,
             actions,
+            remote,
             json,
         } = args;
         HistorySettings {
             options: HistoryOptions { namespace, actions },
+            remote,
             json,
         }
     }

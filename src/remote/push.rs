@@ -28,6 +28,8 @@ pub struct PushOptions {
     /// Transfers in flight at once.
     pub jobs: usize,
     pub now: DateTime<Utc>,
+    /// How the catalog counts models (`[list] model_patterns`).
+    pub read: crate::store::ReadOptions,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,7 +67,7 @@ pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
         report.uploaded_files += pushed.uploaded_files;
         report.uploaded_bytes += pushed.uploaded_bytes;
         if pushed.state == "pushed" {
-            added.push(CatalogEntry::of(&meta));
+            added.push(CatalogEntry::of(&meta, &opts.read));
         }
         report.runs.push(pushed);
     }

@@ -351,3 +351,128 @@ fn a_blob_that_does_not_match_its_hash_names_itself_and_nothing_is_published() {
     let v: Value = q.json(&["list"]);
     assert_eq!(v["runs"].as_array().unwrap().len(), 0);
 }
+
+/// Snapshot settings that also hide the per-test bucket name.
+fn remote_snapshots(p: &Project) -> insta::Settings {
+    let mut settings = snapshot_settings(Some(p.root()));
+    settings.add_filter(r"s3://t\d+-\d+/", "s3://[BUCKET]/");
+    // Whoever approved, whatever the environment calls them.
+    settings.add_filter(r"(?m)^(  by +)\S+$", "$1[USER]");
+    settings
+}
+
+#[test]
+fn list_and_show_read_the_remote_without_pulling() {
+    let b = bucket();
+    let a = project(&b);
+    a.released("gru/BTCEUR", &["1.0.0", "1.1.0"]);
+    a.json(&["push", "--all"]);
+
+    let c = project(&b);
+    let local = a.json(&["list", "--stage", "all"]);
+    let remote = c.json(&["list", "--stage", "all", "--remote", "origin"]);
+    let shape = |v: &Value| {
+        let mut runs: Vec<(String, bool, u64, u64, u64)> = v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["ref"].as_str().unwrap().to_string(),
+                    r["latest"].as_bool().unwrap(),
+                    r["size_bytes"].as_u64().unwrap(),
+                    r["file_count"].as_u64().unwrap(),
+                    r["model_count"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        runs.sort();
+        runs
+    };
+    assert_eq!(shape(&remote), shape(&local), "{remote}");
+    assert_eq!(shape(&remote).len(), 4);
+    // Nothing was pulled.
+    assert_eq!(
+        c.list_json(&["--stage", "all"])["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let only = c.json(&["list", "production", "--remote", "origin"]);
+    let refs: Vec<&str> = only["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs.len(), 2, "{only}");
+    assert!(refs.iter().all(|r| r.starts_with("production/gru/BTCEUR/")));
+
+    let shown = c.json(&["show", "production/gru/BTCEUR/latest", "--remote", "origin"]);
+    let here = a.json(&["show", "production/gru/BTCEUR/latest"]);
+    assert_eq!(shown["run"]["id"], "1.1.0", "{shown}");
+    assert_eq!(shown["run"]["latest"], true);
+    for key in [
+        "ref",
+        "metrics",
+        "params",
+        "size_bytes",
+        "files",
+        "model_count",
+    ] {
+        assert_eq!(shown["run"][key], here["run"][key], "{key}");
+    }
+    let older = c.json(&["show", "production/gru/BTCEUR/1.0.0", "--remote", "origin"]);
+    assert_eq!(older["run"]["latest"], false);
+
+    let table = stdout_of(c.cmd().args(["list", "production", "--remote", "origin"]));
+    remote_snapshots(&c).bind(|| insta::assert_snapshot!("remote_list_production", table));
+    let text =
+        stdout_of(
+            c.cmd()
+                .args(["show", "production/gru/BTCEUR/1.0.0", "--remote", "origin"]),
+        );
+    remote_snapshots(&c).bind(|| insta::assert_snapshot!("remote_show_release", text));
+
+    let missing = c
+        .cmd()
+        .args(["show", "production/gru/BTCEUR/9.9.9", "--remote", "origin"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("has no run production/gru/BTCEUR/9.9.9"),
+        "{err}"
+    );
+}
+
+#[test]
+fn history_reads_the_remote_journal_objects() {
+    let b = bucket();
+    let a = project(&b);
+    a.released("gru/BTCEUR", &["1.0.0"]);
+    a.json(&["push", "production/gru/BTCEUR/1.0.0"]);
+    a.json(&["push", "--all"]);
+    let c = project(&b);
+    let h = c.json(&["history", "--remote", "origin"]);
+    let entries = h["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{h}");
+    assert!(entries.iter().all(|e| e["action"] == "push"), "{h}");
+    assert_eq!(
+        entries[0]["runs"],
+        serde_json::json!(["production/gru/BTCEUR/1.0.0"]),
+        "oldest first: {h}"
+    );
+    assert_eq!(entries[1]["runs"].as_array().unwrap().len(), 2, "{h}");
+    // The local journal is not the remote's.
+    let local = c.json(&["history"]);
+    assert_eq!(local["entries"].as_array().unwrap().len(), 0);
+    // A damaged journal object is reported, the rest shown.
+    put_object(&b, "journal/99999999T000000Z-bad.json", b"not json");
+    let h = c.json(&["history", "--remote", "origin", "--action", "push"]);
+    assert_eq!(h["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(h["problems"].as_array().unwrap().len(), 1, "{h}");
+}

@@ -31,6 +31,7 @@ use crate::cli::settings::Context;
 ///   artifactctl list --where 'size>1GB' --where 'created<7d'
 ///   artifactctl list --where metrics.sharpe_ratio>1.0 --sort metrics.sharpe_ratio --limit 5
 ///   artifactctl list --where params.seq_length=30 --json
+///   artifactctl list production --remote origin
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment, allow_negative_numbers = true)]
 pub struct Args {
@@ -52,6 +53,9 @@ pub struct Args {
     /// Show at most N runs (after sorting)
     #[arg(long, value_name = "N", value_parser = super::count)]
     pub limit: Option<usize>,
+    /// Read the runs of this remote ([remotes.NAME]) instead, without pulling
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
     /// Print {"schema_version":1,"runs":[...]}
     #[arg(long)]
     pub json: bool,
@@ -109,10 +113,27 @@ fn with_store_hint(ctx: &Context, text: &str, err: ArtifactError) -> ArtifactErr
 
 pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     let (stage, under) = scope(ctx, args.namespace.as_deref(), args.stage.as_deref())?;
-    let stages = stages_for(ctx, &stage)?;
-    let opts = ctx.read_options(false)?;
-    let mut runs = ctx.store.runs(&stages, &under, &opts);
-    if runs.is_empty() && !under.is_root() {
+    let (mut runs, source) = match &args.remote {
+        Some(name) => {
+            let remote = super::open_remote(ctx, Some(name))?;
+            // A remote holds every stage, whatever the local layout.
+            let stages = if stage == "all" {
+                Stage::ALL.to_vec()
+            } else {
+                vec![stage.parse::<Stage>()?]
+            };
+            let runs = remote.runs(&stages, &under)?;
+            let source = format!("remote '{}' ({})", remote.name, remote.backend.shown);
+            (runs, source)
+        }
+        None => {
+            let stages = stages_for(ctx, &stage)?;
+            let opts = ctx.read_options(false)?;
+            let runs = ctx.store.runs(&stages, &under, &opts);
+            (runs, ctx.store.dir().display().to_string())
+        }
+    };
+    if runs.is_empty() && !under.is_root() && args.remote.is_none() {
         if let Some(text) = &args.namespace {
             let err = ArtifactError::usage(format!(
                 "no runs in namespace {under} ({stage}) of {}",
@@ -148,7 +169,7 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
                     .collect::<Vec<_>>()
                     .join(" "),
                 if total == 1 { "" } else { "s" },
-                ctx.store.dir().display(),
+                source,
                 if under.is_root() {
                     String::new()
                 } else {
@@ -156,7 +177,7 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
                 },
             ));
         } else {
-            out.status(&format!("no runs in {}", ctx.store.dir().display()));
+            out.status(&format!("no runs in {source}"));
         }
         return Ok(ExitCode::Success);
     }

@@ -77,6 +77,7 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
             runs,
             jobs,
             now: ctx.invocation.now,
+            read: ctx.read_options(false)?,
         },
     )?;
     if json {
