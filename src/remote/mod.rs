@@ -13,6 +13,7 @@
 //! like user input before anything is written locally.
 
 pub mod backend;
+mod dir;
 mod pull;
 mod push;
 mod read;

@@ -476,3 +476,113 @@ fn history_reads_the_remote_journal_objects() {
     assert_eq!(h["entries"].as_array().unwrap().len(), 2);
     assert_eq!(h["problems"].as_array().unwrap().len(), 1, "{h}");
 }
+
+/// A project whose remote `origin` is the folder `shared` (a shared mount).
+fn file_project(shared: &std::path::Path) -> Project {
+    let p = Project::new();
+    p.write(
+        "artifactctl.toml",
+        format!(
+            "[remote]\ndefault = \"origin\"\n[remotes.origin]\nurl = \"file://{}\"\n",
+            shared.display()
+        ),
+    );
+    p
+}
+
+#[test]
+fn a_file_remote_on_a_shared_mount_round_trips_with_the_same_layout() {
+    let base = Project::new();
+    let shared = base.root().join("shared");
+    let a = file_project(&shared);
+    a.released("gru/BTCEUR", &["1.0.0", "1.1.0"]);
+    let pushed = a.json(&["push", "--all"]);
+    assert_eq!(pushed["runs"].as_array().unwrap().len(), 4, "{pushed}");
+    let again = a.json(&["push", "--all"]);
+    assert_eq!(again["uploaded_bytes"], 0, "{again}");
+
+    // The object layout, with latest as create-only generations.
+    let gens = shared.join("latest/production/ns=gru,BTCEUR");
+    let names: Vec<String> = std::fs::read_dir(&gens)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.len() == 20),
+        "{names:?}"
+    );
+    assert!(shared
+        .join("runs/production/ns=gru,BTCEUR/1.1.0.json")
+        .is_file());
+
+    let c = file_project(&shared);
+    let listed = c.json(&["list", "production", "--remote", "origin"]);
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 2, "{listed}");
+    let pulled = c.json(&[
+        "pull",
+        "production/gru/BTCEUR/latest",
+        "gru/BTCEUR/20261123_101500",
+    ]);
+    assert_eq!(
+        pulled["runs"][0]["ref"], "production/gru/BTCEUR/1.1.0",
+        "{pulled}"
+    );
+    for sub in [
+        "production/gru/BTCEUR/1.1.0",
+        "raw/gru/BTCEUR/20261123_101500",
+    ] {
+        assert_eq!(
+            read_tree(&a.store().join(sub)),
+            read_tree(&c.store().join(sub)),
+            "{sub}"
+        );
+    }
+    c.assert_verifies_clean();
+    let h = c.json(&["history", "--remote", "origin"]);
+    assert_eq!(h["entries"].as_array().unwrap().len(), 1, "{h}");
+}
+
+#[test]
+fn on_a_file_remote_of_two_racing_pushes_of_one_release_exactly_one_wins() {
+    let base = Project::new();
+    let shared = base.root().join("shared");
+    let one = file_project(&shared);
+    let two = file_project(&shared);
+    one.write("out/model.pt", b"weights of laptop one");
+    two.write("out/model.pt", b"weights of laptop two");
+    for p in [&one, &two] {
+        p.register(&p.path("out"), &["--id", "20261101_000000"]);
+        p.promote("20261101_000000", &["--to", "validated"]);
+        p.promote(
+            "validated/latest",
+            &["--to", "production", "--version", "1.2.0", "--approve"],
+        );
+    }
+    let (a, c) = std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            one.cmd()
+                .args(["push", "production/1.2.0"])
+                .output()
+                .unwrap()
+        });
+        let c = s.spawn(|| {
+            two.cmd()
+                .args(["push", "production/1.2.0"])
+                .output()
+                .unwrap()
+        });
+        (a.join().unwrap(), c.join().unwrap())
+    });
+    let codes = [a.status.code(), c.status.code()];
+    assert!(
+        codes == [Some(0), Some(1)] || codes == [Some(1), Some(0)],
+        "{codes:?}: {} / {}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&c.stderr)
+    );
+    // The winner's release is the remote's latest, in one generation.
+    let gens = std::fs::read_dir(shared.join("latest/production/ns="))
+        .unwrap()
+        .count();
+    assert_eq!(gens, 1);
+}
