@@ -25,8 +25,9 @@ use artifactctl::ops::rollback::RollbackOptions;
 use artifactctl::ops::verify::VerifyOptions;
 use artifactctl::policy::pipeline::Selection;
 use artifactctl::policy::retention::Policy;
+use artifactctl::remote::{Direction, MoveLatest, PullOptions, PushOptions};
 use artifactctl::store::metadata::parse_time;
-use artifactctl::store::refs::{RunRef, Stage};
+use artifactctl::store::refs::{Namespace, RunRef, Stage, Target};
 use artifactctl::store::{ReadOptions, Store};
 use artifactctl::ArtifactError;
 use chrono::{DateTime, Utc};
@@ -35,8 +36,9 @@ use serde_json::{Map, Value};
 use crate::cli::args::GlobalArgs;
 use crate::cli::commands::{
     checkout as checkout_cmd, cleanup as cleanup_cmd, clear as clear_cmd, delete as delete_cmd,
-    history as history_cmd, promote as promote_cmd, refresh as refresh_cmd,
-    register as register_cmd, report as report_cmd, rollback as rollback_cmd, verify as verify_cmd,
+    history as history_cmd, promote as promote_cmd, pull as pull_cmd, push as push_cmd,
+    refresh as refresh_cmd, register as register_cmd, report as report_cmd,
+    rollback as rollback_cmd, verify as verify_cmd,
 };
 use crate::cli::printer::Printer;
 
@@ -364,6 +366,12 @@ impl RefreshSettings {
 // ---- promote ----
 
 pub enum PromoteSettings {
+    /// `--remote NAME`: the remote's latest of REF's stage moves to REF.
+    Remote {
+        remote: String,
+        options: MoveLatest,
+        json: bool,
+    },
     Validated {
         options: ValidatedOptions,
         dry_run: bool,
@@ -393,8 +401,57 @@ impl PromoteSettings {
             notes,
             allow_downgrade,
             dry_run,
+            remote,
             json,
         } = args;
+        if let Some(remote) = remote {
+            let given = [
+                ("--to", to.is_some()),
+                ("--checkpoint", checkpoint.is_some()),
+                ("--file", !files.is_empty()),
+                ("--step", step.is_some()),
+                ("--results", results.is_some()),
+                ("--id", id.is_some()),
+                ("--version", release_version.is_some()),
+                ("--deploy-config", deploy_config.is_some()),
+                ("--notes", notes.is_some()),
+                ("--allow-downgrade", allow_downgrade),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+                return Err(ArtifactError::usage(format!(
+                    "{flag} does not apply with --remote, which moves the remote latest of REF's stage to REF (a run already pushed)"
+                ))
+                .into());
+            }
+            let stage = reference.stage();
+            if stage == Stage::Production && !approve && !dry_run {
+                return Err(ArtifactError::usage(
+                    "moving the remote production latest needs --approve (or --dry-run to see what it would do)",
+                )
+                .into());
+            }
+            let id = match reference.target {
+                Target::Id(id) => id,
+                Target::Latest => {
+                    return Err(ArtifactError::usage(
+                        "with --remote, REF names the run latest moves to, not latest itself",
+                    )
+                    .into())
+                }
+            };
+            return Ok(PromoteSettings::Remote {
+                remote,
+                options: MoveLatest {
+                    stage,
+                    namespace: reference.namespace,
+                    id: Some(id),
+                    direction: Direction::Forward,
+                    dry_run,
+                    now: ctx.invocation.now,
+                },
+                json,
+            });
+        }
         // Without --to, a ref goes to the stage after its own.
         let to = match (to, reference.stage()) {
             (Some(to), _) => to,
@@ -631,21 +688,44 @@ impl VerifySettings {
     }
 }
 
-pub struct RollbackSettings {
-    pub options: RollbackOptions,
-    pub json: bool,
+pub enum RollbackSettings {
+    Local {
+        options: RollbackOptions,
+        json: bool,
+    },
+    /// `--remote NAME`: the remote's production latest moves back.
+    Remote {
+        remote: String,
+        options: MoveLatest,
+        json: bool,
+    },
 }
 
 impl RollbackSettings {
-    pub fn resolve(args: rollback_cmd::Args) -> RollbackSettings {
+    pub fn resolve(args: rollback_cmd::Args, now: DateTime<Utc>) -> RollbackSettings {
         let rollback_cmd::Args {
             namespace,
             to,
+            remote,
             json,
         } = args;
-        RollbackSettings {
-            options: RollbackOptions { namespace, to },
-            json,
+        match remote {
+            Some(remote) => RollbackSettings::Remote {
+                remote,
+                options: MoveLatest {
+                    stage: Stage::Production,
+                    namespace,
+                    id: to,
+                    direction: Direction::Back,
+                    dry_run: false,
+                    now,
+                },
+                json,
+            },
+            None => RollbackSettings::Local {
+                options: RollbackOptions { namespace, to },
+                json,
+            },
         }
     }
 }
@@ -734,5 +814,82 @@ impl ReportSettings {
             },
             output,
         })
+    }
+}
+
+// ---- push, pull ----
+
+pub struct PushSettings {
+    /// `--remote`, or `[remote] default` when it is `None`.
+    pub remote: Option<String>,
+    pub options: PushOptions,
+    pub json: bool,
+}
+
+impl PushSettings {
+    pub fn resolve(args: push_cmd::Args, ctx: &Context) -> Result<PushSettings> {
+        let push_cmd::Args {
+            refs,
+            all,
+            stage,
+            remote,
+            jobs,
+            json,
+        } = args;
+        let mut runs = Vec::new();
+        if all {
+            let stages =
+                crate::cli::commands::list::stages_for(ctx, stage.as_deref().unwrap_or("all"))?;
+            runs.extend(ctx.store.locations(&stages, &Namespace::root()));
+        } else if stage.is_some() {
+            return Err(
+                ArtifactError::usage("--stage goes with --all; name runs as REF instead").into(),
+            );
+        }
+        for r in &refs {
+            runs.push(ctx.store.resolve(r)?.location);
+        }
+        if runs.is_empty() {
+            return Err(ArtifactError::usage(
+                "nothing to push: name runs (`artifactctl push latest`) or pass --all",
+            )
+            .into());
+        }
+        Ok(PushSettings {
+            remote,
+            options: PushOptions {
+                runs,
+                jobs: jobs.max(1),
+                now: ctx.invocation.now,
+                read: ctx.read_options(false)?,
+            },
+            json,
+        })
+    }
+}
+
+pub struct PullSettings {
+    /// `--remote`, or `[remote] default` when it is `None`.
+    pub remote: Option<String>,
+    pub options: PullOptions,
+    pub json: bool,
+}
+
+impl PullSettings {
+    pub fn resolve(args: pull_cmd::Args) -> PullSettings {
+        let pull_cmd::Args {
+            refs,
+            remote,
+            jobs,
+            json,
+        } = args;
+        PullSettings {
+            remote,
+            options: PullOptions {
+                refs,
+                jobs: jobs.max(1),
+            },
+            json,
+        }
     }
 }

@@ -586,3 +586,178 @@ fn on_a_file_remote_of_two_racing_pushes_of_one_release_exactly_one_wins() {
         .count();
     assert_eq!(gens, 1);
 }
+
+fn remote_latest(p: &Project, ns: &str) -> Value {
+    p.json(&[
+        "show",
+        &format!("production/{ns}/latest"),
+        "--remote",
+        "origin",
+    ])["run"]["id"]
+        .clone()
+}
+
+fn fails(p: &Project, args: &[&str]) -> (Option<i32>, String) {
+    let out = p.cmd().args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn promote_and_rollback_move_the_remote_latest_by_compare_and_swap() {
+    let b = bucket();
+    let a = project(&b);
+    a.released("gru/BTCEUR", &["1.0.0", "1.1.0", "1.2.0"]);
+    a.json(&["push", "--all"]);
+    assert_eq!(remote_latest(&a, "gru/BTCEUR"), "1.2.0");
+
+    // Another machine rolls the remote back, without pulling anything.
+    let c = project(&b);
+    let back = c.json(&["rollback", "gru/BTCEUR", "--remote", "origin"]);
+    assert_eq!(back["from"], "1.2.0", "{back}");
+    assert_eq!(back["to"], "1.1.0", "{back}");
+    assert_eq!(back["moved"], true);
+    assert_eq!(remote_latest(&c, "gru/BTCEUR"), "1.1.0");
+    let back = c.json(&[
+        "rollback",
+        "gru/BTCEUR",
+        "--remote",
+        "origin",
+        "--to",
+        "1.0.0",
+    ]);
+    assert_eq!(back["to"], "1.0.0", "{back}");
+    assert_eq!(
+        c.list_json(&["--stage", "all"])["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // Rollback never moves forward, promote never back.
+    let (code, err) = fails(
+        &c,
+        &[
+            "rollback",
+            "gru/BTCEUR",
+            "--remote",
+            "origin",
+            "--to",
+            "1.2.0",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("rollback moves latest only back"), "{err}");
+    let (code, err) = fails(
+        &c,
+        &[
+            "promote",
+            "production/gru/BTCEUR/1.2.0",
+            "--remote",
+            "origin",
+        ],
+    );
+    assert_eq!(code, Some(2), "production needs --approve: {err}");
+    assert!(err.contains("--approve"), "{err}");
+    let dry = c.json(&[
+        "promote",
+        "production/gru/BTCEUR/1.2.0",
+        "--remote",
+        "origin",
+        "--dry-run",
+    ]);
+    assert_eq!(dry["moved"], false, "{dry}");
+    assert_eq!(remote_latest(&c, "gru/BTCEUR"), "1.0.0");
+    let fwd = c.json(&[
+        "promote",
+        "production/gru/BTCEUR/1.2.0",
+        "--remote",
+        "origin",
+        "--approve",
+    ]);
+    assert_eq!(
+        (fwd["from"].clone(), fwd["moved"].clone()),
+        ("1.0.0".into(), true.into())
+    );
+    let (code, err) = fails(
+        &c,
+        &[
+            "promote",
+            "production/gru/BTCEUR/1.1.0",
+            "--remote",
+            "origin",
+            "--approve",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("promote moves latest only forward"), "{err}");
+    assert_eq!(remote_latest(&c, "gru/BTCEUR"), "1.2.0");
+    // A run the remote does not hold is not found; flags of a local
+    // promotion are bad input.
+    let (code, _) = fails(
+        &c,
+        &[
+            "promote",
+            "production/gru/BTCEUR/9.0.0",
+            "--remote",
+            "origin",
+            "--approve",
+        ],
+    );
+    assert_eq!(code, Some(2));
+    let (code, err) = fails(
+        &c,
+        &[
+            "promote",
+            "gru/BTCEUR/20261123_101500",
+            "--remote",
+            "origin",
+            "--to",
+            "validated",
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--to does not apply with --remote"), "{err}");
+
+    let h = c.json(&[
+        "history", "--remote", "origin", "--action", "rollback", "--action", "promote",
+    ]);
+    let actions: Vec<&str> = h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["rollback", "rollback", "promote"], "{h}");
+}
+
+#[test]
+fn a_raw_run_promoted_on_a_file_remote_moves_its_latest_forward_only() {
+    let base = Project::new();
+    let shared = base.root().join("shared");
+    let p = file_project(&shared);
+    p.write("old/model.pt", b"old");
+    p.write("new/model.pt", b"new");
+    p.register(&p.path("old"), &["--id", "20261101_000000"]);
+    p.register(&p.path("new"), &["--id", "20261105_000000"]);
+    p.json(&["push", "20261101_000000"]);
+    let (code, err) = fails(
+        &p,
+        &["promote", "raw/20261105_000000", "--remote", "origin"],
+    );
+    assert_eq!(code, Some(2), "not pushed yet: {err}");
+    assert!(err.contains("has no run raw/20261105_000000"), "{err}");
+    let pushed = p.json(&["push", "20261105_000000"]);
+    assert_eq!(pushed["runs"][0]["became_latest"], true, "{pushed}");
+    let (code, err) = fails(
+        &p,
+        &["promote", "raw/20261101_000000", "--remote", "origin"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let again = p.json(&["promote", "raw/20261105_000000", "--remote", "origin"]);
+    assert_eq!(again["moved"], false, "already latest: {again}");
+    assert_eq!(again["ref"], "raw/20261105_000000");
+}
