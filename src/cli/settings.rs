@@ -25,7 +25,7 @@ use artifactctl::ops::rollback::RollbackOptions;
 use artifactctl::ops::verify::VerifyOptions;
 use artifactctl::policy::pipeline::Selection;
 use artifactctl::policy::retention::Policy;
-use artifactctl::remote::{Direction, MoveLatest, PullOptions, PushOptions};
+use artifactctl::remote::{Direction, GcOptions, MoveLatest, PullOptions, PushOptions};
 use artifactctl::store::metadata::parse_time;
 use artifactctl::store::refs::{Namespace, RunRef, Stage, Target};
 use artifactctl::store::{ReadOptions, Store};
@@ -538,6 +538,17 @@ impl PromoteSettings {
 
 // ---- cleanup ----
 
+/// `cleanup` works on the local store, or with `--remote` collects a
+/// remote's garbage.
+pub enum CleanupMode {
+    Local(CleanupSettings),
+    Remote {
+        remote: String,
+        options: GcOptions,
+        json: bool,
+    },
+}
+
 pub struct CleanupSettings {
     pub options: CleanupOptions,
     pub dry_run: bool,
@@ -546,7 +557,7 @@ pub struct CleanupSettings {
 }
 
 impl CleanupSettings {
-    pub fn resolve(args: cleanup_cmd::Args, ctx: &Context) -> Result<CleanupSettings> {
+    pub fn resolve(args: cleanup_cmd::Args, ctx: &Context) -> Result<CleanupMode> {
         let cleanup_cmd::Args {
             namespace,
             stage,
@@ -562,7 +573,45 @@ impl CleanupSettings {
             json,
             unsafe_allow_production,
             unsafe_allow_remove_all,
+            remote,
         } = args;
+        if let Some(remote) = remote {
+            let given = [
+                ("NS", namespace.is_some()),
+                ("--keep", keep.is_some()),
+                ("--keep-within", keep_within.is_some()),
+                ("--keep-daily", keep_daily.is_some()),
+                ("--keep-weekly", keep_weekly.is_some()),
+                ("--keep-monthly", keep_monthly.is_some()),
+                ("--max-size", max_size.is_some()),
+                ("--failed-older-than", failed_older_than.is_some()),
+                ("--unsafe-allow-production", unsafe_allow_production),
+                ("--unsafe-allow-remove-all", unsafe_allow_remove_all),
+                ("--stage", stage != Stage::Raw),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+                return Err(ArtifactError::usage(format!(
+                    "{flag} does not apply with --remote: cleanup --remote collects unreferenced content only (retention on a remote is not implemented yet)"
+                ))
+                .into());
+            }
+            let text = &ctx.config.remote.gc_grace;
+            let grace = artifactctl::policy::retention::parse_duration(text).map_err(|e| {
+                ArtifactError::usage(format!(
+                    "[remote] gc_grace = {text:?} is not a duration ({e}); use e.g. 24h or 7d"
+                ))
+            })?;
+            // Without --yes, a cleanup of a remote only shows what it would do.
+            return Ok(CleanupMode::Remote {
+                remote,
+                options: GcOptions {
+                    grace,
+                    now: ctx.invocation.now,
+                    dry_run: dry_run || !yes,
+                },
+                json,
+            });
+        }
         // The flags' policy when any retention flag is given, else the config's.
         let given = keep.is_some()
             || keep_within.is_some()
@@ -595,12 +644,12 @@ impl CleanupSettings {
             allow_remove_all: unsafe_allow_remove_all,
             now: ctx.invocation.now,
         };
-        Ok(CleanupSettings {
+        Ok(CleanupMode::Local(CleanupSettings {
             options,
             dry_run,
             yes,
             json,
-        })
+        }))
     }
 }
 

@@ -83,9 +83,14 @@ pub fn create_object(path: &Path, bytes: &[u8]) -> io::Result<bool> {
 /// Copy the local file `src` to `path` unless it exists (`Ok(false)`),
 /// checking on the bytes copied that their BLAKE3 is `expected`: a remote
 /// never holds content under the wrong name.
-pub fn create_object_from(path: &Path, src: &Path, expected: &str) -> io::Result<bool> {
+pub fn create_object_from(
+    path: &Path,
+    src: &Path,
+    expected: &str,
+    replace: bool,
+) -> io::Result<bool> {
     use std::io::{Read, Write};
-    if path.symlink_metadata().is_ok() {
+    if !replace && path.symlink_metadata().is_ok() {
         return Ok(false);
     }
     if let Some(parent) = path.parent() {
@@ -117,7 +122,11 @@ pub fn create_object_from(path: &Path, src: &Path, expected: &str) -> io::Result
         }
         to.sync_all()?;
         drop(to);
-        super::atomic::rename_noreplace(&tmp, path)?;
+        if replace {
+            fs::rename(&tmp, path)?;
+        } else {
+            super::atomic::rename_noreplace(&tmp, path)?;
+        }
         super::atomic::fsync_dir(super::atomic::parent_of(path))
     })();
     match result {
@@ -130,5 +139,22 @@ pub fn create_object_from(path: &Path, src: &Path, expected: &str) -> io::Result
                 Err(e)
             }
         }
+    }
+}
+
+/// Replace `path` with `bytes` atomically (a blob rewritten to refresh its
+/// time: the content is the same).
+pub fn replace_object(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    super::atomic::atomic_write(path, bytes)
+}
+
+/// Remove the object `path` (garbage collection); absent is fine.
+pub fn remove_object(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }

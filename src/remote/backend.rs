@@ -41,6 +41,13 @@ pub struct Got {
     pub etag: Option<String>,
 }
 
+/// One listed object.
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub modified: chrono::DateTime<chrono::Utc>,
+}
+
 /// What a conditional put did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Put {
@@ -54,6 +61,8 @@ pub enum Put {
 /// How a put may replace what is there.
 pub enum Mode {
     Create,
+    /// Replace whatever is there (a blob re-uploaded to refresh its time).
+    Overwrite,
     /// Replace the object read with this ETag.
     Update(String),
 }
@@ -193,6 +202,7 @@ impl Backend {
         };
         let mode = match mode {
             Mode::Create => PutMode::Create,
+            Mode::Overwrite => PutMode::Overwrite,
             Mode::Update(etag) => PutMode::Update(UpdateVersion {
                 e_tag: Some(etag),
                 version: None,
@@ -213,13 +223,20 @@ impl Backend {
         }
     }
 
-    /// Upload the local file `src` to `key` create-only, in parts when it is
-    /// large; `expected` is its BLAKE3, checked on the bytes sent so the
-    /// remote never holds content under the wrong name.
-    pub async fn put_file(&self, key: &str, src: &FsPath, expected: &str) -> Result<Put> {
+    /// Upload the local file `src` to `key` create-only (or replacing it
+    /// with `replace`), in parts when it is large; `expected` is its
+    /// BLAKE3, checked on the bytes sent so the remote never holds content
+    /// under the wrong name.
+    pub async fn put_file(
+        &self,
+        key: &str,
+        src: &FsPath,
+        expected: &str,
+        replace: bool,
+    ) -> Result<Put> {
         let store = match self.object() {
             Ok(store) => store,
-            Err(root) => return super::dir::put_file(root, key, src, expected),
+            Err(root) => return super::dir::put_file(root, key, src, expected, replace),
         };
         let size = std::fs::metadata(src)
             .with_context(|| format!("cannot read {}", src.display()))?
@@ -228,7 +245,12 @@ impl Backend {
             let bytes =
                 std::fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
             check_hash(src, expected, &crate::store::manifest::hash_bytes(&bytes))?;
-            return self.put(key, bytes, Mode::Create).await;
+            let mode = if replace {
+                Mode::Overwrite
+            } else {
+                Mode::Create
+            };
+            return self.put(key, bytes, mode).await;
         }
         // Content-addressed: a part upload that replaces an identical
         // object is harmless, so the multipart path needs no create-only.
@@ -287,6 +309,48 @@ impl Backend {
                 .context("cannot write a pulled file")?;
         }
         Ok(Some((hasher.finalize().to_hex().to_string(), size)))
+    }
+
+    /// Remove `key`; absent is fine.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let store = match self.object() {
+            Ok(store) => store,
+            Err(root) => {
+                let path = root.join(key);
+                return crate::fsx::remote::remove_object(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()));
+            }
+        };
+        match store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.fail(key, e)),
+        }
+    }
+
+    /// Every key under `prefix` with its size and last change.
+    pub async fn list_meta(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let store = match self.object() {
+            Ok(store) => store,
+            Err(root) => return super::dir::list_meta(root, prefix),
+        };
+        let root = self.path(prefix);
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut stream = store.list(Some(&root));
+        let mut out = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = meta.map_err(|e| self.fail(prefix, e))?;
+            let key = meta.location.to_string();
+            out.push(Listed {
+                key: key.strip_prefix(&strip).unwrap_or(&key).to_string(),
+                size: meta.size,
+                modified: meta.last_modified,
+            });
+        }
+        Ok(out)
     }
 
     /// Every key under `prefix` (relative to the remote's root).

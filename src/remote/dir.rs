@@ -90,6 +90,11 @@ pub fn put(root: &Path, key: &str, bytes: &[u8], mode: Mode) -> Result<Put> {
                     Put::Exists
                 },
             ),
+            Mode::Overwrite => {
+                fsx::remote::replace_object(&path, bytes)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(Put::Done)
+            }
             Mode::Update(_) => {
                 anyhow::bail!("{key}: only latest objects are swapped on a file:// remote")
             }
@@ -97,6 +102,7 @@ pub fn put(root: &Path, key: &str, bytes: &[u8], mode: Mode) -> Result<Put> {
     }
     let (next, lost) = match mode {
         Mode::Create => (1, Put::Exists),
+        Mode::Overwrite => anyhow::bail!("{key}: latest objects are only swapped"),
         Mode::Update(etag) => {
             let n: u64 = etag
                 .parse()
@@ -118,9 +124,9 @@ pub fn put(root: &Path, key: &str, bytes: &[u8], mode: Mode) -> Result<Put> {
     )
 }
 
-pub fn put_file(root: &Path, key: &str, src: &Path, expected: &str) -> Result<Put> {
+pub fn put_file(root: &Path, key: &str, src: &Path, expected: &str, replace: bool) -> Result<Put> {
     let path = root.join(key);
-    match fsx::remote::create_object_from(&path, src, expected) {
+    match fsx::remote::create_object_from(&path, src, expected, replace) {
         Ok(true) => Ok(Put::Done),
         Ok(false) => Ok(Put::Exists),
         Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(ArtifactError::corrupt(format!(
@@ -154,6 +160,26 @@ pub fn get_into(root: &Path, key: &str, file: &mut fs::File) -> Result<Option<(S
             .context("cannot write a pulled file")?;
     }
     Ok(Some((hasher.finalize().to_hex().to_string(), size)))
+}
+
+/// Every key under `prefix` with its size and modification time.
+pub fn list_meta(root: &Path, prefix: &str) -> Result<Vec<super::backend::Listed>> {
+    let mut out = Vec::new();
+    for key in list(root, prefix)? {
+        let path = root.join(&key);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            // Removed since it was listed.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        out.push(super::backend::Listed {
+            key,
+            size: meta.len(),
+            modified: meta.modified()?.into(),
+        });
+    }
+    Ok(out)
 }
 
 /// Every key under `prefix`, temporary files left out.

@@ -14,6 +14,7 @@
 
 pub mod backend;
 mod dir;
+mod gc;
 mod latest;
 mod pull;
 mod push;
@@ -31,6 +32,7 @@ use crate::store::metadata::{FileEntry, Metadata, RunStatus};
 use crate::store::refs::{validate_id, Namespace, Stage};
 
 pub use backend::Backend;
+pub use gc::{gc, GcOptions, GcReport, MARKS_KEY};
 pub use latest::{move_latest, Direction, MoveLatest, Moved};
 pub use pull::{pull, PullOptions, PullReport, PulledRun};
 pub use push::{push, PushOptions, PushReport, PushedRun};

@@ -131,17 +131,22 @@ async fn push_one(
             .entry(f.blake3.as_str())
             .or_insert_with(|| location.path.join(f.rel_path()));
     }
+    // Blobs garbage collection has marked may go soon: they are uploaded
+    // again (overwritten), which refreshes their time, instead of trusted.
+    let (marks, _, _) = super::gc::read_marks(remote).await?;
+    let marks = &marks.marks;
     let mut uploads = futures::stream::iter(blobs)
         .map(|(hash, path)| async move {
             let key = blob_key(hash);
-            if backend.exists(&key).await? {
+            let marked = marks.contains_key(hash);
+            if !marked && backend.exists(&key).await? {
                 return anyhow::Ok(None);
             }
             crate::interrupt::check()?;
             let size = std::fs::symlink_metadata(&path)
                 .map(|m| m.len())
                 .unwrap_or(0);
-            match backend.put_file(&key, &path, hash).await? {
+            match backend.put_file(&key, &path, hash, marked).await? {
                 Put::Done => Ok(Some(size)),
                 _ => Ok(None),
             }

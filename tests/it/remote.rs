@@ -540,6 +540,12 @@ fn a_file_remote_on_a_shared_mount_round_trips_with_the_same_layout() {
     c.assert_verifies_clean();
     let h = c.json(&["history", "--remote", "origin"]);
     assert_eq!(h["entries"].as_array().unwrap().len(), 1, "{h}");
+    // Garbage collection there: every blob is referenced.
+    let gc = c.json(&["cleanup", "--remote", "origin", "--yes"]);
+    assert_eq!(gc["deleted"], 0, "{gc}");
+    assert_eq!(gc["waiting"], 0, "{gc}");
+    assert!(gc["referenced"].as_u64().unwrap() > 0, "{gc}");
+    assert!(shared.join("gc/marks.json").is_file());
 }
 
 #[test]
@@ -760,4 +766,89 @@ fn a_raw_run_promoted_on_a_file_remote_moves_its_latest_forward_only() {
     let again = p.json(&["promote", "raw/20261105_000000", "--remote", "origin"]);
     assert_eq!(again["moved"], false, "already latest: {again}");
     assert_eq!(again["ref"], "raw/20261105_000000");
+}
+
+/// A cleanup of the remote at `now` (ARTIFACTCTL_NOW).
+fn gc(p: &Project, now: chrono::DateTime<chrono::Utc>) -> Value {
+    let out = p
+        .cmd()
+        .env("ARTIFACTCTL_NOW", now.to_rfc3339())
+        .args(["cleanup", "--remote", "origin", "--yes", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn garbage_collection_deletes_only_what_stayed_unreferenced_past_the_grace() {
+    let b = bucket();
+    let p = project(&b);
+    p.write("one/model.pt", b"the model");
+    p.register(&p.path("one"), &["--id", "20261101_000000"]);
+    p.json(&["push", "20261101_000000"]);
+    // Content no record references: an orphan, and one a push will need.
+    let orphan = blake3::hash(b"orphan").to_hex().to_string();
+    put_object(&b, &format!("blobs/{}/{orphan}", &orphan[..2]), b"orphan");
+    let needed = blake3::hash(b"needed later").to_hex().to_string();
+    put_object(
+        &b,
+        &format!("blobs/{}/{needed}", &needed[..2]),
+        b"needed later",
+    );
+
+    // Without --yes, nothing is marked.
+    let dry = p.json(&["cleanup", "--remote", "origin"]);
+    assert_eq!(
+        (dry["dry_run"].clone(), dry["newly_marked"].clone()),
+        (true.into(), 2.into())
+    );
+
+    // Phase 1, 30 hours ago: both marked, nothing deleted.
+    let hours = chrono::Duration::hours;
+    let first = gc(&p, chrono::Utc::now() - hours(30));
+    assert_eq!(first["blobs"], 3, "{first}");
+    assert_eq!(first["referenced"], 1, "{first}");
+    assert_eq!(first["newly_marked"], 2, "{first}");
+    assert_eq!(first["deleted"], 0, "{first}");
+
+    // A push in flight needs the marked blob: it uploads it again (killed
+    // before its record), which refreshes its time past `between` (object
+    // times have whole seconds, hence the pauses; nothing is timed).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let between = chrono::Utc::now();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    p.write("two/model.pt", b"needed later");
+    p.register(&p.path("two"), &["--id", "20261102_000000"]);
+    with_fault(p.cmd().args(["push", "20261102_000000"]), "staged:kill");
+
+    // Phase 2, a grace after `between`: the orphan goes; the re-uploaded
+    // blob waits.
+    let second = gc(&p, between + hours(24));
+    assert_eq!(second["deleted"], 1, "{second}");
+    assert_eq!(second["deleted_bytes"], 6, "{second}");
+    assert_eq!(second["waiting"], 1, "{second}");
+    // The push, run again, completes: its content is all there.
+    p.json(&["push", "20261102_000000"]);
+    let q = project(&b);
+    q.json(&["pull", "20261102_000000", "20261101_000000"]);
+    q.assert_verifies_clean();
+    // Referenced again, it loses its mark; much later nothing more goes.
+    let third = gc(&p, chrono::Utc::now() + hours(100));
+    assert_eq!(
+        (third["deleted"].clone(), third["waiting"].clone()),
+        (0.into(), 0.into()),
+        "{third}"
+    );
+    assert_eq!(third["referenced"], 2, "{third}");
+    let h = q.json(&["history", "--remote", "origin", "--action", "cleanup"]);
+    assert_eq!(h["entries"].as_array().unwrap().len(), 3, "{h}");
+
+    // Retention flags are not for a remote (yet).
+    let (code, err) = fails(&p, &["cleanup", "--remote", "origin", "--keep", "3"]);
+    assert_eq!(code, Some(2), "{err}");
 }
