@@ -18,6 +18,7 @@ BENCHES = [
     ("refresh.py", []),
     ("cleanup.py", []),
     ("clear.py", []),
+    ("remote.py", []),
 ]
 
 

@@ -24,6 +24,7 @@ use artifactctl::ops::report::ReportOptions;
 use artifactctl::ops::rollback::RollbackOptions;
 use artifactctl::ops::verify::VerifyOptions;
 use artifactctl::policy::pipeline::Selection;
+use artifactctl::policy::query::{Filter, SortKey};
 use artifactctl::policy::retention::Policy;
 use artifactctl::remote::{Direction, GcOptions, MoveLatest, PullOptions, PushOptions};
 use artifactctl::store::metadata::parse_time;
@@ -36,8 +37,8 @@ use serde_json::{Map, Value};
 use crate::cli::args::GlobalArgs;
 use crate::cli::commands::{
     checkout as checkout_cmd, cleanup as cleanup_cmd, clear as clear_cmd, delete as delete_cmd,
-    history as history_cmd, promote as promote_cmd, pull as pull_cmd, push as push_cmd,
-    refresh as refresh_cmd, register as register_cmd, report as report_cmd,
+    history as history_cmd, list as list_cmd, promote as promote_cmd, pull as pull_cmd,
+    push as push_cmd, refresh as refresh_cmd, register as register_cmd, report as report_cmd,
     rollback as rollback_cmd, verify as verify_cmd,
 };
 use crate::cli::printer::Printer;
@@ -940,5 +941,85 @@ impl PullSettings {
             },
             json,
         }
+    }
+}
+
+// ---- list ----
+
+pub struct ListSettings {
+    /// The NS as given, for the hint when it names no namespace.
+    pub namespace: Option<String>,
+    /// raw, validated, production or all.
+    pub stage: String,
+    pub under: Namespace,
+    pub sort: SortKey,
+    pub reverse: bool,
+    pub filters: Vec<Filter>,
+    pub limit: Option<usize>,
+    /// `--remote NAME`: list that remote's runs instead.
+    pub remote: Option<String>,
+    pub json: bool,
+}
+
+impl ListSettings {
+    pub fn resolve(args: list_cmd::Args, ctx: &Context) -> Result<ListSettings> {
+        let list_cmd::Args {
+            namespace,
+            stage,
+            sort,
+            reverse,
+            filters,
+            limit,
+            remote,
+            json,
+        } = args;
+        let (stage, under) = scope(ctx, namespace.as_deref(), stage.as_deref())?;
+        Ok(ListSettings {
+            namespace,
+            stage,
+            under,
+            sort,
+            reverse,
+            filters,
+            limit,
+            remote,
+            json,
+        })
+    }
+}
+
+/// The stage text and namespace a `list [NS] [--stage S]` line means: a NS
+/// whose first segment is a stage name (or `all`) names the stage.
+fn scope(ctx: &Context, ns: Option<&str>, stage: Option<&str>) -> Result<(String, Namespace)> {
+    let Some(text) = ns else {
+        return Ok((stage.unwrap_or("raw").to_string(), Namespace::root()));
+    };
+    let trimmed = text.trim_matches('/');
+    let (first, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    if first == "all" || first.parse::<Stage>().is_ok() {
+        if let Some(flag) = stage.filter(|s| *s != first) {
+            return Err(ArtifactError::usage(format!(
+                "'{text}' names the stage {first}, but --stage says {flag}; give one of them"
+            ))
+            .into());
+        }
+        return Ok((first.to_string(), Namespace::parse(rest)?));
+    }
+    match Namespace::parse(text) {
+        Ok(ns) => Ok((stage.unwrap_or("raw").to_string(), ns)),
+        Err(e) => Err(with_store_hint(ctx, text, e).into()),
+    }
+}
+
+/// `list backend/models`, where backend/models is a folder on disk and not
+/// a namespace: the user meant the store.
+pub fn with_store_hint(ctx: &Context, text: &str, err: ArtifactError) -> ArtifactError {
+    if ctx.invocation.cwd.join(text).is_dir() {
+        ArtifactError::new(
+            err.kind,
+            format!("{}; did you mean --store {text}?", err.message),
+        )
+    } else {
+        err
     }
 }
