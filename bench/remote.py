@@ -12,7 +12,7 @@ side by side in one run:
   the server. Target: at most 50 ms beyond it.
 
 The server is moto's server mode; moto, dvc[s3] and awscli are installed in
-a virtual environment under bench/.work/venv-remote. Without moto nothing
+virtual environments under bench/.work/venv-remote-*. Without moto nothing
 can run (the benchmark says so and exits 0); a peer that cannot be
 installed has its figure skipped with a message. Each figure is one timed
 run (a push needs an empty bucket): this is a side-by-side comparison, not
@@ -32,24 +32,23 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO, report, workdir  # noqa: E402
 
-VENV = os.path.join(REPO, "bench", ".work", "venv-remote")
-
-
 def venv_tool(name, package):
-    """The path of `name` in the benchmark's virtual environment, installing
+    """The path of `name` in its own virtual environment under bench/.work
+    (moto, dvc and awscli pin different botocore versions), installing
     `package` if it is missing; None with a message when that fails."""
-    tool = os.path.join(VENV, "bin", name)
+    venv = os.path.join(REPO, "bench", ".work", f"venv-remote-{name}")
+    tool = os.path.join(venv, "bin", name)
     if os.path.exists(tool):
         return tool
     try:
-        if not os.path.exists(os.path.join(VENV, "bin", "pip")):
-            subprocess.run([sys.executable, "-m", "venv", VENV], check=True, stdout=subprocess.DEVNULL)
+        if not os.path.exists(os.path.join(venv, "bin", "pip")):
+            subprocess.run([sys.executable, "-m", "venv", venv], check=True, stdout=subprocess.DEVNULL)
         subprocess.run(
-            [os.path.join(VENV, "bin", "pip"), "install", "--quiet", "--disable-pip-version-check", package],
+            [os.path.join(venv, "bin", "pip"), "install", "--quiet", "--disable-pip-version-check", package],
             check=True,
         )
     except (subprocess.CalledProcessError, OSError) as e:
-        print(f"skipped: cannot install {package} into {VENV}: {e}", flush=True)
+        print(f"skipped: cannot install {package} into {venv}: {e}", flush=True)
         return None
     return tool if os.path.exists(tool) else None
 
