@@ -4,7 +4,7 @@
 //! whose content is missing; a killed push re-run uploads only what is
 //! missing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -135,11 +135,17 @@ async fn push_one(
     // again (overwritten), which refreshes their time, instead of trusted.
     let (marks, _, _) = super::gc::read_marks(remote).await?;
     let marks = &marks.marks;
+    let (listed, present) = &present_blobs(remote, blobs.keys().copied(), jobs).await?;
     let mut uploads = futures::stream::iter(blobs)
         .map(|(hash, path)| async move {
             let key = blob_key(hash);
             let marked = marks.contains_key(hash);
-            if !marked && backend.exists(&key).await? {
+            let there = if listed.contains(&hash[..2]) {
+                present.contains(hash)
+            } else {
+                backend.exists(&key).await?
+            };
+            if !marked && there {
                 return anyhow::Ok(None);
             }
             crate::interrupt::check()?;
@@ -186,6 +192,42 @@ async fn push_one(
         pushed.became_latest = advance_latest(remote, location.stage, &ns, meta).await?;
     }
     Ok(pushed)
+}
+
+/// Which of `hashes` the remote holds, learned by listing: a blob folder
+/// (`blobs/<h[0..2]>/`) that holds two or more of them is listed once
+/// rather than asked once per blob, so a run of many files costs a few
+/// hundred requests, not one per file. Returns the folders listed and the
+/// hashes found in them; the rest are asked one by one.
+async fn present_blobs<'a>(
+    remote: &Remote,
+    hashes: impl Iterator<Item = &'a str>,
+    jobs: usize,
+) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+    let mut per_folder: BTreeMap<&str, usize> = BTreeMap::new();
+    for hash in hashes {
+        *per_folder.entry(&hash[..2]).or_default() += 1;
+    }
+    let folders: BTreeSet<String> = per_folder
+        .into_iter()
+        .filter(|(_, n)| *n >= 2)
+        .map(|(f, _)| f.to_string())
+        .collect();
+    let mut present = BTreeSet::new();
+    let mut lists = futures::stream::iter(&folders)
+        // object_store lists by path segments: `blobs/ab` never lists
+        // `blobs/abc`.
+        .map(|f| async move { remote.backend.list(&format!("blobs/{f}")).await })
+        .buffer_unordered(jobs.max(1));
+    while let Some(keys) = lists.next().await {
+        for key in keys? {
+            if let Some(hash) = key.rsplit('/').next() {
+                present.insert(hash.to_string());
+            }
+        }
+    }
+    drop(lists);
+    Ok((folders, present))
 }
 
 fn taken(remote: &Remote, reference: &str) -> anyhow::Error {

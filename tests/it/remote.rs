@@ -852,3 +852,37 @@ fn garbage_collection_deletes_only_what_stayed_unreferenced_past_the_grace() {
     let (code, err) = fails(&p, &["cleanup", "--remote", "origin", "--keep", "3"]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+#[test]
+fn a_run_of_many_files_learns_what_the_remote_holds_by_listing_and_uploads_only_the_new() {
+    let b = bucket();
+    let p = project(&b);
+    let contents: Vec<Vec<u8>> = (0..60)
+        .map(|i| format!("shard {i}\n").into_bytes())
+        .collect();
+    // Blob folders holding two or more of these are listed, not asked per
+    // blob: make sure this fixture has some.
+    let mut folders = std::collections::BTreeMap::new();
+    for c in &contents {
+        *folders
+            .entry(blake3::hash(c).to_hex()[..2].to_string())
+            .or_insert(0) += 1;
+    }
+    assert!(folders.values().any(|n| *n >= 2));
+    for (i, c) in contents.iter().enumerate() {
+        p.write(&format!("one/data/{i}.txt"), c);
+        p.write(&format!("two/data/{i}.txt"), c);
+    }
+    p.write("two/model.pt", b"new weights");
+    p.register(&p.path("one"), &["--id", "20261101_000000"]);
+    p.register(&p.path("two"), &["--id", "20261102_000000"]);
+    let first = p.json(&["push", "20261101_000000"]);
+    assert_eq!(first["uploaded_files"], 60, "{first}");
+    let second = p.json(&["push", "20261102_000000"]);
+    assert_eq!(second["uploaded_files"], 1, "{second}");
+    assert_eq!(second["uploaded_bytes"], 11, "{second}");
+    assert_eq!(second["runs"][0]["present_files"], 60, "{second}");
+    let q = project(&b);
+    q.json(&["pull", "20261102_000000"]);
+    q.assert_verifies_clean();
+}
