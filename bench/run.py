@@ -19,6 +19,7 @@ BENCHES = [
     ("refresh.py", []),
     ("cleanup.py", []),
     ("clear.py", []),
+    ("remote.py", []),
 ]
 
 

@@ -33,11 +33,23 @@ pub struct Config {
 }
 
 /// `[remote]`: choices shared by every remote.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RemoteDefaults {
     /// The remote used when `--remote` is not given ("" for none).
     pub default: String,
+    /// How long a blob stays unreferenced before `cleanup --remote` deletes
+    /// it (a duration: 24h, 7d).
+    pub gc_grace: String,
+}
+
+impl Default for RemoteDefaults {
+    fn default() -> RemoteDefaults {
+        RemoteDefaults {
+            default: String::new(),
+            gc_grace: "24h".into(),
+        }
+    }
 }
 
 /// One `[remotes.NAME]` table. Credentials are never read from here: they
@@ -351,6 +363,8 @@ cross_filesystems = false
 # The remote push, pull and --remote use when no --remote NAME is given: the
 # name of one [remotes.NAME] table ("" for none). See docs/remote.md.
 default = ""
+# How long content stays unreferenced before `cleanup --remote` deletes it.
+gc_grace = "24h"
 
 [remotes]
 # Remote stores, one table each; credentials come from the AWS environment

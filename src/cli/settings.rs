@@ -23,10 +23,12 @@ use artifactctl::ops::report::ReportOptions;
 use artifactctl::ops::rollback::RollbackOptions;
 use artifactctl::ops::verify::VerifyOptions;
 use artifactctl::policy::pipeline::Selection;
+use artifactctl::policy::query::{Filter, SortKey};
 use artifactctl::policy::retention::Policy;
+use artifactctl::remote::{Direction, GcOptions, MoveLatest, PullOptions, PushOptions};
 use artifactctl::store::metadata::parse_time;
 use artifactctl::store::metrics::Metrics;
-use artifactctl::store::refs::{RunRef, Stage};
+use artifactctl::store::refs::{Namespace, RunRef, Stage, Target};
 use artifactctl::store::{ReadOptions, Store};
 use artifactctl::ArtifactError;
 use chrono::{DateTime, Utc};
@@ -35,8 +37,9 @@ use serde_json::{Map, Value};
 use crate::cli::args::GlobalArgs;
 use crate::cli::commands::{
     checkout as checkout_cmd, cleanup as cleanup_cmd, clear as clear_cmd, delete as delete_cmd,
-    history as history_cmd, promote as promote_cmd, refresh as refresh_cmd,
-    register as register_cmd, report as report_cmd, rollback as rollback_cmd, verify as verify_cmd,
+    history as history_cmd, list as list_cmd, promote as promote_cmd, pull as pull_cmd,
+    push as push_cmd, refresh as refresh_cmd, register as register_cmd, report as report_cmd,
+    rollback as rollback_cmd, verify as verify_cmd,
 };
 use crate::cli::printer::Printer;
 
@@ -338,6 +341,12 @@ impl RefreshSettings {
 // ---- promote ----
 
 pub enum PromoteSettings {
+    /// `--remote NAME`: the remote's latest of REF's stage moves to REF.
+    Remote {
+        remote: String,
+        options: MoveLatest,
+        json: bool,
+    },
     Validated {
         options: ValidatedOptions,
         dry_run: bool,
@@ -367,8 +376,57 @@ impl PromoteSettings {
             notes,
             allow_downgrade,
             dry_run,
+            remote,
             json,
         } = args;
+        if let Some(remote) = remote {
+            let given = [
+                ("--to", to.is_some()),
+                ("--checkpoint", checkpoint.is_some()),
+                ("--file", !files.is_empty()),
+                ("--step", step.is_some()),
+                ("--results", results.is_some()),
+                ("--id", id.is_some()),
+                ("--version", release_version.is_some()),
+                ("--deploy-config", deploy_config.is_some()),
+                ("--notes", notes.is_some()),
+                ("--allow-downgrade", allow_downgrade),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+                return Err(ArtifactError::usage(format!(
+                    "{flag} does not apply with --remote, which moves the remote latest of REF's stage to REF (a run already pushed)"
+                ))
+                .into());
+            }
+            let stage = reference.stage();
+            if stage == Stage::Production && !approve && !dry_run {
+                return Err(ArtifactError::usage(
+                    "moving the remote production latest needs --approve (or --dry-run to see what it would do)",
+                )
+                .into());
+            }
+            let id = match reference.target {
+                Target::Id(id) => id,
+                Target::Latest => {
+                    return Err(ArtifactError::usage(
+                        "with --remote, REF names the run latest moves to, not latest itself",
+                    )
+                    .into())
+                }
+            };
+            return Ok(PromoteSettings::Remote {
+                remote,
+                options: MoveLatest {
+                    stage,
+                    namespace: reference.namespace,
+                    id: Some(id),
+                    direction: Direction::Forward,
+                    dry_run,
+                    now: ctx.invocation.now,
+                },
+                json,
+            });
+        }
         // Without --to, a ref goes to the stage after its own.
         let to = match (to, reference.stage()) {
             (Some(to), _) => to,
@@ -455,6 +513,17 @@ impl PromoteSettings {
 
 // ---- cleanup ----
 
+/// `cleanup` works on the local store, or with `--remote` collects a
+/// remote's garbage.
+pub enum CleanupMode {
+    Local(CleanupSettings),
+    Remote {
+        remote: String,
+        options: GcOptions,
+        json: bool,
+    },
+}
+
 pub struct CleanupSettings {
     pub options: CleanupOptions,
     pub dry_run: bool,
@@ -463,7 +532,7 @@ pub struct CleanupSettings {
 }
 
 impl CleanupSettings {
-    pub fn resolve(args: cleanup_cmd::Args, ctx: &Context) -> Result<CleanupSettings> {
+    pub fn resolve(args: cleanup_cmd::Args, ctx: &Context) -> Result<CleanupMode> {
         let cleanup_cmd::Args {
             namespace,
             stage,
@@ -479,7 +548,45 @@ impl CleanupSettings {
             json,
             unsafe_allow_production,
             unsafe_allow_remove_all,
+            remote,
         } = args;
+        if let Some(remote) = remote {
+            let given = [
+                ("NS", namespace.is_some()),
+                ("--keep", keep.is_some()),
+                ("--keep-within", keep_within.is_some()),
+                ("--keep-daily", keep_daily.is_some()),
+                ("--keep-weekly", keep_weekly.is_some()),
+                ("--keep-monthly", keep_monthly.is_some()),
+                ("--max-size", max_size.is_some()),
+                ("--failed-older-than", failed_older_than.is_some()),
+                ("--unsafe-allow-production", unsafe_allow_production),
+                ("--unsafe-allow-remove-all", unsafe_allow_remove_all),
+                ("--stage", stage != Stage::Raw),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+                return Err(ArtifactError::usage(format!(
+                    "{flag} does not apply with --remote: cleanup --remote collects unreferenced content only (retention on a remote is not implemented yet)"
+                ))
+                .into());
+            }
+            let text = &ctx.config.remote.gc_grace;
+            let grace = artifactctl::policy::retention::parse_duration(text).map_err(|e| {
+                ArtifactError::usage(format!(
+                    "[remote] gc_grace = {text:?} is not a duration ({e}); use e.g. 24h or 7d"
+                ))
+            })?;
+            // Without --yes, a cleanup of a remote only shows what it would do.
+            return Ok(CleanupMode::Remote {
+                remote,
+                options: GcOptions {
+                    grace,
+                    now: ctx.invocation.now,
+                    dry_run: dry_run || !yes,
+                },
+                json,
+            });
+        }
         // The flags' policy when any retention flag is given, else the config's.
         let given = keep.is_some()
             || keep_within.is_some()
@@ -512,12 +619,12 @@ impl CleanupSettings {
             allow_remove_all: unsafe_allow_remove_all,
             now: ctx.invocation.now,
         };
-        Ok(CleanupSettings {
+        Ok(CleanupMode::Local(CleanupSettings {
             options,
             dry_run,
             yes,
             json,
-        })
+        }))
     }
 }
 
@@ -605,27 +712,52 @@ impl VerifySettings {
     }
 }
 
-pub struct RollbackSettings {
-    pub options: RollbackOptions,
-    pub json: bool,
+pub enum RollbackSettings {
+    Local {
+        options: RollbackOptions,
+        json: bool,
+    },
+    /// `--remote NAME`: the remote's production latest moves back.
+    Remote {
+        remote: String,
+        options: MoveLatest,
+        json: bool,
+    },
 }
 
 impl RollbackSettings {
-    pub fn resolve(args: rollback_cmd::Args) -> RollbackSettings {
+    pub fn resolve(args: rollback_cmd::Args, now: DateTime<Utc>) -> RollbackSettings {
         let rollback_cmd::Args {
             namespace,
             to,
+            remote,
             json,
         } = args;
-        RollbackSettings {
-            options: RollbackOptions { namespace, to },
-            json,
+        match remote {
+            Some(remote) => RollbackSettings::Remote {
+                remote,
+                options: MoveLatest {
+                    stage: Stage::Production,
+                    namespace,
+                    id: to,
+                    direction: Direction::Back,
+                    dry_run: false,
+                    now,
+                },
+                json,
+            },
+            None => RollbackSettings::Local {
+                options: RollbackOptions { namespace, to },
+                json,
+            },
         }
     }
 }
 
 pub struct HistorySettings {
     pub options: HistoryOptions,
+    /// Read this remote's journal objects instead of the local journal.
+    pub remote: Option<String>,
     pub json: bool,
 }
 
@@ -634,10 +766,12 @@ impl HistorySettings {
         let history_cmd::Args {
             namespace,
             actions,
+            remote,
             json,
         } = args;
         HistorySettings {
             options: HistoryOptions { namespace, actions },
+            remote,
             json,
         }
     }
@@ -704,5 +838,162 @@ impl ReportSettings {
             },
             output,
         })
+    }
+}
+
+// ---- push, pull ----
+
+pub struct PushSettings {
+    /// `--remote`, or `[remote] default` when it is `None`.
+    pub remote: Option<String>,
+    pub options: PushOptions,
+    pub json: bool,
+}
+
+impl PushSettings {
+    pub fn resolve(args: push_cmd::Args, ctx: &Context) -> Result<PushSettings> {
+        let push_cmd::Args {
+            refs,
+            all,
+            stage,
+            remote,
+            jobs,
+            json,
+        } = args;
+        let mut runs = Vec::new();
+        if all {
+            let stages =
+                crate::cli::commands::list::stages_for(ctx, stage.as_deref().unwrap_or("all"))?;
+            runs.extend(ctx.store.locations(&stages, &Namespace::root()));
+        } else if stage.is_some() {
+            return Err(
+                ArtifactError::usage("--stage goes with --all; name runs as REF instead").into(),
+            );
+        }
+        for r in &refs {
+            runs.push(ctx.store.resolve(r)?.location);
+        }
+        if runs.is_empty() {
+            return Err(ArtifactError::usage(
+                "nothing to push: name runs (`artifactctl push latest`) or pass --all",
+            )
+            .into());
+        }
+        Ok(PushSettings {
+            remote,
+            options: PushOptions {
+                runs,
+                jobs: jobs.max(1),
+                now: ctx.invocation.now,
+                read: ctx.read_options(false)?,
+            },
+            json,
+        })
+    }
+}
+
+pub struct PullSettings {
+    /// `--remote`, or `[remote] default` when it is `None`.
+    pub remote: Option<String>,
+    pub options: PullOptions,
+    pub json: bool,
+}
+
+impl PullSettings {
+    pub fn resolve(args: pull_cmd::Args) -> PullSettings {
+        let pull_cmd::Args {
+            refs,
+            remote,
+            jobs,
+            json,
+        } = args;
+        PullSettings {
+            remote,
+            options: PullOptions {
+                refs,
+                jobs: jobs.max(1),
+            },
+            json,
+        }
+    }
+}
+
+// ---- list ----
+
+pub struct ListSettings {
+    /// The NS as given, for the hint when it names no namespace.
+    pub namespace: Option<String>,
+    /// raw, validated, production or all.
+    pub stage: String,
+    pub under: Namespace,
+    pub sort: SortKey,
+    pub reverse: bool,
+    pub filters: Vec<Filter>,
+    pub limit: Option<usize>,
+    /// `--remote NAME`: list that remote's runs instead.
+    pub remote: Option<String>,
+    pub json: bool,
+}
+
+impl ListSettings {
+    pub fn resolve(args: list_cmd::Args, ctx: &Context) -> Result<ListSettings> {
+        let list_cmd::Args {
+            namespace,
+            stage,
+            sort,
+            reverse,
+            filters,
+            limit,
+            remote,
+            json,
+        } = args;
+        let (stage, under) = scope(ctx, namespace.as_deref(), stage.as_deref())?;
+        Ok(ListSettings {
+            namespace,
+            stage,
+            under,
+            sort,
+            reverse,
+            filters,
+            limit,
+            remote,
+            json,
+        })
+    }
+}
+
+/// The stage text and namespace a `list [NS] [--stage S]` line means: a NS
+/// whose first segment is a stage name (or `all`) names the stage.
+fn scope(ctx: &Context, ns: Option<&str>, stage: Option<&str>) -> Result<(String, Namespace)> {
+    let Some(text) = ns else {
+        return Ok((stage.unwrap_or("raw").to_string(), Namespace::root()));
+    };
+    let trimmed = text.trim_matches('/');
+    let (first, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    if first == "all" || first.parse::<Stage>().is_ok() {
+        if let Some(flag) = stage.filter(|s| *s != first) {
+            return Err(ArtifactError::usage(format!(
+                "'{text}' names the stage {first}, but --stage says {flag}; give one of them"
+            ))
+            .into());
+        }
+        return Ok((first.to_string(), Namespace::parse(rest)?));
+    }
+    match Namespace::parse(text) {
+        Ok(ns) => Ok((stage.unwrap_or("raw").to_string(), ns)),
+        Err(e) => Err(with_store_hint(ctx, text, e).into()),
+    }
+}
+
+/// `list backend/models`, where backend/models is a folder on disk and not
+/// a namespace: the user meant the store.
+pub fn with_store_hint(ctx: &Context, text: &str, err: ArtifactError) -> ArtifactError {
+    if ctx.invocation.cwd.join(text).is_dir() {
+        ArtifactError::new(
+            err.kind,
+            format!("{}; did you mean --store {text}?", err.message),
+        )
+    } else {
+        err
     }
 }

@@ -28,6 +28,12 @@ pub struct History {
 
 pub fn history(store: &Store, opts: &HistoryOptions) -> Result<History> {
     let (entries, problems) = journal::read(store.dir())?;
+    Ok(filter(entries, problems, opts))
+}
+
+/// The entries `opts` selects, removal intents collapsed; shared by the
+/// local journal and a remote's journal objects.
+pub fn filter(entries: Vec<Entry>, problems: Vec<String>, opts: &HistoryOptions) -> History {
     let entries = collapse_intents(entries)
         .into_iter()
         .filter(|e| opts.actions.is_empty() || opts.actions.contains(&e.action))
@@ -40,7 +46,7 @@ pub fn history(store: &Store, opts: &HistoryOptions) -> Result<History> {
                     .any(|ns| ns.starts_with(&opts.namespace))
         })
         .collect();
-    Ok(History { entries, problems })
+    History { entries, problems }
 }
 
 /// The namespace of a qualified ref (`production/gru/BTCEUR/1.0.0` gives

@@ -21,17 +21,31 @@ use crate::error::ArtifactError;
 const MULTIPART_THRESHOLD: u64 = 32 << 20;
 
 pub struct Backend {
-    store: Arc<dyn ObjectStore>,
+    store: Place,
     /// The key prefix inside the bucket (`bondtrader` of `s3://b/bondtrader`).
     prefix: String,
     /// The remote's URL with any secret removed, for messages.
     pub shown: String,
 }
 
+/// Where the objects are.
+enum Place {
+    Object(Arc<dyn ObjectStore>),
+    /// A `file://` remote: a folder on a shared mount (see `dir`).
+    Dir(std::path::PathBuf),
+}
+
 /// An object read with the version a compare-and-swap must name.
 pub struct Got {
     pub bytes: Vec<u8>,
     pub etag: Option<String>,
+}
+
+/// One listed object.
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub modified: chrono::DateTime<chrono::Utc>,
 }
 
 /// What a conditional put did.
@@ -47,6 +61,8 @@ pub enum Put {
 /// How a put may replace what is there.
 pub enum Mode {
     Create,
+    /// Replace whatever is there (a blob re-uploaded to refresh its time).
+    Overwrite,
     /// Replace the object read with this ETag.
     Update(String),
 }
@@ -72,9 +88,22 @@ pub fn redact(url: &str) -> String {
 impl Backend {
     pub fn open(name: &str, config: &RemoteConfig) -> Result<Backend, ArtifactError> {
         let shown = redact(&config.url);
+        if let Some(path) = config.url.strip_prefix("file://") {
+            let root = std::path::PathBuf::from(path);
+            if !root.is_absolute() {
+                return Err(ArtifactError::usage(format!(
+                    "remote '{name}': url {shown} is not an absolute path; use file:///PATH/TO/FOLDER"
+                )));
+            }
+            return Ok(Backend {
+                store: Place::Dir(root),
+                prefix: String::new(),
+                shown,
+            });
+        }
         let Some(rest) = config.url.strip_prefix("s3://") else {
             return Err(ArtifactError::usage(format!(
-                "remote '{name}': url {shown} is not supported; use s3://BUCKET/PREFIX (file:// remotes are not supported yet)"
+                "remote '{name}': url {shown} is not supported; use s3://BUCKET/PREFIX or file:///PATH"
             )));
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -106,7 +135,7 @@ impl Backend {
             ))
         })?;
         Ok(Backend {
-            store: Arc::new(store),
+            store: Place::Object(Arc::new(store)),
             prefix: prefix.trim_matches('/').to_string(),
             shown,
         })
@@ -128,8 +157,19 @@ impl Backend {
         )
     }
 
+    fn object(&self) -> Result<&Arc<dyn ObjectStore>, &std::path::Path> {
+        match &self.store {
+            Place::Object(store) => Ok(store),
+            Place::Dir(root) => Err(root),
+        }
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<Got>> {
-        match self.store.get(&self.path(key)).await {
+        let store = match self.object() {
+            Ok(store) => store,
+            Err(root) => return super::dir::get(root, key),
+        };
+        match store.get(&self.path(key)).await {
             Ok(r) => {
                 let etag = r.meta.e_tag.clone();
                 let bytes = r.bytes().await.map_err(|e| self.fail(key, e))?;
@@ -144,7 +184,11 @@ impl Backend {
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool> {
-        match self.store.head(&self.path(key)).await {
+        let store = match self.object() {
+            Ok(store) => store,
+            Err(root) => return Ok(root.join(key).symlink_metadata().is_ok()),
+        };
+        match store.head(&self.path(key)).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(self.fail(key, e)),
@@ -152,8 +196,13 @@ impl Backend {
     }
 
     pub async fn put(&self, key: &str, bytes: Vec<u8>, mode: Mode) -> Result<Put> {
+        let store = match self.object() {
+            Ok(store) => store,
+            Err(root) => return super::dir::put(root, key, &bytes, mode),
+        };
         let mode = match mode {
             Mode::Create => PutMode::Create,
+            Mode::Overwrite => PutMode::Overwrite,
             Mode::Update(etag) => PutMode::Update(UpdateVersion {
                 e_tag: Some(etag),
                 version: None,
@@ -163,8 +212,7 @@ impl Backend {
             mode,
             ..PutOptions::default()
         };
-        match self
-            .store
+        match store
             .put_opts(&self.path(key), PutPayload::from(bytes), opts)
             .await
         {
@@ -175,10 +223,21 @@ impl Backend {
         }
     }
 
-    /// Upload the local file `src` to `key` create-only, in parts when it is
-    /// large; `expected` is its BLAKE3, checked on the bytes sent so the
-    /// remote never holds content under the wrong name.
-    pub async fn put_file(&self, key: &str, src: &FsPath, expected: &str) -> Result<Put> {
+    /// Upload the local file `src` to `key` create-only (or replacing it
+    /// with `replace`), in parts when it is large; `expected` is its
+    /// BLAKE3, checked on the bytes sent so the remote never holds content
+    /// under the wrong name.
+    pub async fn put_file(
+        &self,
+        key: &str,
+        src: &FsPath,
+        expected: &str,
+        replace: bool,
+    ) -> Result<Put> {
+        let store = match self.object() {
+            Ok(store) => store,
+            Err(root) => return super::dir::put_file(root, key, src, expected, replace),
+        };
         let size = std::fs::metadata(src)
             .with_context(|| format!("cannot read {}", src.display()))?
             .len();
@@ -186,14 +245,18 @@ impl Backend {
             let bytes =
                 std::fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
             check_hash(src, expected, &crate::store::manifest::hash_bytes(&bytes))?;
-            return self.put(key, bytes, Mode::Create).await;
+            let mode = if replace {
+                Mode::Overwrite
+            } else {
+                Mode::Create
+            };
+            return self.put(key, bytes, mode).await;
         }
         // Content-addressed: a part upload that replaces an identical
         // object is harmless, so the multipart path needs no create-only.
         let hash = crate::store::manifest::hash_file(src)?;
         check_hash(src, expected, &hash)?;
-        let upload = self
-            .store
+        let upload = store
             .put_multipart(&self.path(key))
             .await
             .map_err(|e| self.fail(key, e))?;
@@ -226,7 +289,11 @@ impl Backend {
         file: &mut std::fs::File,
     ) -> Result<Option<(String, u64)>> {
         use std::io::Write;
-        let r = match self.store.get(&self.path(key)).await {
+        let store = match self.object() {
+            Ok(store) => store,
+            Err(root) => return super::dir::get_into(root, key, file),
+        };
+        let r = match store.get(&self.path(key)).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.fail(key, e)),
@@ -244,15 +311,61 @@ impl Backend {
         Ok(Some((hasher.finalize().to_hex().to_string(), size)))
     }
 
-    /// Every key under `prefix` (relative to the remote's root).
-    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    /// Remove `key`; absent is fine.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let store = match self.object() {
+            Ok(store) => store,
+            Err(root) => {
+                let path = root.join(key);
+                return crate::fsx::remote::remove_object(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()));
+            }
+        };
+        match store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.fail(key, e)),
+        }
+    }
+
+    /// Every key under `prefix` with its size and last change.
+    pub async fn list_meta(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let store = match self.object() {
+            Ok(store) => store,
+            Err(root) => return super::dir::list_meta(root, prefix),
+        };
         let root = self.path(prefix);
         let strip = if self.prefix.is_empty() {
             String::new()
         } else {
             format!("{}/", self.prefix)
         };
-        let mut stream = self.store.list(Some(&root));
+        let mut stream = store.list(Some(&root));
+        let mut out = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = meta.map_err(|e| self.fail(prefix, e))?;
+            let key = meta.location.to_string();
+            out.push(Listed {
+                key: key.strip_prefix(&strip).unwrap_or(&key).to_string(),
+                size: meta.size,
+                modified: meta.last_modified,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every key under `prefix` (relative to the remote's root).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let store = match self.object() {
+            Ok(store) => store,
+            Err(root) => return super::dir::list(root, prefix),
+        };
+        let root = self.path(prefix);
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut stream = store.list(Some(&root));
         let mut keys = Vec::new();
         while let Some(meta) = stream.next().await {
             let meta = meta.map_err(|e| self.fail(prefix, e))?;

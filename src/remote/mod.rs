@@ -13,8 +13,12 @@
 //! like user input before anything is written locally.
 
 pub mod backend;
+mod dir;
+mod gc;
+mod latest;
 mod pull;
 mod push;
+mod read;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +32,8 @@ use crate::store::metadata::{FileEntry, Metadata, RunStatus};
 use crate::store::refs::{validate_id, Namespace, Stage};
 
 pub use backend::Backend;
+pub use gc::{gc, GcOptions, GcReport, MARKS_KEY};
+pub use latest::{move_latest, Direction, MoveLatest, Moved};
 pub use pull::{pull, PullOptions, PullReport, PulledRun};
 pub use push::{push, PushOptions, PushReport, PushedRun};
 
@@ -129,10 +135,29 @@ pub struct CatalogEntry {
     pub file_count: u64,
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// Counted with the pushing project's `[list] model_patterns`.
+    #[serde(default)]
+    pub model_count: u64,
+    #[serde(default)]
+    pub dataset_count: u64,
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 impl CatalogEntry {
-    pub fn of(meta: &Metadata) -> CatalogEntry {
+    pub fn of(meta: &Metadata, opts: &crate::store::ReadOptions) -> CatalogEntry {
+        let info = crate::store::read::run_from_metadata(
+            crate::store::RunLocation {
+                stage: meta.stage,
+                namespace: Namespace::root(),
+                id: meta.id.clone(),
+                path: std::path::PathBuf::new(),
+            },
+            meta.clone(),
+            opts,
+        );
         CatalogEntry {
             stage: meta.stage,
             namespace: meta.namespace.clone(),
@@ -142,18 +167,15 @@ impl CatalogEntry {
             total_size: meta.total_size,
             file_count: meta.file_count,
             metrics: meta.metrics.clone(),
+            model_count: info.model_count,
+            dataset_count: info.dataset_count,
+            params: meta.params.clone(),
+            tags: meta.tags.clone(),
         }
     }
 
     pub fn reference(&self) -> String {
-        let ns = Namespace::from_disk(
-            self.namespace
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-        );
-        crate::store::refs::qualified_ref(self.stage, &ns, &self.id)
+        crate::store::refs::qualified_ref(self.stage, &self.ns(), &self.id)
     }
 }
 

@@ -4,7 +4,7 @@
 //! whose content is missing; a killed push re-run uploads only what is
 //! missing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -28,6 +28,8 @@ pub struct PushOptions {
     /// Transfers in flight at once.
     pub jobs: usize,
     pub now: DateTime<Utc>,
+    /// How the catalog counts models (`[list] model_patterns`).
+    pub read: crate::store::ReadOptions,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,7 +67,7 @@ pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
         report.uploaded_files += pushed.uploaded_files;
         report.uploaded_bytes += pushed.uploaded_bytes;
         if pushed.state == "pushed" {
-            added.push(CatalogEntry::of(&meta));
+            added.push(CatalogEntry::of(&meta, &opts.read));
         }
         report.runs.push(pushed);
     }
@@ -129,17 +131,28 @@ async fn push_one(
             .entry(f.blake3.as_str())
             .or_insert_with(|| location.path.join(f.rel_path()));
     }
+    // Blobs garbage collection has marked may go soon: they are uploaded
+    // again (overwritten), which refreshes their time, instead of trusted.
+    let (marks, _, _) = super::gc::read_marks(remote).await?;
+    let marks = &marks.marks;
+    let (listed, present) = &present_blobs(remote, blobs.keys().copied(), jobs).await?;
     let mut uploads = futures::stream::iter(blobs)
         .map(|(hash, path)| async move {
             let key = blob_key(hash);
-            if backend.exists(&key).await? {
+            let marked = marks.contains_key(hash);
+            let there = if listed.contains(&hash[..2]) {
+                present.contains(hash)
+            } else {
+                backend.exists(&key).await?
+            };
+            if !marked && there {
                 return anyhow::Ok(None);
             }
             crate::interrupt::check()?;
             let size = std::fs::symlink_metadata(&path)
                 .map(|m| m.len())
                 .unwrap_or(0);
-            match backend.put_file(&key, &path, hash).await? {
+            match backend.put_file(&key, &path, hash, marked).await? {
                 Put::Done => Ok(Some(size)),
                 _ => Ok(None),
             }
@@ -179,6 +192,42 @@ async fn push_one(
         pushed.became_latest = advance_latest(remote, location.stage, &ns, meta).await?;
     }
     Ok(pushed)
+}
+
+/// Which of `hashes` the remote holds, learned by listing: a blob folder
+/// (`blobs/<h[0..2]>/`) that holds two or more of them is listed once
+/// rather than asked once per blob, so a run of many files costs a few
+/// hundred requests, not one per file. Returns the folders listed and the
+/// hashes found in them; the rest are asked one by one.
+async fn present_blobs<'a>(
+    remote: &Remote,
+    hashes: impl Iterator<Item = &'a str>,
+    jobs: usize,
+) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+    let mut per_folder: BTreeMap<&str, usize> = BTreeMap::new();
+    for hash in hashes {
+        *per_folder.entry(&hash[..2]).or_default() += 1;
+    }
+    let folders: BTreeSet<String> = per_folder
+        .into_iter()
+        .filter(|(_, n)| *n >= 2)
+        .map(|(f, _)| f.to_string())
+        .collect();
+    let mut present = BTreeSet::new();
+    let mut lists = futures::stream::iter(&folders)
+        // object_store lists by path segments: `blobs/ab` never lists
+        // `blobs/abc`.
+        .map(|f| async move { remote.backend.list(&format!("blobs/{f}")).await })
+        .buffer_unordered(jobs.max(1));
+    while let Some(keys) = lists.next().await {
+        for key in keys? {
+            if let Some(hash) = key.rsplit('/').next() {
+                present.insert(hash.to_string());
+            }
+        }
+    }
+    drop(lists);
+    Ok((folders, present))
 }
 
 fn taken(remote: &Remote, reference: &str) -> anyhow::Error {

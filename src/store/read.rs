@@ -41,6 +41,14 @@ pub(crate) fn blank_run(location: RunLocation) -> RunInfo {
     }
 }
 
+/// A run known only by its record (a remote's), as `list` and `show`
+/// present it.
+pub fn run_from_metadata(location: RunLocation, meta: Metadata, opts: &ReadOptions) -> RunInfo {
+    let mut run = blank_run(location);
+    apply_native(&mut run, meta, opts);
+    run
+}
+
 /// Read one run, whatever its layout. Never fails: what cannot be read
 /// becomes a problem on the run.
 pub fn read_run(location: RunLocation, opts: &ReadOptions) -> RunInfo {

@@ -351,3 +351,538 @@ fn a_blob_that_does_not_match_its_hash_names_itself_and_nothing_is_published() {
     let v: Value = q.json(&["list"]);
     assert_eq!(v["runs"].as_array().unwrap().len(), 0);
 }
+
+/// Snapshot settings that also hide the per-test bucket name.
+fn remote_snapshots(p: &Project) -> insta::Settings {
+    let mut settings = snapshot_settings(Some(p.root()));
+    settings.add_filter(r"s3://t\d+-\d+/", "s3://[BUCKET]/");
+    // Whoever approved, whatever the environment calls them.
+    settings.add_filter(r"(?m)^(  by +)\S+$", "$1[USER]");
+    settings
+}
+
+#[test]
+fn list_and_show_read_the_remote_without_pulling() {
+    let b = bucket();
+    let a = project(&b);
+    a.released("gru/BTCEUR", &["1.0.0", "1.1.0"]);
+    a.json(&["push", "--all"]);
+
+    let c = project(&b);
+    let local = a.json(&["list", "--stage", "all"]);
+    let remote = c.json(&["list", "--stage", "all", "--remote", "origin"]);
+    let shape = |v: &Value| {
+        let mut runs: Vec<(String, bool, u64, u64, u64)> = v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["ref"].as_str().unwrap().to_string(),
+                    r["latest"].as_bool().unwrap(),
+                    r["size_bytes"].as_u64().unwrap(),
+                    r["file_count"].as_u64().unwrap(),
+                    r["model_count"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        runs.sort();
+        runs
+    };
+    assert_eq!(shape(&remote), shape(&local), "{remote}");
+    assert_eq!(shape(&remote).len(), 4);
+    // Nothing was pulled.
+    assert_eq!(
+        c.list_json(&["--stage", "all"])["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let only = c.json(&["list", "production", "--remote", "origin"]);
+    let refs: Vec<&str> = only["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs.len(), 2, "{only}");
+    assert!(refs.iter().all(|r| r.starts_with("production/gru/BTCEUR/")));
+
+    let shown = c.json(&["show", "production/gru/BTCEUR/latest", "--remote", "origin"]);
+    let here = a.json(&["show", "production/gru/BTCEUR/latest"]);
+    assert_eq!(shown["run"]["id"], "1.1.0", "{shown}");
+    assert_eq!(shown["run"]["latest"], true);
+    for key in [
+        "ref",
+        "metrics",
+        "params",
+        "size_bytes",
+        "files",
+        "model_count",
+    ] {
+        assert_eq!(shown["run"][key], here["run"][key], "{key}");
+    }
+    let older = c.json(&["show", "production/gru/BTCEUR/1.0.0", "--remote", "origin"]);
+    assert_eq!(older["run"]["latest"], false);
+
+    let table = stdout_of(c.cmd().args(["list", "production", "--remote", "origin"]));
+    remote_snapshots(&c).bind(|| insta::assert_snapshot!("remote_list_production", table));
+    let text =
+        stdout_of(
+            c.cmd()
+                .args(["show", "production/gru/BTCEUR/1.0.0", "--remote", "origin"]),
+        );
+    remote_snapshots(&c).bind(|| insta::assert_snapshot!("remote_show_release", text));
+
+    let missing = c
+        .cmd()
+        .args(["show", "production/gru/BTCEUR/9.9.9", "--remote", "origin"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("has no run production/gru/BTCEUR/9.9.9"),
+        "{err}"
+    );
+}
+
+#[test]
+fn history_reads_the_remote_journal_objects() {
+    let b = bucket();
+    let a = project(&b);
+    a.released("gru/BTCEUR", &["1.0.0"]);
+    a.json(&["push", "production/gru/BTCEUR/1.0.0"]);
+    a.json(&["push", "--all"]);
+    let c = project(&b);
+    let h = c.json(&["history", "--remote", "origin"]);
+    let entries = h["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{h}");
+    assert!(entries.iter().all(|e| e["action"] == "push"), "{h}");
+    assert_eq!(
+        entries[0]["runs"],
+        serde_json::json!(["production/gru/BTCEUR/1.0.0"]),
+        "oldest first: {h}"
+    );
+    assert_eq!(entries[1]["runs"].as_array().unwrap().len(), 2, "{h}");
+    // The local journal is not the remote's.
+    let local = c.json(&["history"]);
+    assert_eq!(local["entries"].as_array().unwrap().len(), 0);
+    // A damaged journal object is reported, the rest shown.
+    put_object(&b, "journal/99999999T000000Z-bad.json", b"not json");
+    let h = c.json(&["history", "--remote", "origin", "--action", "push"]);
+    assert_eq!(h["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(h["problems"].as_array().unwrap().len(), 1, "{h}");
+}
+
+/// A project whose remote `origin` is the folder `shared` (a shared mount).
+fn file_project(shared: &std::path::Path) -> Project {
+    let p = Project::new();
+    p.write(
+        "artifactctl.toml",
+        format!(
+            "[remote]\ndefault = \"origin\"\n[remotes.origin]\nurl = \"file://{}\"\n",
+            shared.display()
+        ),
+    );
+    p
+}
+
+#[test]
+fn a_file_remote_on_a_shared_mount_round_trips_with_the_same_layout() {
+    let base = Project::new();
+    let shared = base.root().join("shared");
+    let a = file_project(&shared);
+    a.released("gru/BTCEUR", &["1.0.0", "1.1.0"]);
+    let pushed = a.json(&["push", "--all"]);
+    assert_eq!(pushed["runs"].as_array().unwrap().len(), 4, "{pushed}");
+    let again = a.json(&["push", "--all"]);
+    assert_eq!(again["uploaded_bytes"], 0, "{again}");
+
+    // The object layout, with latest as create-only generations.
+    let gens = shared.join("latest/production/ns=gru,BTCEUR");
+    let names: Vec<String> = std::fs::read_dir(&gens)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.len() == 20),
+        "{names:?}"
+    );
+    assert!(shared
+        .join("runs/production/ns=gru,BTCEUR/1.1.0.json")
+        .is_file());
+
+    let c = file_project(&shared);
+    let listed = c.json(&["list", "production", "--remote", "origin"]);
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 2, "{listed}");
+    let pulled = c.json(&[
+        "pull",
+        "production/gru/BTCEUR/latest",
+        "gru/BTCEUR/20261123_101500",
+    ]);
+    assert_eq!(
+        pulled["runs"][0]["ref"], "production/gru/BTCEUR/1.1.0",
+        "{pulled}"
+    );
+    for sub in [
+        "production/gru/BTCEUR/1.1.0",
+        "raw/gru/BTCEUR/20261123_101500",
+    ] {
+        assert_eq!(
+            read_tree(&a.store().join(sub)),
+            read_tree(&c.store().join(sub)),
+            "{sub}"
+        );
+    }
+    c.assert_verifies_clean();
+    let h = c.json(&["history", "--remote", "origin"]);
+    assert_eq!(h["entries"].as_array().unwrap().len(), 1, "{h}");
+    // Garbage collection there: every blob is referenced.
+    let gc = c.json(&["cleanup", "--remote", "origin", "--yes"]);
+    assert_eq!(gc["deleted"], 0, "{gc}");
+    assert_eq!(gc["waiting"], 0, "{gc}");
+    assert!(gc["referenced"].as_u64().unwrap() > 0, "{gc}");
+    assert!(shared.join("gc/marks.json").is_file());
+}
+
+#[test]
+fn on_a_file_remote_of_two_racing_pushes_of_one_release_exactly_one_wins() {
+    let base = Project::new();
+    let shared = base.root().join("shared");
+    let one = file_project(&shared);
+    let two = file_project(&shared);
+    one.write("out/model.pt", b"weights of laptop one");
+    two.write("out/model.pt", b"weights of laptop two");
+    for p in [&one, &two] {
+        p.register(&p.path("out"), &["--id", "20261101_000000"]);
+        p.promote("20261101_000000", &["--to", "validated"]);
+        p.promote(
+            "validated/latest",
+            &["--to", "production", "--version", "1.2.0", "--approve"],
+        );
+    }
+    let (a, c) = std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            one.cmd()
+                .args(["push", "production/1.2.0"])
+                .output()
+                .unwrap()
+        });
+        let c = s.spawn(|| {
+            two.cmd()
+                .args(["push", "production/1.2.0"])
+                .output()
+                .unwrap()
+        });
+        (a.join().unwrap(), c.join().unwrap())
+    });
+    let codes = [a.status.code(), c.status.code()];
+    assert!(
+        codes == [Some(0), Some(1)] || codes == [Some(1), Some(0)],
+        "{codes:?}: {} / {}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&c.stderr)
+    );
+    // The winner's release is the remote's latest, in one generation.
+    let gens = std::fs::read_dir(shared.join("latest/production/ns="))
+        .unwrap()
+        .count();
+    assert_eq!(gens, 1);
+}
+
+fn remote_latest(p: &Project, ns: &str) -> Value {
+    p.json(&[
+        "show",
+        &format!("production/{ns}/latest"),
+        "--remote",
+        "origin",
+    ])["run"]["id"]
+        .clone()
+}
+
+fn fails(p: &Project, args: &[&str]) -> (Option<i32>, String) {
+    let out = p.cmd().args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn promote_and_rollback_move_the_remote_latest_by_compare_and_swap() {
+    let b = bucket();
+    let a = project(&b);
+    a.released("gru/BTCEUR", &["1.0.0", "1.1.0", "1.2.0"]);
+    a.json(&["push", "--all"]);
+    assert_eq!(remote_latest(&a, "gru/BTCEUR"), "1.2.0");
+
+    // Another machine rolls the remote back, without pulling anything.
+    let c = project(&b);
+    let back = c.json(&["rollback", "gru/BTCEUR", "--remote", "origin"]);
+    assert_eq!(back["from"], "1.2.0", "{back}");
+    assert_eq!(back["to"], "1.1.0", "{back}");
+    assert_eq!(back["moved"], true);
+    assert_eq!(remote_latest(&c, "gru/BTCEUR"), "1.1.0");
+    let back = c.json(&[
+        "rollback",
+        "gru/BTCEUR",
+        "--remote",
+        "origin",
+        "--to",
+        "1.0.0",
+    ]);
+    assert_eq!(back["to"], "1.0.0", "{back}");
+    assert_eq!(
+        c.list_json(&["--stage", "all"])["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // Rollback never moves forward, promote never back.
+    let (code, err) = fails(
+        &c,
+        &[
+            "rollback",
+            "gru/BTCEUR",
+            "--remote",
+            "origin",
+            "--to",
+            "1.2.0",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("rollback moves latest only back"), "{err}");
+    let (code, err) = fails(
+        &c,
+        &[
+            "promote",
+            "production/gru/BTCEUR/1.2.0",
+            "--remote",
+            "origin",
+        ],
+    );
+    assert_eq!(code, Some(2), "production needs --approve: {err}");
+    assert!(err.contains("--approve"), "{err}");
+    let dry = c.json(&[
+        "promote",
+        "production/gru/BTCEUR/1.2.0",
+        "--remote",
+        "origin",
+        "--dry-run",
+    ]);
+    assert_eq!(dry["moved"], false, "{dry}");
+    assert_eq!(remote_latest(&c, "gru/BTCEUR"), "1.0.0");
+    let fwd = c.json(&[
+        "promote",
+        "production/gru/BTCEUR/1.2.0",
+        "--remote",
+        "origin",
+        "--approve",
+    ]);
+    assert_eq!(
+        (fwd["from"].clone(), fwd["moved"].clone()),
+        ("1.0.0".into(), true.into())
+    );
+    let (code, err) = fails(
+        &c,
+        &[
+            "promote",
+            "production/gru/BTCEUR/1.1.0",
+            "--remote",
+            "origin",
+            "--approve",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("promote moves latest only forward"), "{err}");
+    assert_eq!(remote_latest(&c, "gru/BTCEUR"), "1.2.0");
+    // A run the remote does not hold is not found; flags of a local
+    // promotion are bad input.
+    let (code, _) = fails(
+        &c,
+        &[
+            "promote",
+            "production/gru/BTCEUR/9.0.0",
+            "--remote",
+            "origin",
+            "--approve",
+        ],
+    );
+    assert_eq!(code, Some(2));
+    let (code, err) = fails(
+        &c,
+        &[
+            "promote",
+            "gru/BTCEUR/20261123_101500",
+            "--remote",
+            "origin",
+            "--to",
+            "validated",
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--to does not apply with --remote"), "{err}");
+
+    let h = c.json(&[
+        "history", "--remote", "origin", "--action", "rollback", "--action", "promote",
+    ]);
+    let actions: Vec<&str> = h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["rollback", "rollback", "promote"], "{h}");
+}
+
+#[test]
+fn a_raw_run_promoted_on_a_file_remote_moves_its_latest_forward_only() {
+    let base = Project::new();
+    let shared = base.root().join("shared");
+    let p = file_project(&shared);
+    p.write("old/model.pt", b"old");
+    p.write("new/model.pt", b"new");
+    p.register(&p.path("old"), &["--id", "20261101_000000"]);
+    p.register(&p.path("new"), &["--id", "20261105_000000"]);
+    p.json(&["push", "20261101_000000"]);
+    let (code, err) = fails(
+        &p,
+        &["promote", "raw/20261105_000000", "--remote", "origin"],
+    );
+    assert_eq!(code, Some(2), "not pushed yet: {err}");
+    assert!(err.contains("has no run raw/20261105_000000"), "{err}");
+    let pushed = p.json(&["push", "20261105_000000"]);
+    assert_eq!(pushed["runs"][0]["became_latest"], true, "{pushed}");
+    let (code, err) = fails(
+        &p,
+        &["promote", "raw/20261101_000000", "--remote", "origin"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let again = p.json(&["promote", "raw/20261105_000000", "--remote", "origin"]);
+    assert_eq!(again["moved"], false, "already latest: {again}");
+    assert_eq!(again["ref"], "raw/20261105_000000");
+}
+
+/// A cleanup of the remote at `now` (ARTIFACTCTL_NOW).
+fn gc(p: &Project, now: chrono::DateTime<chrono::Utc>) -> Value {
+    let out = p
+        .cmd()
+        .env("ARTIFACTCTL_NOW", now.to_rfc3339())
+        .args(["cleanup", "--remote", "origin", "--yes", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn garbage_collection_deletes_only_what_stayed_unreferenced_past_the_grace() {
+    let b = bucket();
+    let p = project(&b);
+    p.write("one/model.pt", b"the model");
+    p.register(&p.path("one"), &["--id", "20261101_000000"]);
+    p.json(&["push", "20261101_000000"]);
+    // Content no record references: an orphan, and one a push will need.
+    let orphan = blake3::hash(b"orphan").to_hex().to_string();
+    put_object(&b, &format!("blobs/{}/{orphan}", &orphan[..2]), b"orphan");
+    let needed = blake3::hash(b"needed later").to_hex().to_string();
+    put_object(
+        &b,
+        &format!("blobs/{}/{needed}", &needed[..2]),
+        b"needed later",
+    );
+
+    // Without --yes, nothing is marked.
+    let dry = p.json(&["cleanup", "--remote", "origin"]);
+    assert_eq!(
+        (dry["dry_run"].clone(), dry["newly_marked"].clone()),
+        (true.into(), 2.into())
+    );
+
+    // Phase 1, 30 hours ago: both marked, nothing deleted.
+    let hours = chrono::Duration::hours;
+    let first = gc(&p, chrono::Utc::now() - hours(30));
+    assert_eq!(first["blobs"], 3, "{first}");
+    assert_eq!(first["referenced"], 1, "{first}");
+    assert_eq!(first["newly_marked"], 2, "{first}");
+    assert_eq!(first["deleted"], 0, "{first}");
+
+    // A push in flight needs the marked blob: it uploads it again (killed
+    // before its record), which refreshes its time past `between` (object
+    // times have whole seconds, hence the pauses; nothing is timed).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let between = chrono::Utc::now();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    p.write("two/model.pt", b"needed later");
+    p.register(&p.path("two"), &["--id", "20261102_000000"]);
+    with_fault(p.cmd().args(["push", "20261102_000000"]), "staged:kill");
+
+    // Phase 2, a grace after `between`: the orphan goes; the re-uploaded
+    // blob waits.
+    let second = gc(&p, between + hours(24));
+    assert_eq!(second["deleted"], 1, "{second}");
+    assert_eq!(second["deleted_bytes"], 6, "{second}");
+    assert_eq!(second["waiting"], 1, "{second}");
+    // The push, run again, completes: its content is all there.
+    p.json(&["push", "20261102_000000"]);
+    let q = project(&b);
+    q.json(&["pull", "20261102_000000", "20261101_000000"]);
+    q.assert_verifies_clean();
+    // Referenced again, it loses its mark; much later nothing more goes.
+    let third = gc(&p, chrono::Utc::now() + hours(100));
+    assert_eq!(
+        (third["deleted"].clone(), third["waiting"].clone()),
+        (0.into(), 0.into()),
+        "{third}"
+    );
+    assert_eq!(third["referenced"], 2, "{third}");
+    let h = q.json(&["history", "--remote", "origin", "--action", "cleanup"]);
+    assert_eq!(h["entries"].as_array().unwrap().len(), 3, "{h}");
+
+    // Retention flags are not for a remote (yet).
+    let (code, err) = fails(&p, &["cleanup", "--remote", "origin", "--keep", "3"]);
+    assert_eq!(code, Some(2), "{err}");
+}
+
+#[test]
+fn a_run_of_many_files_learns_what_the_remote_holds_by_listing_and_uploads_only_the_new() {
+    let b = bucket();
+    let p = project(&b);
+    let contents: Vec<Vec<u8>> = (0..60)
+        .map(|i| format!("shard {i}\n").into_bytes())
+        .collect();
+    // Blob folders holding two or more of these are listed, not asked per
+    // blob: make sure this fixture has some.
+    let mut folders = std::collections::BTreeMap::new();
+    for c in &contents {
+        *folders
+            .entry(blake3::hash(c).to_hex()[..2].to_string())
+            .or_insert(0) += 1;
+    }
+    assert!(folders.values().any(|n| *n >= 2));
+    for (i, c) in contents.iter().enumerate() {
+        p.write(&format!("one/data/{i}.txt"), c);
+        p.write(&format!("two/data/{i}.txt"), c);
+    }
+    p.write("two/model.pt", b"new weights");
+    p.register(&p.path("one"), &["--id", "20261101_000000"]);
+    p.register(&p.path("two"), &["--id", "20261102_000000"]);
+    let first = p.json(&["push", "20261101_000000"]);
+    assert_eq!(first["uploaded_files"], 60, "{first}");
+    let second = p.json(&["push", "20261102_000000"]);
+    assert_eq!(second["uploaded_files"], 1, "{second}");
+    assert_eq!(second["uploaded_bytes"], 11, "{second}");
+    assert_eq!(second["runs"][0]["present_files"], 60, "{second}");
+    let q = project(&b);
+    q.json(&["pull", "20261102_000000"]);
+    q.assert_verifies_clean();
+}

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::cli::printer::{human_size, plural, Align, Printer, Table, Tone};
 use crate::cli::prompt;
 use crate::cli::reporters;
-use crate::cli::settings::{CleanupSettings, Context};
+use crate::cli::settings::{CleanupMode, CleanupSettings, Context};
 
 /// Remove old runs by a retention policy, after showing the plan
 ///
@@ -26,11 +26,17 @@ use crate::cli::settings::{CleanupSettings, Context};
 /// anything else needs --yes. Each run is unlisted with one rename before
 /// its files go, so an interrupted cleanup never leaves a half-removed run.
 ///
+/// With --remote NAME, cleanup collects the remote's garbage in two phases:
+/// content no run record references is marked with the time, and deleted
+/// by a later cleanup once it has stayed unreferenced for [remote] gc_grace
+/// (24h): a push in flight is never broken. Without --yes it only reports.
+///
 /// Examples:
 ///   artifactctl cleanup --keep 5 --dry-run
 ///   artifactctl --store backend/models cleanup --keep 5 --yes
 ///   artifactctl cleanup gru --keep-daily 7 --keep-weekly 4 --keep-monthly 6
 ///   artifactctl cleanup --keep-within 14d --max-size 50GB --json --yes
+///   artifactctl cleanup --remote origin --yes
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment, allow_negative_numbers = true)]
 pub struct Args {
@@ -76,6 +82,9 @@ pub struct Args {
     /// Go ahead even when the policy keeps no run of a namespace
     #[arg(long)]
     pub unsafe_allow_remove_all: bool,
+    /// Collect this remote's unreferenced content instead (two phases, [remote] gc_grace)
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -99,7 +108,14 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         dry_run,
         yes,
         json,
-    } = CleanupSettings::resolve(args, ctx)?;
+    } = match CleanupSettings::resolve(args, ctx)? {
+        CleanupMode::Local(settings) => settings,
+        CleanupMode::Remote {
+            remote,
+            options,
+            json,
+        } => return remote_gc(ctx, out, &remote, &options, json),
+    };
     if opts.allow_production && opts.stage != Stage::Production {
         out.warn("--unsafe-allow-production only applies with --stage production; production stays protected");
     }
@@ -208,4 +224,37 @@ fn print_plan(out: &Printer, plan: &Plan) -> Result<()> {
         human_size(plan.freed_bytes)
     ))?;
     Ok(())
+}
+
+fn remote_gc(
+    ctx: &Context,
+    out: &Printer,
+    name: &str,
+    options: &artifactctl::remote::GcOptions,
+    json: bool,
+) -> Result<ExitCode> {
+    let remote = super::open_remote(ctx, Some(name))?;
+    let report = artifactctl::remote::gc(&remote, options)?;
+    if json {
+        out.json(&report)?;
+        return Ok(ExitCode::Success);
+    }
+    let verb = if report.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    out.line(&format!(
+        "{} blobs: {} referenced, {} unreferenced and waiting out the grace ({} newly marked), {verb} {} ({})",
+        report.blobs,
+        report.referenced,
+        report.waiting,
+        report.newly_marked,
+        report.deleted,
+        human_size(report.deleted_bytes)
+    ))?;
+    if report.dry_run {
+        out.status("nothing was changed; pass --yes to mark and delete");
+    }
+    Ok(ExitCode::Success)
 }

@@ -16,6 +16,7 @@ use crate::cli::settings::{Context, HistorySettings};
 /// Examples:
 ///   artifactctl history
 ///   artifactctl history gru/BTCEUR --action promote --action rollback
+///   artifactctl history --remote origin --action push
 ///   artifactctl history --json | jq '.entries[] | select(.action == "rollback")'
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -26,14 +27,27 @@ pub struct Args {
     /// Only this action (promote, rollback, delete, register, ...); repeatable
     #[arg(long = "action", value_name = "ACTION")]
     pub actions: Vec<String>,
+    /// Read this remote's journal ([remotes.NAME]) instead of the local one
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
     /// Print {"schema_version":1,"entries":[{"time","user","host","action","source","target",...}]}
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
-    let HistorySettings { options, json } = HistorySettings::resolve(args);
-    let history = history::history(&ctx.store, &options)?;
+    let HistorySettings {
+        options,
+        remote,
+        json,
+    } = HistorySettings::resolve(args);
+    let history = match &remote {
+        Some(name) => {
+            let (entries, problems) = super::open_remote(ctx, Some(name))?.journal()?;
+            history::filter(entries, problems, &options)
+        }
+        None => history::history(&ctx.store, &options)?,
+    };
     for problem in &history.problems {
         out.warn(problem);
     }

@@ -1,13 +1,13 @@
 use anyhow::Result;
 use artifactctl::policy::query::{best_metric, Filter, SortKey};
 use artifactctl::store::metadata::RunStatus;
-use artifactctl::store::refs::{Namespace, Stage};
+use artifactctl::store::refs::Stage;
 use artifactctl::store::RunInfo;
 use artifactctl::{ArtifactError, ExitCode};
 use serde::Serialize;
 
 use crate::cli::printer::{human_number, human_size, Align, Printer, Table, Tone};
-use crate::cli::settings::Context;
+use crate::cli::settings::{Context, ListSettings};
 
 /// List runs with creation time, model count, size and best metric
 ///
@@ -31,6 +31,7 @@ use crate::cli::settings::Context;
 ///   artifactctl list --where 'size>1GB' --where 'created<7d'
 ///   artifactctl list --where metrics.sharpe_ratio>1.0 --sort metrics.sharpe_ratio --limit 5
 ///   artifactctl list --where params.seq_length=30 --json
+///   artifactctl list production --remote origin
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment, allow_negative_numbers = true)]
 pub struct Args {
@@ -52,6 +53,9 @@ pub struct Args {
     /// Show at most N runs (after sorting)
     #[arg(long, value_name = "N", value_parser = super::count)]
     pub limit: Option<usize>,
+    /// Read the runs of this remote ([remotes.NAME]) instead, without pulling
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
     /// Print {"schema_version":1,"runs":[...]}
     #[arg(long)]
     pub json: bool,
@@ -71,70 +75,57 @@ pub fn stages_for(ctx: &Context, text: &str) -> Result<Vec<Stage>> {
     Ok(vec![stage])
 }
 
-/// The stage text and namespace a `list [NS] [--stage S]` line means: a NS
-/// whose first segment is a stage name (or `all`) names the stage.
-fn scope(ctx: &Context, ns: Option<&str>, stage: Option<&str>) -> Result<(String, Namespace)> {
-    let Some(text) = ns else {
-        return Ok((stage.unwrap_or("raw").to_string(), Namespace::root()));
-    };
-    let trimmed = text.trim_matches('/');
-    let (first, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
-    if first == "all" || first.parse::<Stage>().is_ok() {
-        if let Some(flag) = stage.filter(|s| *s != first) {
-            return Err(ArtifactError::usage(format!(
-                "'{text}' names the stage {first}, but --stage says {flag}; give one of them"
-            ))
-            .into());
-        }
-        return Ok((first.to_string(), Namespace::parse(rest)?));
-    }
-    match Namespace::parse(text) {
-        Ok(ns) => Ok((stage.unwrap_or("raw").to_string(), ns)),
-        Err(e) => Err(with_store_hint(ctx, text, e).into()),
-    }
-}
-
-/// `list backend/models`, where backend/models is a folder on disk and not
-/// a namespace: the user meant the store.
-fn with_store_hint(ctx: &Context, text: &str, err: ArtifactError) -> ArtifactError {
-    if ctx.invocation.cwd.join(text).is_dir() {
-        ArtifactError::new(
-            err.kind,
-            format!("{}; did you mean --store {text}?", err.message),
-        )
-    } else {
-        err
-    }
-}
-
 pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
-    let (stage, under) = scope(ctx, args.namespace.as_deref(), args.stage.as_deref())?;
-    let stages = stages_for(ctx, &stage)?;
-    let opts = ctx.read_options(false)?;
-    let mut runs = ctx.store.runs(&stages, &under, &opts);
-    if runs.is_empty() && !under.is_root() {
-        if let Some(text) = &args.namespace {
+    let ListSettings {
+        namespace,
+        stage,
+        under,
+        sort,
+        reverse,
+        filters,
+        limit,
+        remote,
+        json,
+    } = ListSettings::resolve(args, ctx)?;
+    let (mut runs, source) = match &remote {
+        Some(name) => {
+            let remote = super::open_remote(ctx, Some(name))?;
+            // A remote holds every stage, whatever the local layout.
+            let stages = if stage == "all" {
+                Stage::ALL.to_vec()
+            } else {
+                vec![stage.parse::<Stage>()?]
+            };
+            let runs = remote.runs(&stages, &under)?;
+            let source = format!("remote '{}' ({})", remote.name, remote.backend.shown);
+            (runs, source)
+        }
+        None => {
+            let stages = stages_for(ctx, &stage)?;
+            let opts = ctx.read_options(false)?;
+            let runs = ctx.store.runs(&stages, &under, &opts);
+            (runs, ctx.store.dir().display().to_string())
+        }
+    };
+    if runs.is_empty() && !under.is_root() && remote.is_none() {
+        if let Some(text) = &namespace {
             let err = ArtifactError::usage(format!(
                 "no runs in namespace {under} ({stage}) of {}",
                 ctx.store.dir().display()
             ));
-            let err = with_store_hint(ctx, text, err);
+            let err = crate::cli::settings::with_store_hint(ctx, text, err);
             if err.message.contains("did you mean") {
                 return Err(err.into());
             }
         }
     }
     let total = runs.len();
-    runs.retain(|r| {
-        args.filters
-            .iter()
-            .all(|f| f.matches(r, ctx.invocation.now))
-    });
-    args.sort.sort(&mut runs, args.reverse);
-    if let Some(limit) = args.limit {
+    runs.retain(|r| filters.iter().all(|f| f.matches(r, ctx.invocation.now)));
+    sort.sort(&mut runs, reverse);
+    if let Some(limit) = limit {
         runs.truncate(limit);
     }
-    if args.json {
+    if json {
         out.json(&ListJson { runs: &runs })?;
         return Ok(ExitCode::Success);
     }
@@ -142,13 +133,13 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         if total > 0 {
             out.status(&format!(
                 "no runs match {}; {total} run{} in {} ({stage}{})",
-                args.filters
+                filters
                     .iter()
                     .map(|f| format!("--where '{}'", f.text()))
                     .collect::<Vec<_>>()
                     .join(" "),
                 if total == 1 { "" } else { "s" },
-                ctx.store.dir().display(),
+                source,
                 if under.is_root() {
                     String::new()
                 } else {
@@ -156,7 +147,7 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
                 },
             ));
         } else {
-            out.status(&format!("no runs in {}", ctx.store.dir().display()));
+            out.status(&format!("no runs in {source}"));
         }
         return Ok(ExitCode::Success);
     }

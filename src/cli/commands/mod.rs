@@ -167,3 +167,12 @@ pub fn key_value(text: &str) -> Result<(String, String), String> {
         _ => Err(format!("expected KEY=VALUE, got '{text}'")),
     }
 }
+
+/// The remote `name` names (or `[remote] default`), opened.
+pub fn open_remote(
+    ctx: &crate::cli::settings::Context,
+    name: Option<&str>,
+) -> anyhow::Result<artifactctl::remote::Remote> {
+    let (name, config) = ctx.config.remote(name)?;
+    artifactctl::remote::Remote::open(&name, &config)
+}

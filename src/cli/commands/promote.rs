@@ -40,6 +40,11 @@ use crate::cli::settings::{Context, PromoteSettings};
 /// filesystem allows (hard links, reflinks), and are published with a
 /// no-replace rename: an existing id or version is never overwritten.
 ///
+/// With --remote NAME, REF names a run or release already on that remote
+/// (pushed), and promote moves the remote's latest of REF's stage to it, by
+/// compare-and-swap and only forward (`rollback --remote` moves it back);
+/// production needs --approve. Nothing local changes.
+///
 /// Examples:
 ///   artifactctl promote gru/BTCEUR/20261123_101500 --to validated --checkpoint epoch_70 \
 ///       --results validation/test_results.json
@@ -48,6 +53,7 @@ use crate::cli::settings::{Context, PromoteSettings};
 ///   artifactctl promote latest --file TailRiskAnalyzer/TailRiskAnalyzer.joblib --to validated
 ///   artifactctl promote validated/gru/BTCEUR/20261123_101500_epoch_70_validated \
 ///       --to production --version 1.0.0 --deploy-config deploy/ --notes "first release" --approve
+///   artifactctl promote production/gru/BTCEUR/1.1.0 --remote origin --approve
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment, disable_version_flag = true)]
 pub struct Args {
@@ -90,6 +96,9 @@ pub struct Args {
     /// Check everything and print the gates, but write nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Move this remote's latest of REF's stage to REF (a run on the remote)
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
     /// Print {"schema_version":1,"ref","path","gates",...}
     #[arg(long)]
     pub json: bool,
@@ -115,6 +124,15 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
             dry_run,
             json,
         } => to_production(ctx, out, options, approve, dry_run, json),
+        PromoteSettings::Remote {
+            remote,
+            options,
+            json,
+        } => {
+            let remote = super::open_remote(ctx, Some(&remote))?;
+            let moved = artifactctl::remote::move_latest(&remote, &options)?;
+            super::rollback::report_moved(out, &moved, options.dry_run, json)
+        }
     }
 }
 

@@ -1,10 +1,10 @@
 use anyhow::Result;
-use artifactctl::remote::{self, PullOptions, Remote};
+use artifactctl::remote;
 use artifactctl::store::refs::RunRef;
 use artifactctl::ExitCode;
 
 use crate::cli::printer::{human_size, Printer};
-use crate::cli::settings::Context;
+use crate::cli::settings::{Context, PullSettings};
 
 /// Download runs from a remote store into the local one (docs/remote.md)
 ///
@@ -36,15 +36,13 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
-    let Args {
-        refs,
-        remote: remote_name,
-        jobs,
+    let PullSettings {
+        remote,
+        options,
         json,
-    } = args;
-    let (name, config) = ctx.config.remote(remote_name.as_deref())?;
-    let remote = Remote::open(&name, &config)?;
-    let report = remote::pull(&remote, &ctx.store, &PullOptions { refs, jobs })?;
+    } = PullSettings::resolve(args);
+    let remote = super::open_remote(ctx, remote.as_deref())?;
+    let report = remote::pull(&remote, &ctx.store, &options)?;
     if json {
         out.json(&report)?;
         return Ok(ExitCode::Success);

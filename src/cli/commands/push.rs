@@ -1,10 +1,10 @@
 use anyhow::Result;
-use artifactctl::remote::{self, PushOptions, Remote};
-use artifactctl::store::refs::{Namespace, RunRef};
-use artifactctl::{ArtifactError, ExitCode};
+use artifactctl::remote;
+use artifactctl::store::refs::RunRef;
+use artifactctl::ExitCode;
 
 use crate::cli::printer::{human_size, Printer};
-use crate::cli::settings::Context;
+use crate::cli::settings::{Context, PushSettings};
 
 /// Upload runs and releases to a remote store (docs/remote.md)
 ///
@@ -43,42 +43,13 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
-    let Args {
-        refs,
-        all,
-        stage,
-        remote: remote_name,
-        jobs,
+    let PushSettings {
+        remote,
+        options,
         json,
-    } = args;
-    let (name, config) = ctx.config.remote(remote_name.as_deref())?;
-    let mut runs = Vec::new();
-    if all {
-        let stages = super::list::stages_for(ctx, stage.as_deref().unwrap_or("all"))?;
-        runs.extend(ctx.store.locations(&stages, &Namespace::root()));
-    } else if stage.is_some() {
-        return Err(
-            ArtifactError::usage("--stage goes with --all; name runs as REF instead").into(),
-        );
-    }
-    for r in &refs {
-        runs.push(ctx.store.resolve(r)?.location);
-    }
-    if runs.is_empty() {
-        return Err(ArtifactError::usage(
-            "nothing to push: name runs (`artifactctl push latest`) or pass --all",
-        )
-        .into());
-    }
-    let remote = Remote::open(&name, &config)?;
-    let report = remote::push(
-        &remote,
-        &PushOptions {
-            runs,
-            jobs,
-            now: ctx.invocation.now,
-        },
-    )?;
+    } = PushSettings::resolve(args, ctx)?;
+    let remote = super::open_remote(ctx, remote.as_deref())?;
+    let report = remote::push(&remote, &options)?;
     if json {
         out.json(&report)?;
         return Ok(ExitCode::Success);

@@ -1,5 +1,6 @@
 use anyhow::Result;
 use artifactctl::ops::rollback;
+use artifactctl::remote::Moved;
 use artifactctl::store::refs::{self, Namespace};
 use artifactctl::ExitCode;
 use serde_json::json;
@@ -16,8 +17,13 @@ use crate::cli::settings::{Context, RollbackSettings};
 /// latest forward again. The change is journaled and noted in
 /// production/CHANGELOG.md.
 ///
+/// With --remote NAME, the remote's production latest moves back instead,
+/// by compare-and-swap, to a release the remote holds; nothing local
+/// changes.
+///
 /// Examples:
 ///   artifactctl rollback gru/BTCEUR
+///   artifactctl rollback gru/BTCEUR --remote origin --to 1.0.0
 ///   artifactctl rollback gru/BTCEUR --to 1.0.0
 ///   artifactctl rollback                # a store without namespaces
 ///   artifactctl --store backend/models rollback   # seed 003's versions folder
@@ -30,13 +36,27 @@ pub struct Args {
     /// The release to return to [default: the one below the current latest]
     #[arg(long, value_name = "VERSION")]
     pub to: Option<String>,
+    /// Move this remote's production latest back instead of the local one
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
     /// Print {"schema_version":1,"namespace","from","to"}
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
-    let RollbackSettings { options, json } = RollbackSettings::resolve(args);
+    let (options, json) = match RollbackSettings::resolve(args, ctx.invocation.now) {
+        RollbackSettings::Local { options, json } => (options, json),
+        RollbackSettings::Remote {
+            remote,
+            options,
+            json,
+        } => {
+            let remote = super::open_remote(ctx, Some(&remote))?;
+            let moved = artifactctl::remote::move_latest(&remote, &options)?;
+            return report_moved(out, &moved, false, json);
+        }
+    };
     let done = rollback::rollback(&ctx.store, &options)?;
     let to_ref = refs::format_ref(done.stage, &done.namespace, &done.to);
     if json {
@@ -49,6 +69,35 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         done.stage,
         done.from.as_deref().unwrap_or("none"),
         done.to
+    ));
+    Ok(ExitCode::Success)
+}
+
+/// What `promote --remote` and `rollback --remote` did to the remote latest.
+pub fn report_moved(out: &Printer, moved: &Moved, dry_run: bool, json: bool) -> Result<ExitCode> {
+    if json {
+        out.json(moved)?;
+    } else {
+        out.line(&moved.reference)?;
+    }
+    let verb = if dry_run {
+        "would move"
+    } else if moved.moved {
+        "moved"
+    } else {
+        "already at"
+    };
+    out.status(&format!(
+        "remote '{}' {} latest{}: {verb} {} -> {}",
+        moved.remote,
+        moved.stage,
+        if moved.namespace.is_empty() {
+            String::new()
+        } else {
+            format!(" of {}", moved.namespace)
+        },
+        moved.from.as_deref().unwrap_or("none"),
+        moved.to
     ));
     Ok(ExitCode::Success)
 }

@@ -17,11 +17,15 @@ use crate::cli::settings::Context;
 ///   artifactctl show 20250724_150837
 ///   artifactctl show gru/BTCEUR/latest --json
 ///   artifactctl show production/gru/BTCEUR/1.0.0
+///   artifactctl show production/gru/BTCEUR/latest --remote origin
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
     #[command(flatten)]
     pub target: super::RefArg,
+    /// Read the run from this remote ([remotes.NAME]) instead, without pulling
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
     /// Print {"schema_version":1,"run":{...}}
     #[arg(long)]
     pub json: bool,
@@ -33,13 +37,20 @@ struct ShowJson<'a> {
 }
 
 pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
-    let resolved = ctx.store.resolve(&args.target.reference)?;
-    for warning in &resolved.warnings {
-        out.warn(warning);
-    }
-    let run = ctx
-        .store
-        .read_run(resolved.location, &ctx.read_options(true)?);
+    let run = match &args.remote {
+        Some(name) => {
+            let remote = super::open_remote(ctx, Some(name))?;
+            remote.run(&args.target.reference, &ctx.read_options(true)?)?
+        }
+        None => {
+            let resolved = ctx.store.resolve(&args.target.reference)?;
+            for warning in &resolved.warnings {
+                out.warn(warning);
+            }
+            ctx.store
+                .read_run(resolved.location, &ctx.read_options(true)?)
+        }
+    };
     if args.json {
         out.json(&ShowJson { run: &run })?;
     } else {

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Benchmark remote stores (issue 14) against the same local S3 server,
+side by side in one run:
+
+- push_small / pull_small: `artifactctl push` / `pull` of one run of --files
+  small files (default 10,000) against `dvc push` / `dvc pull` of the same
+  files to an S3 remote on the same server. Target: ratio at most 0.5.
+- push_big / pull_big: one run holding one file of --big-mib MiB (default
+  1024) against `aws s3 cp --recursive` of the same folder. Target: ratio at
+  most 1.2.
+- repush: re-push of the unchanged run, against one plain HTTP round trip to
+  the server. Target: at most 50 ms beyond it.
+
+The server is moto's server mode; moto, dvc[s3] and awscli are installed in
+virtual environments under bench/.work/venv-remote-*. Without moto nothing
+can run (the benchmark says so and exits 0); a peer that cannot be
+installed has its figure skipped with a message. Each figure is one timed
+run (a push needs an empty bucket): this is a side-by-side comparison, not
+a statistic. A quick smoke run: --files 500 --big-mib 16.
+
+Usage: bench/remote.py --bin target/release/artifactctl [--files N] [--big-mib N]
+"""
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import REPO, report, workdir  # noqa: E402
+
+def venv_tool(name, package):
+    """The path of `name` in its own virtual environment under bench/.work
+    (moto, dvc and awscli pin different botocore versions), installing
+    `package` if it is missing; None with a message when that fails."""
+    venv = os.path.join(REPO, "bench", ".work", f"venv-remote-{name}")
+    tool = os.path.join(venv, "bin", name)
+    if os.path.exists(tool):
+        return tool
+    try:
+        if not os.path.exists(os.path.join(venv, "bin", "pip")):
+            subprocess.run([sys.executable, "-m", "venv", venv], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [os.path.join(venv, "bin", "pip"), "install", "--quiet", "--disable-pip-version-check", package],
+            check=True,
+        )
+    except (subprocess.CalledProcessError, OSError) as e:
+        print(f"skipped: cannot install {package} into {venv}: {e}", flush=True)
+        return None
+    return tool if os.path.exists(tool) else None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url):
+    req = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        r.read()
+        return r.status
+
+
+class Server:
+    def __init__(self, moto):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [moto, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(600):
+            try:
+                http("GET", self.url + "/")
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.proc.kill()
+        sys.exit("moto_server did not answer within 60 s")
+
+    def bucket(self, name):
+        http("PUT", f"{self.url}/{name}")
+        return name
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def env():
+    e = dict(os.environ)
+    e.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1",
+             AWS_DEFAULT_REGION="us-east-1")
+    return e
+
+
+def timed(argv, cwd):
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"benchmark command failed ({proc.returncode}): {' '.join(argv)}\n"
+                 f"{proc.stderr.decode(errors='replace')}")
+    return elapsed
+
+
+def project(root, server, bucket):
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "artifactctl.toml"), "w") as f:
+        f.write(f'[remote]\ndefault = "origin"\n[remotes.origin]\nurl = "s3://{bucket}/p"\n'
+                f'endpoint = "{server.url}"\nregion = "us-east-1"\n')
+    return root
+
+
+def small_files(folder, n):
+    for i in range(n):
+        d = os.path.join(folder, f"d{i % 100:02d}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"f{i:05d}.txt"), "wb") as f:
+            f.write(f"file {i}\n".encode() * (1 + i % 16))
+
+
+def big_file(folder, mib):
+    os.makedirs(folder, exist_ok=True)
+    block = os.urandom(1 << 20)
+    with open(os.path.join(folder, "model.bin"), "wb") as f:
+        for i in range(mib):
+            f.write(block[:-8] + i.to_bytes(8, "little"))
+
+
+def ours_push_pull(bin_, work, server, data, name):
+    """Register `data`, time push to a fresh bucket, then pull elsewhere."""
+    bucket = server.bucket(f"ours-{name}")
+    a = project(os.path.join(work, f"{name}-a"), server, bucket)
+    subprocess.run([bin_, "register", data, "--id", "20261101_000000"], cwd=a, env=env(),
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    push = timed([bin_, "push", "20261101_000000"], a)
+    repush = timed([bin_, "push", "20261101_000000"], a)
+    b = project(os.path.join(work, f"{name}-b"), server, bucket)
+    pull = timed([bin_, "pull", "20261101_000000"], b)
+    return push, pull, repush
+
+
+def dvc_push_pull(dvc, work, server, data):
+    bucket = server.bucket("dvc-small")
+    repo = os.path.join(work, "dvc-repo")
+    os.makedirs(repo)
+    shutil.copytree(data, os.path.join(repo, "data"))
+    for argv in (
+        [dvc, "init", "--no-scm", "-q"],
+        [dvc, "remote", "add", "-d", "s3", f"s3://{bucket}/dvc"],
+        [dvc, "remote", "modify", "s3", "endpointurl", server.url],
+        [dvc, "add", "-q", "data"],
+    ):
+        subprocess.run(argv, cwd=repo, env=env(), check=True, stdout=subprocess.DEVNULL)
+    push = timed([dvc, "push", "-q"], repo)
+    shutil.rmtree(os.path.join(repo, ".dvc", "cache"))
+    shutil.rmtree(os.path.join(repo, "data"))
+    pull = timed([dvc, "pull", "-q"], repo)
+    return push, pull
+
+
+def aws_cp(aws, work, server, data):
+    bucket = server.bucket("aws-big")
+    base = [aws, "--endpoint-url", server.url, "s3", "cp", "--recursive", "--only-show-errors"]
+    push = timed(base + [data, f"s3://{bucket}/big"], work)
+    pull = timed(base + [f"s3://{bucket}/big", os.path.join(work, "aws-down")], work)
+    return push, pull
+
+
+def round_trip(server):
+    samples = []
+    for _ in range(20):
+        start = time.perf_counter()
+        try:
+            http("HEAD", f"{server.url}/ours-small")
+        except OSError:
+            pass
+        samples.append(time.perf_counter() - start)
+    samples.sort()
+    return samples[len(samples) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bin", default="target/release/artifactctl")
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--big-mib", type=int, default=1024)
+    args = ap.parse_args()
+    bin_ = os.path.abspath(args.bin)
+    moto = venv_tool("moto_server", "moto[server]")
+    if moto is None:
+        print("skipped: every remote figure needs moto's S3 server")
+        return 0
+    work = workdir("remote")
+    server = Server(moto)
+    ok = True
+    try:
+        small = os.path.join(work, "small")
+        small_files(small, args.files)
+        push, pull, repush = ours_push_pull(bin_, work, server, small, "small")
+        dvc = venv_tool("dvc", "dvc[s3]")
+        if dvc is None:
+            print("skipped: push_small and pull_small need dvc")
+            report(f"push_small ({args.files} files)", push)
+            report(f"pull_small ({args.files} files)", pull)
+        else:
+            dpush, dpull = dvc_push_pull(dvc, work, server, small)
+            ok &= report(f"push_small ({args.files} files)", push, dpush, "dvc push", "ratio<=0.5")
+            ok &= report(f"pull_small ({args.files} files)", pull, dpull, "dvc pull", "ratio<=0.5")
+        rt = round_trip(server)
+        beyond = repush - rt
+        print(f"repush: artifactctl {repush * 1000:.2f} ms, one round trip {rt * 1000:.2f} ms, "
+              f"{beyond * 1000:.2f} ms beyond (target <= 50 ms: {'met' if beyond <= 0.05 else 'MISSED'})")
+        ok &= beyond <= 0.05
+
+        big = os.path.join(work, "big")
+        big_file(big, args.big_mib)
+        bpush, bpull, _ = ours_push_pull(bin_, work, server, big, "big")
+        aws = venv_tool("aws", "awscli")
+        if aws is None:
+            print("skipped: push_big and pull_big need awscli")
+            report(f"push_big ({args.big_mib} MiB)", bpush)
+            report(f"pull_big ({args.big_mib} MiB)", bpull)
+        else:
+            apush, apull = aws_cp(aws, work, server, big)
+            ok &= report(f"push_big ({args.big_mib} MiB)", bpush, apush, "aws s3 cp", "ratio<=1.2")
+            ok &= report(f"pull_big ({args.big_mib} MiB)", bpull, apull, "aws s3 cp", "ratio<=1.2")
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
