@@ -32,6 +32,7 @@ pub use runs::*;
 
 /// Pins the time of a run in debug builds (tests), in RFC 3339. Release
 /// builds ignore it.
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 pub const NOW_ENV: &str = "ARTIFACTCTL_NOW";
 
 /// What this run of the binary is: where, with which command line, and at
