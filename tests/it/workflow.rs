@@ -368,3 +368,21 @@ fn clearing_from_the_repository_root_leaves_the_examples_store_whole() {
         .success();
     assert!(repo.path("src/lib.rs").is_file());
 }
+
+/// A step's `metrics.json` is read by the same rules as every metrics
+/// source: nested objects flatten with dots, non-numbers become params.
+#[test]
+fn step_metrics_follow_the_one_metrics_reader() {
+    let p = Project::new();
+    p.write(
+        "artifactctl.toml",
+        "[store]\ndir = \"artifacts\"\n\n[[refresh.steps]]\nname = \"model\"\nrun = \"echo '{\\\"lstm\\\": {\\\"sharpe_ratio\\\": 1.5}, \\\"kind\\\": \\\"gru\\\"}' > $ARTIFACTCTL_STEP_DIR/metrics.json\"\n",
+    );
+    let run = refresh(&p, &[]);
+    let meta = p.json(&["show", run["run"].as_str().unwrap()]);
+    assert_eq!(
+        meta["run"]["metrics"]["model.lstm.sharpe_ratio"], 1.5,
+        "{meta:#}"
+    );
+    assert_eq!(meta["run"]["params"]["model.kind"], "gru", "{meta:#}");
+}

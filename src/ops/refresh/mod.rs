@@ -320,7 +320,14 @@ pub fn refresh(
         RunStatus::Complete
     };
     let files = run_manifest(staging.path(), &records, progress)?;
-    let metrics = step_metrics(staging.path(), &records, &mut prepared.warnings);
+    let step_metrics = step_metrics(staging.path(), &records, &mut prepared.warnings);
+    let metrics = step_metrics.values;
+    // A step's non-numbers (a model name, a status) are kept as params,
+    // by the same rules as every other metrics source.
+    let mut run_params = prepared.params.clone();
+    for (key, value) in step_metrics.notes {
+        run_params.entry(key).or_insert(value);
+    }
     let took_from_base = records.iter().any(|r| r.reused_from.is_some());
     let mut lineage = Lineage {
         source: Some("refresh".into()),
@@ -359,7 +366,7 @@ pub fn refresh(
         created_at: started,
         status,
         config,
-        params: prepared.params.clone(),
+        params: run_params,
         metrics,
         tags: Vec::new(),
         files: Vec::new(),
@@ -520,21 +527,19 @@ fn step_metrics(
     staging: &Path,
     records: &[StepRecord],
     warnings: &mut Vec<String>,
-) -> BTreeMap<String, f64> {
-    let mut metrics = BTreeMap::new();
+) -> crate::store::metrics::Metrics {
+    let mut metrics = crate::store::metrics::Metrics::default();
     for record in records {
         let path = staging.join(&record.name).join(STEP_METRICS_FILE);
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(obj)) => {
-                for (k, v) in metadata::numeric_metrics(&obj) {
-                    metrics.insert(format!("{}.{k}", record.name), v);
-                }
-            }
+            Ok(Value::Object(obj)) => metrics.extend(
+                crate::store::metrics::Metrics::from_object_prefixed(&record.name, &obj),
+            ),
             _ => warnings.push(format!(
-                "{} is not a JSON object of numbers; its metrics were not recorded (the file is kept)",
+                "{} is not a JSON object; its metrics were not recorded (the file is kept)",
                 path.display()
             )),
         }
