@@ -7,7 +7,8 @@ use predicates::prelude::*;
 use serde_json::Value;
 
 /// A temporary project holding a copy of `examples/` (the README's pipeline).
-fn example() -> Project {
+/// A project holding a copy of `examples/` (its pipeline), no store yet.
+pub(crate) fn example() -> Project {
     let p = Project::new();
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"),
@@ -80,7 +81,8 @@ fn statuses(doc: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn plan(p: &Project, args: &[&str]) -> Vec<(String, String, String)> {
+/// `refresh --dry-run --json [args]`: (step, action, reason) in run order.
+pub(crate) fn plan(p: &Project, args: &[&str]) -> Vec<(String, String, String)> {
     let out = p
         .cmd()
         .args(["refresh", "--dry-run", "--json"])
@@ -107,7 +109,7 @@ fn plan(p: &Project, args: &[&str]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn run_dir(p: &Project, reference: &str) -> PathBuf {
+pub(crate) fn run_dir(p: &Project, reference: &str) -> PathBuf {
     p.store().join("raw").join(reference)
 }
 

@@ -3,30 +3,12 @@
 //! whatever `latest` names, and what cleanup keeps for `--models-only`.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
+use crate::refresh::{example, plan, run_dir};
 use crate::support::Project;
-
-fn example() -> Project {
-    let p = Project::new();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    for rel in [
-        "artifactctl.toml",
-        "scripts/make_dataset.sh",
-        "scripts/train.sh",
-    ] {
-        p.write(rel, std::fs::read(examples.join(rel)).unwrap());
-    }
-    for entry in std::fs::read_dir(examples.join("data")).unwrap().flatten() {
-        p.write(
-            &format!("data/{}", entry.file_name().to_string_lossy()),
-            std::fs::read(entry.path()).unwrap(),
-        );
-    }
-    p
-}
 
 fn refresh(p: &Project, args: &[&str]) -> Value {
     let out = p
@@ -41,26 +23,6 @@ fn refresh(p: &Project, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn plan(p: &Project, args: &[&str]) -> Vec<(String, String, String)> {
-    let doc = p.json(&[&["refresh", "--dry-run"], args].concat());
-    doc["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap().to_string(),
-                s["action"].as_str().unwrap().to_string(),
-                s["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn run_dir(p: &Project, id: &str) -> PathBuf {
-    p.store().join("raw").join(id)
 }
 
 /// Make a run's folders writable again, as `rm -rf`-minded tools (or root)
