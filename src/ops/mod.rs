@@ -19,6 +19,7 @@ pub mod removal;
 pub mod repair;
 pub mod report;
 pub mod rollback;
+pub mod seal;
 pub mod verify;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! `register --all DIR`: a legacy store imported as a batch. Each version is
-//! staged by hard link and hashed once (a link shares the legacy file's
-//! content, so its hash is the run's); then, per batch, one `syncfs` makes
+//! staged by hard link, its files' hashes left pending (recorded by the
+//! first command that reads them, see `ops::seal`); then, per batch, one `syncfs` makes
 //! the staged versions durable, one lock covers the publishing, the id marks
 //! are raised once, each version is published by its own no-replace rename
 //! (so a crash leaves whole versions or none), `latest` moves once per
@@ -182,7 +182,10 @@ fn stage(store: &Store, opts: &RegisterOptions, wanted: Wanted) -> Result<Result
         }
         Err(e) => return Err(e),
     };
-    let files = manifest::build_interruptible(staging.path(), &crate::progress::Silent)?;
+    // Not read: the link shares the legacy file's bytes, and reading them
+    // all would cost as much as a copy. The hashes are pending, guarded by
+    // each file's stamp, until a command needs them (`ops::seal`).
+    let files = manifest::build_pending(staging.path())?;
     let one = RegisterOptions {
         namespace: wanted.target.namespace.clone(),
         ..opts.clone()

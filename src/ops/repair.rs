@@ -60,6 +60,16 @@ pub fn repair(store: &Store, repairs: &[Repair]) -> Result<Vec<String>> {
                 // Done by `ops::lock` above; what went back is in the notices.
                 done.push("finished what stopped writers left behind".to_string());
             }
+            Repair::RecordHashes { location, hashes } => {
+                let (_, n) = ops::seal::record_hashes(store, location, hashes)?;
+                if n > 0 {
+                    done.push(format!(
+                        "recorded the hashes of {n} file{} imported by link in {}",
+                        if n == 1 { "" } else { "s" },
+                        location.reference()
+                    ));
+                }
+            }
             Repair::Changelog(text) => {
                 ops::promote::append_changelog(store, text)?;
                 done.push("added a missing production/CHANGELOG.md entry".to_string());

@@ -88,6 +88,12 @@ pub enum Repair {
     /// Finish what stopped writers left (taking the lock does: staging and
     /// trash folders go, moved-in folders go back).
     SweepLeftovers,
+    /// Record the hashes of files imported by link, read by this verify
+    /// while their stamps were unchanged (see [`crate::ops::seal`]).
+    RecordHashes {
+        location: RunLocation,
+        hashes: BTreeMap<String, String>,
+    },
 }
 
 /// Whether a file name is one of `fsx`'s temporary siblings
@@ -100,6 +106,7 @@ fn is_temp_name(rel: &str) -> bool {
 /// One file to re-hash.
 struct HashJob {
     reference: String,
+    location: RunLocation,
     path: PathBuf,
     expected: FileEntry,
 }
@@ -418,6 +425,7 @@ fn check_manifest(
             (Some(want), Some(got)) if want == got => {}
             (None, None) if entry.size == found.size => jobs.push(HashJob {
                 reference: run.reference.clone(),
+                location: run.location.clone(),
                 path: found.path.clone(),
                 expected: entry.clone(),
             }),
@@ -511,31 +519,95 @@ fn check_readonly(run: &RunInfo, problem: &mut impl FnMut(&'static str, String, 
 fn hash_files(jobs: Vec<HashJob>, report: &mut Report, reporter: &dyn Progress) {
     let total: u64 = jobs.iter().map(|j| j.expected.size).sum();
     reporter.begin("verifying", Some(total), Unit::Bytes);
-    let mismatches: Vec<Problem> = jobs
+    let outcomes: Vec<Hashed> = jobs
         .par_iter()
         .filter_map(|job| {
-            let result = manifest::hash_file(&job.path);
+            let outcome = hash_one(job);
             reporter.advance(job.expected.size);
-            match result {
-                Ok(hash) if hash == job.expected.blake3 => None,
-                Ok(_) => Some(Problem {
-                    reference: job.reference.clone(),
-                    kind: "modified",
-                    detail: format!("{}: content differs from the manifest (BLAKE3 mismatch)", job.expected.path),
-                    fix: "restore the original from a backup; artifacts must not change once published".into(),
-                }),
-                Err(e) => Some(Problem {
-                    reference: job.reference.clone(),
-                    kind: "missing_file",
-                    detail: format!("{}: {e:#}", job.expected.path),
-                    fix: "check the file's permissions, or restore it".into(),
-                }),
-            }
+            outcome
         })
         .collect();
     reporter.end();
     report.bytes_hashed = total;
-    report.problems.extend(mismatches);
+    let mut first_hashes: BTreeMap<PathBuf, (RunLocation, BTreeMap<String, String>)> =
+        BTreeMap::new();
+    for outcome in outcomes {
+        match outcome {
+            Hashed::Problem(p) => report.problems.push(p),
+            Hashed::First { job, hash } => {
+                first_hashes
+                    .entry(job.location.path.clone())
+                    .or_insert_with(|| (job.location.clone(), BTreeMap::new()))
+                    .1
+                    .insert(job.expected.key(), hash);
+            }
+        }
+    }
+    for (location, hashes) in first_hashes.into_values() {
+        let n = hashes.len();
+        report.notes.push(Note {
+            reference: location.reference(),
+            kind: "pending_hashes",
+            detail: format!(
+                "{n} file{} imported by link had no hash yet; unchanged since the import (size and modification time), now read; `artifactctl verify --repair` records {}",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "its hash" } else { "their hashes" }
+            ),
+        });
+        report
+            .repairs
+            .push(Repair::RecordHashes { location, hashes });
+    }
+}
+
+/// What hashing one file found: a problem, or the first hash of a file
+/// imported by link.
+enum Hashed<'a> {
+    Problem(Problem),
+    First { job: &'a HashJob, hash: String },
+}
+
+fn hash_one(job: &HashJob) -> Option<Hashed<'_>> {
+    let problem = |kind, detail, fix| {
+        Some(Hashed::Problem(Problem {
+            reference: job.reference.clone(),
+            kind,
+            detail,
+            fix,
+        }))
+    };
+    let pending = job.expected.blake3.is_none();
+    let unchanged =
+        || std::fs::symlink_metadata(&job.path).is_ok_and(|m| job.expected.stamp_matches(&m));
+    if pending && !unchanged() {
+        return problem(
+            "modified",
+            crate::ops::seal::changed_since_import(&job.location, &job.expected),
+            crate::ops::seal::reimport_hint(&job.location),
+        );
+    }
+    match manifest::hash_file(&job.path) {
+        Ok(hash) if job.expected.blake3.as_ref() == Some(&hash) => None,
+        Ok(hash) if pending && unchanged() => Some(Hashed::First { job, hash }),
+        Ok(_) if pending => problem(
+            "modified",
+            format!("{}: changed while it was being read", job.expected.path),
+            "run verify again once nothing writes to the run".into(),
+        ),
+        Ok(_) => problem(
+            "modified",
+            format!(
+                "{}: content differs from the manifest (BLAKE3 mismatch)",
+                job.expected.path
+            ),
+            "restore the original from a backup; artifacts must not change once published".into(),
+        ),
+        Err(e) => problem(
+            "missing_file",
+            format!("{}: {e:#}", job.expected.path),
+            "check the file's permissions, or restore it".into(),
+        ),
+    }
 }
 
 /// Every namespace holding a checked run: its `latest` must resolve to a

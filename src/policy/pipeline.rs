@@ -458,7 +458,11 @@ pub fn output_hash(files: &[FileEntry]) -> String {
     for f in sorted {
         hasher.update(f.path.as_bytes());
         hasher.update(b"\0");
-        hasher.update(f.blake3.as_bytes());
+        match (&f.blake3, f.stamp) {
+            (Some(hash), _) => hasher.update(hash.as_bytes()),
+            // Not hashed yet: the stamp tells such files apart instead.
+            (None, stamp) => hasher.update(format!("pending {stamp:?}").as_bytes()),
+        };
         hasher.update(b"\n");
     }
     hasher.finalize().to_hex().to_string()
@@ -921,7 +925,7 @@ mod tests {
         let f = |p: &str, h: &str| FileEntry {
             path: p.into(),
             size: 1,
-            blake3: h.into(),
+            blake3: Some(h.into()),
             symlink: None,
             path_bytes: None,
             stamp: None,

@@ -107,7 +107,7 @@ pub fn gc(remote: &Remote, opts: &GcOptions) -> Result<GcReport> {
                     backend.shown
                 ))
             })?;
-            referenced.extend(meta.files.into_iter().map(|f| f.blake3));
+            referenced.extend(meta.files.into_iter().filter_map(|f| f.blake3));
         }
         drop(reads);
 

@@ -279,9 +279,9 @@ fn check_file(f: &FileEntry) -> Result<(), String> {
             f.path
         ));
     }
-    if f.blake3.len() != 64
-        || !f
-            .blake3
+    let hash = f.blake3.as_deref().unwrap_or_default();
+    if hash.len() != 64
+        || !hash
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     {
@@ -302,7 +302,7 @@ fn check_file(f: &FileEntry) -> Result<(), String> {
 /// with the same files (local-only fields such as `pinned` may differ).
 pub fn same_run(a: &Metadata, b: &Metadata) -> bool {
     let files = |m: &Metadata| {
-        let mut v: Vec<(String, String, u64, Option<String>)> = m
+        let mut v: Vec<(String, Option<String>, u64, Option<String>)> = m
             .files
             .iter()
             .map(|f| (f.key(), f.blake3.clone(), f.size, f.symlink.clone()))

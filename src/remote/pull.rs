@@ -107,8 +107,11 @@ fn local_content(store: &Store) -> HashMap<String, PathBuf> {
         let Ok(meta) = Metadata::read(&location.path) else {
             continue;
         };
+        // A pending hash (imported by link, not yet read) cannot vouch for
+        // content: that file is downloaded instead.
         for f in meta.files.into_iter().filter(|f| f.symlink.is_none()) {
-            out.entry(f.blake3.clone())
+            let Some(hash) = &f.blake3 else { continue };
+            out.entry(hash.clone())
                 .or_insert_with(|| location.path.join(f.rel_path()));
         }
     }
@@ -144,18 +147,20 @@ fn pull_one(
                     fsx::remote::symlink_in(dir, &rel, std::path::Path::new(target))?;
                     return anyhow::Ok((0u64, 0u64, 0u64));
                 }
-                if let Some(src) = local.get(&f.blake3) {
+                // Checked by `record_problem` when the record was read.
+                let expected = f.blake3.as_deref().unwrap_or_default();
+                if let Some(src) = local.get(expected) {
                     // Re-hashed: a local file changed since its manifest
                     // must not slip in under the remote's hash.
                     if fsx::remote::share_in(dir, &rel, src).is_ok()
-                        && crate::store::manifest::hash_file(&dir.join(&rel))? == f.blake3
+                        && crate::store::manifest::hash_file(&dir.join(&rel))? == expected
                     {
                         return Ok((0, 0, 1));
                     }
                     // Changed locally: download it instead.
                     fsx::remote::discard_in(dir, &rel)?;
                 }
-                let key = blob_key(&f.blake3);
+                let key = blob_key(expected);
                 let mut file = fsx::remote::create_in(dir, &rel)
                     .with_context(|| format!("cannot create {} in the staging folder", f.path))?;
                 let got = remote.backend.get_into(&key, &mut file).await?;
@@ -166,7 +171,7 @@ fn pull_one(
                     ))
                     .into());
                 };
-                if hash != f.blake3 {
+                if hash != expected {
                     return Err(ArtifactError::corrupt(format!(
                         "remote {}: blob {key} of {} does not match its name (its BLAKE3 is {hash}); nothing was published",
                         remote.backend.shown, f.path

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
@@ -128,7 +128,7 @@ async fn push_one(
     let mut blobs: BTreeMap<&str, PathBuf> = BTreeMap::new();
     for f in meta.files.iter().filter(|f| f.symlink.is_none()) {
         blobs
-            .entry(f.blake3.as_str())
+            .entry(f.blake3.as_deref().with_context(|| format!("{reference} has files whose hash is pending (imported by link); `artifactctl verify --repair {reference}` records them"))?)
             .or_insert_with(|| location.path.join(f.rel_path()));
     }
     // Blobs garbage collection has marked may go soon: they are uploaded

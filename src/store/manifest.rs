@@ -97,6 +97,33 @@ pub fn hash_all(found: Vec<Found>, reporter: &dyn Progress) -> Result<Vec<FileEn
     hash_files(found, reporter, false)
 }
 
+/// Manifest entries for every file below `dir` without reading regular
+/// files: each gets its size and stamp and a pending hash (see
+/// `ops::seal`); a symlink's target text is hashed as always.
+pub fn build_pending(dir: &Path) -> Result<Vec<FileEntry>> {
+    list_files(dir)?
+        .into_iter()
+        .map(|f| {
+            let (blake3, stamp) = match &f.symlink {
+                Some(target) => (Some(hash_bytes(target.as_bytes())), None),
+                None => {
+                    let meta = std::fs::symlink_metadata(&f.path)
+                        .with_context(|| format!("cannot read {}", f.path.display()))?;
+                    (None, Some(Stamp::of(&meta)))
+                }
+            };
+            Ok(FileEntry {
+                path: f.rel,
+                size: f.size,
+                blake3,
+                symlink: f.symlink,
+                path_bytes: f.rel_bytes,
+                stamp,
+            })
+        })
+        .collect()
+}
+
 /// Like [`build`], but stops with an interrupted error between files once
 /// SIGINT or SIGTERM has arrived (see [`crate::interrupt`]).
 pub fn build_interruptible(dir: &Path, reporter: &dyn Progress) -> Result<Vec<FileEntry>> {
@@ -140,7 +167,7 @@ fn hash_files(
             Ok(FileEntry {
                 path: f.rel,
                 size: f.size,
-                blake3,
+                blake3: Some(blake3),
                 symlink: f.symlink,
                 path_bytes: f.rel_bytes,
                 stamp,
@@ -169,7 +196,7 @@ pub fn damage(dir: &Path, expected: &[FileEntry], rehash: bool) -> Option<String
             }
             None if !meta.is_file() || meta.len() != entry.size => false,
             None if !rehash && entry.stamp == Some(Stamp::of(&meta)) => true,
-            None => hash_file(&path).is_ok_and(|h| h == entry.blake3),
+            None => hash_file(&path).is_ok_and(|h| Some(h) == entry.blake3),
         };
         if !same {
             changed += 1;
@@ -219,7 +246,7 @@ mod tests {
         let m = build(dir.path(), &Silent).unwrap();
         let paths: Vec<_> = m.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["checkpoints/best.pt", "checkpoints/latest.pt"]);
-        assert_eq!(m[0].blake3, hash_bytes(b"weights"));
+        assert_eq!(m[0].blake3.as_deref(), Some(hash_bytes(b"weights").as_str()));
         assert_eq!(m[1].symlink.as_deref(), Some("best.pt"));
     }
 

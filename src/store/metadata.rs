@@ -46,8 +46,12 @@ pub struct FileEntry {
     /// [`FileEntry::path_bytes`] holds the exact name.
     pub path: String,
     pub size: u64,
-    /// BLAKE3 of the content; for a symlink, of its target text.
-    pub blake3: String,
+    /// BLAKE3 of the content; for a symlink, of its target text. `None`
+    /// (`null`) while a file imported by hard link (`register --all`) is
+    /// not hashed yet: its [`FileEntry::stamp`] and size stand guard until
+    /// the first command that needs the hash records it (see
+    /// `ops::seal`).
+    pub blake3: Option<String>,
     /// Set for symlinks (always relative and inside the run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symlink: Option<String>,
@@ -87,6 +91,18 @@ impl Stamp {
 }
 
 impl FileEntry {
+    /// A hash, or a pending hash guarded by a stamp (never for a symlink,
+    /// whose target text is always hashed).
+    pub fn is_well_formed(&self) -> bool {
+        self.blake3.is_some() || (self.stamp.is_some() && self.symlink.is_none())
+    }
+
+    /// Whether the file on disk is still the one the entry was made from,
+    /// judged by size and stamp only (no read).
+    pub fn stamp_matches(&self, meta: &std::fs::Metadata) -> bool {
+        meta.is_file() && meta.len() == self.size && self.stamp == Some(Stamp::of(meta))
+    }
+
     /// The exact relative path on disk.
     pub fn rel_path(&self) -> std::path::PathBuf {
         use std::os::unix::ffi::OsStringExt;
@@ -281,8 +297,21 @@ impl Metadata {
         let path = dir.join(METADATA_FILE);
         let bytes =
             read_no_follow(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not valid metadata", path.display()))
+        let meta: Metadata = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not valid metadata", path.display()))?;
+        if let Some(bad) = meta.files.iter().find(|f| !f.is_well_formed()) {
+            anyhow::bail!(
+                "{} is not valid metadata: file {:?} has neither a BLAKE3 hash nor the stamp a pending hash needs",
+                path.display(),
+                bad.path
+            );
+        }
+        Ok(meta)
+    }
+
+    /// Files whose hash is still pending (imported by link, not yet read).
+    pub fn pending_hashes(&self) -> usize {
+        self.files.iter().filter(|f| f.blake3.is_none()).count()
     }
 
     pub fn to_json(&self) -> String {

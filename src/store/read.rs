@@ -219,7 +219,7 @@ pub(crate) fn file_row(f: &FileEntry) -> FileRow {
     FileRow {
         path: f.path.clone(),
         size: f.size,
-        blake3: Some(f.blake3.clone()),
+        blake3: f.blake3.clone(),
         symlink: f.symlink.clone(),
     }
 }

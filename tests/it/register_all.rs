@@ -81,3 +81,154 @@ fn a_clash_with_a_stated_id_names_the_id_flag() {
         .code(2)
         .stderr(predicates::str::contains("--id"));
 }
+
+/// The metadata.json of an imported run, parsed.
+fn imported_meta(p: &Project, id: &str) -> serde_json::Value {
+    let path = p.store().join("raw").join(id).join("metadata.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn notes_of_kind(doc: &serde_json::Value, kind: &str) -> usize {
+    doc["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == kind)
+        .count()
+}
+
+#[test]
+fn hashes_stay_pending_until_verify_repair_records_them() {
+    let p = Project::new();
+    let legacy = p.path("backend/models");
+    let ids = legacy_versions(&legacy, 3, None);
+    p.json(&["register", "--all", legacy.to_str().unwrap()]);
+
+    // Not read at import: size and stamp only.
+    let meta = imported_meta(&p, &ids[1]);
+    let files = meta["files"].as_array().unwrap();
+    assert_eq!(files.len(), 6, "{meta}");
+    for f in files {
+        assert!(f["blake3"].is_null(), "{f}");
+        assert!(f["stamp"]["ino"].as_u64().unwrap() > 0, "{f}");
+    }
+    let show = p
+        .cmd()
+        .args(["show", &format!("raw/{}", ids[1])])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&show.stdout).contains("pending"));
+
+    // verify reads them (unchanged), says so, and passes.
+    let out = p
+        .cmd()
+        .args(["verify", "--all", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(notes_of_kind(&doc, "pending_hashes"), 3, "{doc}");
+
+    p.cmd()
+        .args(["verify", "--all", "--repair"])
+        .assert()
+        .success();
+    let meta = imported_meta(&p, &ids[1]);
+    let lstm = meta["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "lstm_model.h5")
+        .unwrap();
+    let content = std::fs::read(legacy.join(&ids[1]).join("lstm_model.h5")).unwrap();
+    assert_eq!(lstm["blake3"], blake3::hash(&content).to_hex().as_str());
+    let doc = p.json(&["verify", "--all"]);
+    assert_eq!(notes_of_kind(&doc, "pending_hashes"), 0, "{doc}");
+    p.assert_verifies_clean();
+}
+
+#[test]
+fn a_legacy_file_changed_after_import_is_reported_and_not_promoted() {
+    let p = Project::new();
+    let legacy = p.path("backend/models");
+    let ids = legacy_versions(&legacy, 2, None);
+    p.json(&["register", "--all", legacy.to_str().unwrap()]);
+
+    // The legacy tool rewrites a model in place: same size, same inode (the
+    // run shares it), new bytes and time.
+    let shared = legacy.join(&ids[0]).join("lstm_model.h5");
+    std::fs::write(&shared, vec![0xAB; 512]).unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&shared)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+
+    let out = p.cmd().args(["verify", "--all"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("lstm_model.h5 changed since it was imported by link"),
+        "{text}"
+    );
+    assert!(text.contains("register --all"), "{text}");
+
+    // --repair records the unchanged version's hashes, never the changed file's.
+    p.cmd()
+        .args(["verify", "--all", "--repair"])
+        .output()
+        .unwrap();
+    let meta = imported_meta(&p, &ids[0]);
+    let lstm = meta["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "lstm_model.h5")
+        .unwrap();
+    assert!(lstm["blake3"].is_null(), "{lstm}");
+    assert!(imported_meta(&p, &ids[1])["files"][0]["blake3"].is_string());
+
+    let out = p
+        .cmd()
+        .args(["promote", &format!("raw/{}", ids[0]), "--to", "validated"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("FAIL integrity"), "{text}");
+    assert!(!p
+        .store()
+        .join("validated")
+        .join(format!("{}_validated", ids[0]))
+        .exists());
+}
+
+#[test]
+fn an_imported_run_promotes_with_every_hash_recorded() {
+    let p = Project::new();
+    let legacy = p.path("backend/models");
+    let ids = legacy_versions(&legacy, 1, None);
+    p.json(&["register", "--all", legacy.to_str().unwrap()]);
+    p.promote(&format!("raw/{}", ids[0]), &["--to", "validated"]);
+    let dir = p
+        .store()
+        .join("validated")
+        .join(format!("{}_validated", ids[0]));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metadata.json")).unwrap()).unwrap();
+    let files = meta["files"].as_array().unwrap();
+    assert!(files.len() >= 6, "{meta}");
+    for f in files {
+        let content = std::fs::read(dir.join(f["path"].as_str().unwrap())).unwrap();
+        assert_eq!(f["blake3"], blake3::hash(&content).to_hex().as_str(), "{f}");
+    }
+    p.assert_verifies_clean();
+}

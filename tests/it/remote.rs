@@ -886,3 +886,35 @@ fn a_run_of_many_files_learns_what_the_remote_holds_by_listing_and_uploads_only_
     q.json(&["pull", "20261102_000000"]);
     q.assert_verifies_clean();
 }
+
+#[test]
+fn a_run_imported_by_link_records_its_hashes_before_it_is_pushed() {
+    let base = Project::new();
+    let shared = base.root().join("shared");
+    let a = file_project(&shared);
+    let legacy = a.path("backend/models");
+    let ids = crate::support::legacy_versions(&legacy, 1, None);
+    a.json(&["register", "--all", legacy.to_str().unwrap()]);
+    let reference = format!("raw/{}", ids[0]);
+    let pushed = a.json(&["push", &reference]);
+    assert_eq!(pushed["runs"][0]["state"], "pushed", "{pushed}");
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(a.store().join("raw").join(&ids[0]).join("metadata.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        meta["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["blake3"].is_string()),
+        "{meta}"
+    );
+    // The record on the remote is the local one: a re-push costs nothing.
+    let again = a.json(&["push", &reference]);
+    assert_eq!(again["runs"][0]["state"], "unchanged", "{again}");
+
+    let c = file_project(&shared);
+    c.json(&["pull", &reference]);
+    c.assert_verifies_clean();
+}

@@ -1,4 +1,6 @@
 use anyhow::Result;
+use artifactctl::ops::seal;
+use artifactctl::progress::Silent;
 use artifactctl::remote;
 use artifactctl::store::refs::RunRef;
 use artifactctl::ExitCode;
@@ -49,6 +51,11 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         json,
     } = PushSettings::resolve(args, ctx)?;
     let remote = super::open_remote(ctx, remote.as_deref())?;
+    // Content goes up under its hash: runs imported by link get the hashes
+    // still pending recorded first.
+    for location in &options.runs {
+        seal::seal(&ctx.store, location, &Silent)?;
+    }
     let report = remote::push(&remote, &options)?;
     if json {
         out.json(&report)?;

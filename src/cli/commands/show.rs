@@ -156,7 +156,8 @@ fn render(run: &RunInfo, out: &Printer) -> String {
                 .blake3
                 .as_deref()
                 .map(|h| h.chars().take(16).collect())
-                .unwrap_or_else(|| "-".into());
+                // Imported by link and not read yet (see `verify --repair`).
+                .unwrap_or_else(|| "pending".into());
             table.row(vec![path, human_size(f.size), hash]);
         }
         s.push_str(&table.render());

@@ -260,7 +260,9 @@ fn stage_files(
         if same_inode {
             linked += file.size;
         }
-        if let Some(known) = &file.known {
+        // A pending hash (a run imported by link) is not carried over: the
+        // staged file is hashed below with the others.
+        if let Some(known) = file.known.as_ref().filter(|k| k.blake3.is_some()) {
             entries.push(FileEntry {
                 path: file.to.clone(),
                 ..known.clone()
