@@ -246,7 +246,10 @@ mod tests {
         let m = build(dir.path(), &Silent).unwrap();
         let paths: Vec<_> = m.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["checkpoints/best.pt", "checkpoints/latest.pt"]);
-        assert_eq!(m[0].blake3.as_deref(), Some(hash_bytes(b"weights").as_str()));
+        assert_eq!(
+            m[0].blake3.as_deref(),
+            Some(hash_bytes(b"weights").as_str())
+        );
         assert_eq!(m[1].symlink.as_deref(), Some("best.pt"));
     }
 

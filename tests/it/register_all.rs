@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use crate::support::{legacy_models, legacy_versions, Project};
+use crate::support::{legacy_models, legacy_versions, streams_of, Project};
 
 #[test]
 fn a_300_version_seed_003_store_is_imported_once_with_corrupted_versions_skipped() {
@@ -88,6 +88,16 @@ fn imported_meta(p: &Project, id: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// The manifest entry of `path` in a run's metadata.
+fn entry<'a>(meta: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
+    meta["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path)
+        .unwrap()
+}
+
 fn notes_of_kind(doc: &serde_json::Value, kind: &str) -> usize {
     doc["notes"]
         .as_array()
@@ -120,17 +130,7 @@ fn hashes_stay_pending_until_verify_repair_records_them() {
     assert!(String::from_utf8_lossy(&show.stdout).contains("pending"));
 
     // verify reads them (unchanged), says so, and passes.
-    let out = p
-        .cmd()
-        .args(["verify", "--all", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = p.json(&["verify", "--all"]);
     assert_eq!(notes_of_kind(&doc, "pending_hashes"), 3, "{doc}");
 
     p.cmd()
@@ -138,12 +138,7 @@ fn hashes_stay_pending_until_verify_repair_records_them() {
         .assert()
         .success();
     let meta = imported_meta(&p, &ids[1]);
-    let lstm = meta["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == "lstm_model.h5")
-        .unwrap();
+    let lstm = entry(&meta, "lstm_model.h5");
     let content = std::fs::read(legacy.join(&ids[1]).join("lstm_model.h5")).unwrap();
     assert_eq!(lstm["blake3"], blake3::hash(&content).to_hex().as_str());
     let doc = p.json(&["verify", "--all"]);
@@ -170,10 +165,8 @@ fn a_legacy_file_changed_after_import_is_reported_and_not_promoted() {
         .set_modified(old)
         .unwrap();
 
-    let out = p.cmd().args(["verify", "--all"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = streams_of(p.cmd().args(["verify", "--all"]));
+    assert!(text.starts_with("exit: 1\n"), "{text}");
     assert!(
         text.contains("lstm_model.h5 changed since it was imported by link"),
         "{text}"
@@ -186,23 +179,13 @@ fn a_legacy_file_changed_after_import_is_reported_and_not_promoted() {
         .output()
         .unwrap();
     let meta = imported_meta(&p, &ids[0]);
-    let lstm = meta["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == "lstm_model.h5")
-        .unwrap();
+    let lstm = entry(&meta, "lstm_model.h5");
     assert!(lstm["blake3"].is_null(), "{lstm}");
     assert!(imported_meta(&p, &ids[1])["files"][0]["blake3"].is_string());
 
-    let out = p
-        .cmd()
-        .args(["promote", &format!("raw/{}", ids[0]), "--to", "validated"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let reference = format!("raw/{}", ids[0]);
+    let text = streams_of(p.cmd().args(["promote", &reference, "--to", "validated"]));
+    assert!(text.starts_with("exit: 1\n"), "{text}");
     assert!(text.contains("FAIL integrity"), "{text}");
     assert!(!p
         .store()
