@@ -133,7 +133,7 @@ impl Index {
         use rayon::prelude::*;
         let bad = |why: String| -> anyhow::Error {
             ArtifactError::corrupt(format!(
-                "remote {shown}: the catalog index {INDEX_KEY} is not valid ({why}); remove it, and `artifactctl cleanup --remote NAME --yes` rebuilds it from the run records"
+                "remote {shown}: the catalog index {INDEX_KEY} is not valid ({why}); `artifactctl cleanup --remote NAME --yes` rebuilds it from the run records"
             ))
             .into()
         };
@@ -352,7 +352,16 @@ pub(crate) struct Rebuild {
 pub(crate) async fn rebuild(remote: &Remote, r: &Rebuild) -> Result<Vec<String>> {
     let cutoff = r.now - r.grace;
     for _ in 0..8 {
-        let (old, etag, exists) = read_index(remote).await?;
+        // A damaged index is replaced: only its tombstones and fold times
+        // are carried over, and the records say the rest.
+        let (old, etag, exists) = match remote.backend.get(INDEX_KEY).await? {
+            None => (Index::default(), None, false),
+            Some(got) => (
+                Index::parse(&got.bytes, &remote.backend.shown).unwrap_or_default(),
+                got.etag,
+                true,
+            ),
+        };
         let mut index = Index::default();
         index.header.deleted = old
             .header

@@ -29,18 +29,27 @@ fn keys(bucket: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// moto refuses an unsigned DELETE (403) but takes any signature.
-fn delete_object(bucket: &str, key: &str) {
+/// A request to the test server with a made-up signature: moto refuses
+/// some unsigned ones (a DELETE, a PUT over an object) but takes any
+/// signature. Returns the status line and the rest.
+fn signed(method: &str, bucket: &str, key: &str, body: &[u8]) -> String {
     use std::io::{Read, Write};
     let port = server();
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
-        "DELETE /{bucket}/proj/{key} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20261123/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} /{bucket}/proj/{key} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20261123/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     )
     .unwrap();
+    s.write_all(body).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn delete_object(bucket: &str, key: &str) {
+    let out = signed("DELETE", bucket, key, b"");
     assert!(out.starts_with("HTTP/1.1 204"), "DELETE {key}: {out}");
 }
 
@@ -134,6 +143,15 @@ fn pushes_fold_the_catalog_into_its_index_and_cleanup_deletes_folded_segments_af
     let later = gc(&p, now + chrono::Duration::hours(25));
     assert_eq!(later["deleted_segments"], 1, "{later}");
     assert_eq!(keys(&b, "catalog/"), ["catalog/index"]);
+    assert_eq!(refs(&c.json(&["list", "--remote", "origin"])), all);
+
+    // A damaged index is named, and cleanup rebuilds it from the records.
+    let out = signed("PUT", &b, "catalog/index", b"{not json");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let (code, err) = fails(&c, &["list", "--remote", "origin"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("catalog/index is not valid"), "{err}");
+    gc(&p, now);
     assert_eq!(refs(&c.json(&["list", "--remote", "origin"])), all);
 }
 
