@@ -269,9 +269,11 @@ pub(crate) async fn compact_if_due(remote: &Remote, now: DateTime<Utc>) -> Resul
         .filter(|l| is_index(&l.key))
         .map(|l| l.modified)
         .max();
+    // Object times may have whole seconds: a segment of the index's second
+    // counts as newer, so at worst a push folds a little early.
     let newer = listed
         .iter()
-        .filter(|l| is_segment(&l.key) && index_time.is_none_or(|t| l.modified > t))
+        .filter(|l| is_segment(&l.key) && index_time.is_none_or(|t| l.modified >= t))
         .count();
     if newer <= compact_after() {
         return Ok(0);

@@ -358,7 +358,7 @@ fn a_blob_that_does_not_match_its_hash_names_itself_and_nothing_is_published() {
 }
 
 /// Snapshot settings that also hide the per-test bucket name.
-fn remote_snapshots(p: &Project) -> insta::Settings {
+pub(crate) fn remote_snapshots(p: &Project) -> insta::Settings {
     let mut settings = snapshot_settings(Some(p.root()));
     settings.add_filter(r"s3://t\d+-\d+/", "s3://[BUCKET]/");
     // Whoever approved, whatever the environment calls them.
