@@ -588,3 +588,39 @@ fn on_a_file_remote_the_two_writers_of_the_catalog_index_lose_nothing() {
     let p = file_project(&base.root().join("shared")).env("ARTIFACTCTL_REMOTE_COMPACT_AFTER", "0");
     catalog_writers_race(&p);
 }
+
+#[test]
+fn a_remote_cleanup_killed_at_its_swap_or_mid_removal_leaves_every_listed_run_whole() {
+    let b = bucket();
+    let p = project(&b);
+    let ids = [
+        "20261101_000000",
+        "20261102_000000",
+        "20261103_000000",
+        "20261104_000000",
+    ];
+    for (i, id) in ids.iter().enumerate() {
+        run(&p, "", id, &format!("model {i}"));
+    }
+    p.json(&["push", "--all"]);
+    let cleanup = ["cleanup", "--remote", "origin", "--keep", "2", "--yes"];
+    // Before its index swap: nothing changed. Mid-removal (the index
+    // rebuilt, the records deleted, the marks written, no blob deleted
+    // yet): the kept runs are listed and whole.
+    for (spec, left) in [("remote-swap:kill", 4), ("mid-removal:kill", 2)] {
+        with_fault(p.cmd().args(cleanup), spec);
+        let listed = refs(&p.json(&["list", "--remote", "origin"]));
+        assert_eq!(listed.len(), left, "{spec}: {listed:?}");
+        let q = project(&b);
+        let mut pull = vec!["pull"];
+        pull.extend(listed.iter().map(String::as_str));
+        q.json(&pull);
+        q.assert_verifies_clean();
+    }
+    let done = p.json(&cleanup);
+    assert_eq!(done["catalog_runs"], 2, "{done}");
+    assert_eq!(
+        refs(&p.json(&["list", "--remote", "origin"])),
+        ["20261103_000000", "20261104_000000"]
+    );
+}
