@@ -211,7 +211,8 @@ async fn read_records(remote: &Remote) -> Result<BTreeMap<String, Record>> {
             record_location(&key).ok_or_else(|| unreadable("not a run record's name".into()))?;
         let meta = parse_record(&got.bytes, stage, &ns, &id, &key)
             .map_err(|e| unreadable(format!("{e:#}")))?;
-        let summary = catalog::summary(&meta).map_err(|e| unreadable(format!("{e:#}")))?;
+        let summary = crate::store::index::summary_of(&got.bytes, stage, &ns, &id)
+            .ok_or_else(|| unreadable("no summary the catalog can hold".into()))?;
         let blobs = meta.files.into_iter().map(|f| f.blake3).collect();
         out.insert(
             qualified_ref(stage, &ns, &id),

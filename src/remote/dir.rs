@@ -283,4 +283,36 @@ mod tests {
         assert_eq!(get(root, "runs/x.json").unwrap().unwrap().bytes, b"1");
         assert_eq!(list(root, "runs").unwrap(), vec!["runs/x.json".to_string()]);
     }
+
+    #[test]
+    fn the_index_keeps_two_generations_and_a_swap_from_a_removed_one_loses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let key = crate::remote::catalog::INDEX_KEY;
+        assert_eq!(put(root, key, b"1", Mode::Create).unwrap(), Put::Done);
+        for n in 1..4 {
+            let etag = n.to_string();
+            assert_eq!(
+                put(root, key, b"next", Mode::Update(etag)).unwrap(),
+                Put::Done
+            );
+        }
+        let mut gens: Vec<String> = fs::read_dir(root.join(key))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        gens.sort();
+        assert_eq!(gens, [generation_name(3), generation_name(4)]);
+        // A writer that read generation 1 creates 2, which was removed: a
+        // higher one exists, so its write is shadowed and it is told so.
+        assert_eq!(
+            put(root, key, b"stale", Mode::Update("1".into())).unwrap(),
+            Put::Conflict
+        );
+        let got = get(root, key).unwrap().unwrap();
+        assert_eq!(
+            (got.bytes.as_slice(), got.etag.as_deref()),
+            (&b"next"[..], Some("4"))
+        );
+    }
 }
