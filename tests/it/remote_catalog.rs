@@ -324,6 +324,48 @@ fn retention_on_a_file_remote_keeps_what_local_cleanup_protects() {
         .exists());
     let listed = p.json(&["list", "--stage", "all", "--remote", "origin"]);
     assert_eq!(listed["runs"].as_array().unwrap().len(), 6, "{listed}");
+
+    // A policy that keeps no run of a namespace is refused, as locally,
+    // and nothing changes.
+    run(&p, "lstm", "20261125_000000", "lstm one");
+    run(&p, "lstm", "20261125_000001", "lstm two");
+    p.json(&["push", "lstm/20261125_000000", "lstm/20261125_000001"]);
+    let later = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let out = p
+        .cmd()
+        .env("ARTIFACTCTL_NOW", &later)
+        .args([
+            "cleanup",
+            "--remote",
+            "origin",
+            "--keep-within",
+            "1d",
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--unsafe-allow-remove-all"), "{err}");
+    assert!(err.contains("raw/lstm"), "{err}");
+    let again = p.json(&["list", "--stage", "all", "--remote", "origin"]);
+    assert_eq!(again["runs"].as_array().unwrap().len(), 8, "{again}");
+
+    // Production releases go only when unlocked; the latest one stays.
+    let prod = p.json(&[
+        "cleanup",
+        "--remote",
+        "origin",
+        "--stage",
+        "production",
+        "--keep",
+        "1",
+        "--unsafe-allow-production",
+        "--yes",
+    ]);
+    assert_eq!(prod["catalog_runs"], 7, "{prod}");
+    let left = p.json(&["list", "production", "--remote", "origin"]);
+    assert_eq!(refs(&left), ["production/gru/BTCEUR/1.1.0"], "{left}");
 }
 
 /// Start `args` paused at the fault point `point` (the `pause` action):
