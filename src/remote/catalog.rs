@@ -285,10 +285,12 @@ pub(crate) async fn compact_if_due(remote: &Remote, now: DateTime<Utc>) -> Resul
 /// conflict, read again and fold again.
 pub(crate) async fn compact(remote: &Remote, now: DateTime<Utc>) -> Result<u64> {
     for _ in 0..8 {
-        let listed = remote.backend.list("catalog").await?;
+        // The index before the listing: every segment it names as folded
+        // existed before it was read, so one missing from the listing was
+        // deleted and needs no entry any more.
         let (mut index, etag, exists) = read_index(remote).await?;
+        let listed = remote.backend.list("catalog").await?;
         let present: BTreeSet<&String> = listed.iter().filter(|k| is_segment(k)).collect();
-        // Deleted segments need no entry any more.
         index.header.folded.retain(|k, _| present.contains(k));
         let pending: Vec<String> = present
             .iter()
