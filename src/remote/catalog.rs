@@ -129,11 +129,12 @@ impl Index {
         Ok(out)
     }
 
-    fn parse(bytes: &[u8], shown: &str) -> Result<Index> {
+    /// `name` and `shown`: the remote's name and URL, for the message.
+    fn parse(bytes: &[u8], name: &str, shown: &str) -> Result<Index> {
         use rayon::prelude::*;
         let bad = |why: String| -> anyhow::Error {
             ArtifactError::corrupt(format!(
-                "remote {shown}: the catalog index {INDEX_KEY} is not valid ({why}); `artifactctl cleanup --remote NAME --yes` rebuilds it from the run records"
+                "remote '{name}' ({shown}): the catalog index {INDEX_KEY} is not valid ({why}); `artifactctl cleanup --remote {name} --yes` rebuilds it from the run records"
             ))
             .into()
         };
@@ -201,7 +202,7 @@ pub(crate) async fn read_index(remote: &Remote) -> Result<(Index, Option<String>
     match remote.backend.get(INDEX_KEY).await? {
         None => Ok((Index::default(), None, false)),
         Some(got) => Ok((
-            Index::parse(&got.bytes, &remote.backend.shown)?,
+            Index::parse(&got.bytes, &remote.name, &remote.backend.shown)?,
             got.etag,
             true,
         )),
@@ -218,8 +219,8 @@ async fn read_segment(remote: &Remote, key: &str) -> Result<Option<Vec<RunSummar
         .filter(|s: &Segment| s.schema_version == SCHEMA_VERSION)
         .ok_or_else(|| {
             ArtifactError::corrupt(format!(
-                "remote {}: catalog segment {key} is not valid (or written by another version of artifactctl); remove it, and `artifactctl cleanup --remote NAME --yes` rebuilds the catalog from the run records",
-                remote.backend.shown
+                "remote '{}' ({}): catalog segment {key} is not valid (or written by another version of artifactctl); `artifactctl cleanup --remote {} --yes` rebuilds the catalog from the run records and folds it in",
+                remote.name, remote.backend.shown, remote.name
             ))
         })?;
     Ok(Some(segment.runs))
@@ -361,7 +362,7 @@ pub(crate) async fn rebuild(remote: &Remote, r: &Rebuild) -> Result<Vec<String>>
         let (old, etag, exists) = match remote.backend.get(INDEX_KEY).await? {
             None => (Index::default(), None, false),
             Some(got) => (
-                Index::parse(&got.bytes, &remote.backend.shown).unwrap_or_default(),
+                Index::parse(&got.bytes, &remote.name, &remote.backend.shown).unwrap_or_default(),
                 got.etag,
                 true,
             ),
@@ -476,10 +477,10 @@ mod tests {
             2,
             "the same ref pushed again is another run"
         );
-        let back = Index::parse(&index.to_bytes().unwrap(), "x").unwrap();
+        let back = Index::parse(&index.to_bytes().unwrap(), "o", "x").unwrap();
         assert_eq!(back.runs, index.runs);
         assert_eq!(back.header.deleted, index.header.deleted);
-        assert!(Index::parse(b"{\"schema_version\":9}\n", "x").is_err());
+        assert!(Index::parse(b"{\"schema_version\":9}\n", "o", "x").is_err());
         assert!(is_segment("catalog/20261101T000000.000000Z-ab.json"));
         assert!(!is_segment(INDEX_KEY) && !is_segment("catalog/index/00000000000000000001"));
     }

@@ -169,6 +169,17 @@ fn pushes_fold_the_catalog_into_its_index_and_cleanup_deletes_folded_segments_af
     assert!(err.contains("catalog/index is not valid"), "{err}");
     gc(&p, now);
     assert_eq!(refs(&c.json(&["list", "--remote", "origin"])), all);
+    // So is a segment of another format: cleanup folds it in unread.
+    let old = "catalog/20200101T000000.000000Z-old.json";
+    let out = signed("PUT", &b, old, br#"{"schema_version":1,"runs":[]}"#);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let (_, err) = fails(&c, &["list", "--remote", "origin"]);
+    assert!(
+        err.contains(old) && err.contains("cleanup --remote origin --yes"),
+        "{err}"
+    );
+    gc(&p, now);
+    assert_eq!(refs(&c.json(&["list", "--remote", "origin"])), all);
 }
 
 #[test]
