@@ -10,6 +10,13 @@ side by side in one run:
   most 1.2.
 - repush: re-push of the unchanged run, against one plain HTTP round trip to
   the server. Target: at most 50 ms beyond it.
+- list_remote: `list --remote` over --list-runs runs (default 10,000).
+  Target: at most 2 s. The remote is built fast: one run is registered
+  and pushed by artifactctl, its record is read back from the server and
+  cloned under new ids straight into the bucket (16 PUTs at a time), then
+  `cleanup --remote --yes` rebuilds the catalog index from those records
+  (timed too, for information) and three more runs are pushed, so the
+  listing reads the index plus a few segments as it would in use.
 
 The server is moto's server mode; moto, dvc[s3] and awscli are installed in
 virtual environments under bench/.work/venv-remote-*. Without moto nothing
@@ -19,18 +26,24 @@ run (a push needs an empty bucket): this is a side-by-side comparison, not
 a statistic. A quick smoke run: --files 500 --big-mib 16.
 
 Usage: bench/remote.py --bin target/release/artifactctl [--files N] [--big-mib N]
+       [--list-runs N] [--only-list]
 """
 import argparse
+import concurrent.futures
+import datetime
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from http.client import HTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, report, workdir  # noqa: E402
+from common import REPO, report, time_cmd, workdir  # noqa: E402
 
 def venv_tool(name, package):
     """The path of `name` in its own virtual environment under bench/.work
@@ -187,11 +200,79 @@ def round_trip(server):
     return samples[len(samples) // 2]
 
 
+# moto takes any signature; some of its routes refuse a request with none.
+AUTH = {"Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, "
+                         "SignedHeaders=host, Signature=0"}
+
+
+def put_many(server, bucket, objects):
+    """PUT (key, bytes) pairs into the bucket, 16 at a time on kept-alive
+    connections (moto takes unsigned requests)."""
+    local = threading.local()
+
+    def put(item):
+        key, body = item
+        if not hasattr(local, "conn"):
+            local.conn = HTTPConnection("127.0.0.1", server.port, timeout=60)
+        local.conn.request("PUT", f"/{bucket}/{key}", body=body, headers=AUTH)
+        r = local.conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError(f"PUT {key}: {r.status}")
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(put, objects))
+
+
+def list_remote(bin_, work, server, n):
+    """`list --remote` over n runs; returns (list seconds, rebuild seconds)."""
+    bucket = server.bucket("ours-list")
+    a = project(os.path.join(work, "list-a"), server, bucket)
+    src = os.path.join(work, "list-src")
+    os.makedirs(src)
+    with open(os.path.join(src, "model.pt"), "wb") as f:
+        f.write(b"weights")
+    run = lambda *argv: subprocess.run([bin_, *argv], cwd=a, env=env(), check=True,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run("register", src, "--namespace", "bench0", "--id", "20200101_000000")
+    run("push", "bench0/20200101_000000")
+    record = f"{server.url}/{bucket}/p/runs/raw/ns=bench0/20200101_000000.json"
+    with urllib.request.urlopen(urllib.request.Request(record, headers=AUTH)) as r:
+        template = json.loads(r.read())
+    start = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    objects = []
+    for i in range(1, n):
+        t = start + datetime.timedelta(seconds=i)
+        rec = dict(template)
+        rec["id"] = t.strftime("%Y%m%d_%H%M%S")
+        rec["namespace"] = f"bench{i % 10}"
+        rec["created_at"] = t.isoformat().replace("+00:00", "Z")
+        rec["metrics"] = {"sharpe_ratio": (i % 100) / 10}
+        objects.append((f"p/runs/raw/ns={rec['namespace']}/{rec['id']}.json", json.dumps(rec).encode()))
+    put_many(server, bucket, objects)
+    rebuild = timed([bin_, "cleanup", "--remote", "origin", "--yes"], a)
+    for k in range(3):
+        with open(os.path.join(src, "model.pt"), "wb") as f:
+            f.write(f"weights {k}".encode())
+        run("register", src, "--namespace", "bench0", "--id", f"20300101_00000{k}")
+        run("push", f"bench0/20300101_00000{k}")
+    b = project(os.path.join(work, "list-b"), server, bucket)
+    out = subprocess.run([bin_, "list", "--remote", "origin", "--json"], cwd=b, env=env(),
+                         check=True, capture_output=True)
+    listed = len(json.loads(out.stdout)["runs"])
+    if listed != n + 3:
+        sys.exit(f"list --remote listed {listed} runs, expected {n + 3}")
+    return time_cmd([bin_, "list", "--remote", "origin"], reps=5, warmup=1, cwd=b, env=env()), rebuild
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", default="target/release/artifactctl")
     ap.add_argument("--files", type=int, default=10_000)
     ap.add_argument("--big-mib", type=int, default=1024)
+    ap.add_argument("--list-runs", type=int, default=10_000,
+                    help="runs on the remote for list_remote (0 skips it)")
+    ap.add_argument("--only-list", action="store_true", help="run list_remote only")
     args = ap.parse_args()
     bin_ = os.path.abspath(args.bin)
     moto = venv_tool("moto_server", "moto[server]")
@@ -202,6 +283,13 @@ def main():
     server = Server(moto)
     ok = True
     try:
+        if args.list_runs > 0:
+            listed, rebuild = list_remote(bin_, work, server, args.list_runs)
+            print(f"catalog rebuild by cleanup --remote over {args.list_runs} records: "
+                  f"{rebuild * 1000:.2f} ms", flush=True)
+            ok &= report(f"list_remote ({args.list_runs + 3} runs)", listed, target="ms<=2000")
+        if args.only_list:
+            return 0 if ok else 1
         small = os.path.join(work, "small")
         small_files(small, args.files)
         push, pull, repush = ours_push_pull(bin_, work, server, small, "small")

@@ -36,10 +36,13 @@ pub enum Point {
     Mkdir,
     /// Under the lock, right before a run index file is rewritten.
     IndexWrite,
+    /// A remote compare-and-swap object (`latest`, the catalog index) was
+    /// read and decided on; the swap is not written yet.
+    RemoteSwap,
 }
 
 impl Point {
-    pub const ALL: [Point; 11] = [
+    pub const ALL: [Point; 12] = [
         Point::Staged,
         Point::BeforePublishRename,
         Point::AfterPublishRename,
@@ -51,6 +54,7 @@ impl Point {
         Point::Chmod,
         Point::Mkdir,
         Point::IndexWrite,
+        Point::RemoteSwap,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +70,7 @@ impl Point {
             Point::Chmod => "chmod",
             Point::Mkdir => "mkdir",
             Point::IndexWrite => "index-write",
+            Point::RemoteSwap => "remote-swap",
         }
     }
 }
@@ -75,7 +80,14 @@ impl Point {
 pub enum Action {
     Kill,
     Error(i32),
+    /// Wait at the point until the file [`GATE_ENV`] names exists, having
+    /// created `<that file>.reached`: a test runs another command in
+    /// between, forcing an interleaving (two swaps of one object).
+    Pause,
 }
+
+/// The gate file a `pause` waits for.
+pub const GATE_ENV: &str = "ARTIFACTCTL_FAULT_GATE";
 
 /// A parsed `ARTIFACTCTL_FAULT` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,9 +123,10 @@ pub fn parse(text: &str) -> Result<Spec, String> {
         "kill" => Action::Kill,
         "eio" => Action::Error(libc::EIO),
         "enospc" => Action::Error(libc::ENOSPC),
+        "pause" => Action::Pause,
         other => {
             return Err(format!(
-                "unknown fault action '{other}' in {FAULT_ENV}: kill, eio or enospc"
+                "unknown fault action '{other}' in {FAULT_ENV}: kill, eio, enospc or pause"
             ))
         }
     };
@@ -193,6 +206,22 @@ mod armed {
                 unreachable!("SIGKILL is not caught")
             }
             Action::Error(code) => Err(io::Error::from_raw_os_error(code)),
+            Action::Pause => {
+                let gate = std::env::var_os(super::GATE_ENV)
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| panic!("a pause fault needs {}", super::GATE_ENV));
+                let mut reached = gate.clone().into_os_string();
+                reached.push(".reached");
+                std::fs::write(&reached, b"")?;
+                // A forgotten gate must not hang a test run forever.
+                for _ in 0..6000 {
+                    if gate.exists() {
+                        return Ok(());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                panic!("the fault gate {} never opened", gate.display())
+            }
         }
     }
 }

@@ -152,23 +152,11 @@ fn config_error(key: &str, e: &str) -> anyhow::Error {
     .into()
 }
 
-/// Decide, for every run in scope, KEEP or REMOVE and why. Reads only.
-pub fn plan(store: &Store, opts: &CleanupOptions) -> Result<Plan> {
-    if opts.policy.is_empty() {
-        // Bad input, not a refusal: the command line (or config) lacks what
-        // cleanup needs, and nothing was at risk.
-        return Err(ArtifactError::usage(
-            "no retention policy: pass --keep N, --keep-within DUR, --keep-daily/--keep-weekly/--keep-monthly N or --max-size SIZE, \
-             or set a default in [cleanup] of artifactctl.toml; cleanup never guesses what to delete",
-        )
-        .into());
-    }
-    store.stage_dir(opts.stage)?;
-    let read = ReadOptions::new(&[], false)?;
-    let runs = store.runs(&[opts.stage], &opts.namespace, &read);
-    let allow_production = opts.allow_production && opts.stage == Stage::Production;
-    let guard = Guard::load(store, allow_production);
-
+/// The plan for `runs` (all in scope: `opts.stage`, at or below
+/// `opts.namespace`, `latest` marked), each namespace on its own, with the
+/// protections `guard` gives. A remote's cleanup plans its runs with this
+/// too, so both apply the same policy and protections.
+pub fn plan_runs(runs: Vec<RunInfo>, guard: &Guard, opts: &CleanupOptions) -> Plan {
     let mut groups: BTreeMap<(Stage, Namespace), Vec<RunInfo>> = BTreeMap::new();
     for run in runs {
         groups
@@ -184,8 +172,34 @@ pub fn plan(store: &Store, opts: &CleanupOptions) -> Result<Plan> {
         warnings: Vec::new(),
     };
     for ((stage, ns), runs) in groups {
-        plan_namespace(stage, &ns, runs, &guard, opts, &mut plan);
+        plan_namespace(stage, &ns, runs, guard, opts, &mut plan);
     }
+    plan.freed_bytes = plan.to_remove().map(|r| r.size_bytes).sum();
+    plan
+}
+
+/// Refuse an empty policy: bad input, not a refusal, since the command line
+/// (or config) lacks what cleanup needs and nothing was at risk.
+pub fn require_policy(policy: &Policy) -> Result<()> {
+    if policy.is_empty() {
+        return Err(ArtifactError::usage(
+            "no retention policy: pass --keep N, --keep-within DUR, --keep-daily/--keep-weekly/--keep-monthly N or --max-size SIZE, \
+             or set a default in [cleanup] of artifactctl.toml; cleanup never guesses what to delete",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Decide, for every run in scope, KEEP or REMOVE and why. Reads only.
+pub fn plan(store: &Store, opts: &CleanupOptions) -> Result<Plan> {
+    require_policy(&opts.policy)?;
+    store.stage_dir(opts.stage)?;
+    let read = ReadOptions::new(&[], false)?;
+    let runs = store.runs(&[opts.stage], &opts.namespace, &read);
+    let allow_production = opts.allow_production && opts.stage == Stage::Production;
+    let guard = Guard::load(store, allow_production);
+    let mut plan = plan_runs(runs, &guard, opts);
     for leftover in fsx::find_leftovers(store.dir()) {
         let reference = leftover
             .path

@@ -20,6 +20,7 @@ use crate::error::ArtifactError;
 use crate::fsx;
 use crate::ops;
 use crate::progress::{Progress, Unit};
+use crate::store::index::RunSummary;
 use crate::store::journal;
 use crate::store::metadata::RunStatus;
 use crate::store::refs::{Namespace, Stage};
@@ -122,6 +123,55 @@ impl Guard {
             .iter()
             .filter_map(|ns| ops::refresh::base_run(store, ns))
             .map(|(location, _)| location.qualified())
+            .collect();
+        Guard {
+            dependents,
+            refresh_bases,
+            allow_production,
+        }
+    }
+
+    /// The same protections computed from run summaries (a remote's
+    /// catalog): lineage from the validated and production runs' `parent`
+    /// and `promoted_from`, and each raw namespace's newest complete run
+    /// with refresh step records as its refresh base.
+    pub fn from_summaries(runs: &[RunSummary], allow_production: bool) -> Guard {
+        let mut dependents: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut bases: BTreeMap<&str, &RunSummary> = BTreeMap::new();
+        for run in runs {
+            let Ok(ns) = Namespace::parse(&run.namespace) else {
+                continue;
+            };
+            if run.stage == Stage::Raw {
+                if run.steps && run.status == RunStatus::Complete && run.problems.is_empty() {
+                    let newer = |b: &&RunSummary| (run.created_at, &run.id) > (b.created_at, &b.id);
+                    match bases.get(run.namespace.as_str()) {
+                        Some(b) if !newer(b) => {}
+                        _ => {
+                            bases.insert(&run.namespace, run);
+                        }
+                    }
+                }
+                continue;
+            }
+            let this = store::refs::qualified_ref(run.stage, &ns, &run.id);
+            for source in [&run.promoted_from, &run.parent].into_iter().flatten() {
+                dependents
+                    .entry(source.clone())
+                    .or_default()
+                    .push(this.clone());
+            }
+        }
+        for children in dependents.values_mut() {
+            children.sort();
+            children.dedup();
+        }
+        let refresh_bases = bases
+            .values()
+            .filter_map(|r| {
+                let ns = Namespace::parse(&r.namespace).ok()?;
+                Some(store::refs::qualified_ref(Stage::Raw, &ns, &r.id))
+            })
             .collect();
         Guard {
             dependents,

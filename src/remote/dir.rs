@@ -4,13 +4,18 @@
 //! replace (`fsx::remote::create_object`):
 //! - create-only: a temporary file renamed to the key with
 //!   `RENAME_NOREPLACE`; of two writers exactly one wins;
-//! - compare-and-swap (keys under `latest/`): the key is a folder of
-//!   generations `<20 digits>`, each written create-only; a reader takes the
-//!   highest, and its number is the version a swap names. Swapping from
-//!   generation N creates N+1, so of two writers that read N exactly one
-//!   creates N+1 and the other gets a conflict, re-reads and decides again.
-//!   No lock is taken, and a writer killed at any point leaves either the
-//!   old highest generation or the new one.
+//! - compare-and-swap (keys under `latest/`, the catalog index, the GC
+//!   marks): the key is a folder of generations `<20 digits>`, each written
+//!   create-only; a reader takes the highest, and its number is the version
+//!   a swap names. Swapping from generation N creates N+1, so of two writers
+//!   that read N exactly one creates N+1 and the other gets a conflict,
+//!   re-reads and decides again. No lock is taken, and a writer killed at
+//!   any point leaves either the old highest generation or the new one.
+//! - `latest` keeps its generations (a few bytes each, its history); the
+//!   index and the marks are large, so a swap to N+1 removes generations
+//!   below N. A writer whose N+1 lands while a higher generation exists (it
+//!   read a generation since removed) gets a conflict too: its write is
+//!   shadowed, never current.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -23,7 +28,12 @@ use crate::error::ArtifactError;
 use crate::fsx;
 
 fn swapped(key: &str) -> bool {
-    key.starts_with("latest/")
+    key.starts_with("latest/") || pruned(key)
+}
+
+/// Swapped keys whose old generations are removed.
+fn pruned(key: &str) -> bool {
+    key == super::catalog::INDEX_KEY || key == super::gc::MARKS_KEY
 }
 
 fn generation_name(n: u64) -> String {
@@ -64,15 +74,20 @@ pub fn get(root: &Path, key: &str) -> Result<Option<Got>> {
     if !swapped(key) {
         return Ok(read(&path)?.map(|bytes| Got { bytes, etag: None }));
     }
-    // A generation that vanished between listing and reading (it never
-    // does: generations are never removed) would read as absent.
-    let Some(n) = highest(&path)? else {
-        return Ok(None);
-    };
-    Ok(read(&path.join(generation_name(n)))?.map(|bytes| Got {
-        bytes,
-        etag: Some(n.to_string()),
-    }))
+    // A generation removed between listing and reading has a successor:
+    // list again.
+    for _ in 0..100 {
+        let Some(n) = highest(&path)? else {
+            return Ok(None);
+        };
+        if let Some(bytes) = read(&path.join(generation_name(n)))? {
+            return Ok(Some(Got {
+                bytes,
+                etag: Some(n.to_string()),
+            }));
+        }
+    }
+    anyhow::bail!("{key} changed under every read; run it again")
 }
 
 fn written(created: io::Result<bool>, path: &Path) -> Result<bool> {
@@ -115,13 +130,33 @@ pub fn put(root: &Path, key: &str, bytes: &[u8], mode: Mode) -> Result<Put> {
         return Ok(lost);
     }
     let target = path.join(generation_name(next));
-    Ok(
-        if written(fsx::remote::create_object(&target, bytes), &target)? {
-            Put::Done
-        } else {
-            lost
-        },
-    )
+    if !written(fsx::remote::create_object(&target, bytes), &target)? {
+        return Ok(lost);
+    }
+    if pruned(key) {
+        if highest(&path)? != Some(next) {
+            return Ok(lost);
+        }
+        remove_below(&path, next - 1)?;
+    }
+    Ok(Put::Done)
+}
+
+/// Remove the generations below `keep` in `dir`.
+fn remove_below(dir: &Path, keep: u64) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name.len() == 20
+            && name.bytes().all(|b| b.is_ascii_digit())
+            && name.parse::<u64>()? < keep
+        {
+            let old = dir.join(&*name);
+            fsx::remote::remove_object(&old)
+                .with_context(|| format!("cannot remove {}", old.display()))?;
+        }
+    }
+    Ok(())
 }
 
 pub fn put_file(root: &Path, key: &str, src: &Path, expected: &str, replace: bool) -> Result<Put> {
@@ -247,5 +282,37 @@ mod tests {
         );
         assert_eq!(get(root, "runs/x.json").unwrap().unwrap().bytes, b"1");
         assert_eq!(list(root, "runs").unwrap(), vec!["runs/x.json".to_string()]);
+    }
+
+    #[test]
+    fn the_index_keeps_two_generations_and_a_swap_from_a_removed_one_loses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let key = crate::remote::catalog::INDEX_KEY;
+        assert_eq!(put(root, key, b"1", Mode::Create).unwrap(), Put::Done);
+        for n in 1..4 {
+            let etag = n.to_string();
+            assert_eq!(
+                put(root, key, b"next", Mode::Update(etag)).unwrap(),
+                Put::Done
+            );
+        }
+        let mut gens: Vec<String> = fs::read_dir(root.join(key))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        gens.sort();
+        assert_eq!(gens, [generation_name(3), generation_name(4)]);
+        // A writer that read generation 1 creates 2, which was removed: a
+        // higher one exists, so its write is shadowed and it is told so.
+        assert_eq!(
+            put(root, key, b"stale", Mode::Update("1".into())).unwrap(),
+            Put::Conflict
+        );
+        let got = get(root, key).unwrap().unwrap();
+        assert_eq!(
+            (got.bytes.as_slice(), got.etag.as_deref()),
+            (&b"next"[..], Some("4"))
+        );
     }
 }

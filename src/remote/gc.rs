@@ -20,11 +20,9 @@ use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::backend::{Mode, Put};
-use super::{unique_key, Remote};
+use super::backend::{Listed, Mode, Put};
+use super::Remote;
 use crate::error::ArtifactError;
-use crate::store::journal;
-use crate::store::metadata::Metadata;
 
 pub const MARKS_KEY: &str = "gc/marks.json";
 
@@ -35,6 +33,7 @@ pub(crate) struct Marks {
     pub(crate) marks: BTreeMap<String, DateTime<Utc>>,
 }
 
+#[derive(Debug, Clone)]
 pub struct GcOptions {
     pub grace: Duration,
     pub now: DateTime<Utc>,
@@ -42,7 +41,7 @@ pub struct GcOptions {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct GcReport {
     pub remote: String,
     pub dry_run: bool,
@@ -74,124 +73,109 @@ pub(crate) async fn read_marks(remote: &Remote) -> Result<(Marks, Option<String>
     }
 }
 
-fn blob_hash(key: &str) -> Option<&str> {
+pub(crate) fn blob_hash(key: &str) -> Option<&str> {
     let hash = key.rsplit('/').next()?;
     (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hash)
 }
 
-pub fn gc(remote: &Remote, opts: &GcOptions) -> Result<GcReport> {
-    let backend = &remote.backend;
-    remote.block_on(async {
-        let (old, etag, exists) = read_marks(remote).await?;
-        // Blobs before records: a blob uploaded after this listing is not
-        // considered at all, and one listed here whose record appears later
-        // is only marked, never deleted, within the grace.
-        let blobs = backend.list_meta("blobs").await?;
-        let records: Vec<String> = backend
-            .list("runs")
-            .await?
-            .into_iter()
-            .filter(|k| k.ends_with(".json"))
-            .collect();
-        let mut referenced = BTreeSet::new();
-        let mut reads = futures::stream::iter(records)
-            .map(|key| async move { (backend.get(&key).await, key) })
-            .buffer_unordered(16);
-        while let Some((got, key)) = reads.next().await {
-            let Some(got) = got? else { continue };
-            // A record that cannot be read might reference anything:
-            // deleting nothing is the only safe answer.
-            let meta: Metadata = serde_json::from_slice(&got.bytes).map_err(|e| {
-                ArtifactError::refused(format!(
-                    "remote {}: record {key} cannot be read ({e}); garbage collection deletes nothing while it cannot tell what it references",
-                    backend.shown
-                ))
-            })?;
-            referenced.extend(meta.files.into_iter().filter_map(|f| f.blake3));
-        }
-        drop(reads);
+/// What phase 1 and 2 decide: the report, the marks to write, and the
+/// blobs to delete with their sizes.
+pub(crate) struct Decision {
+    pub report: GcReport,
+    marks: Marks,
+    doomed: Vec<(String, u64)>,
+}
 
-        let mut report = GcReport {
-            remote: remote.name.clone(),
-            dry_run: opts.dry_run,
-            grace_seconds: opts.grace.num_seconds(),
-            blobs: blobs.len() as u64,
-            referenced: 0,
-            newly_marked: 0,
-            waiting: 0,
-            deleted: 0,
-            deleted_bytes: 0,
+/// Judge every listed blob against what the records reference.
+pub(crate) fn decide(
+    remote: &Remote,
+    old: &Marks,
+    blobs: &[Listed],
+    referenced: &BTreeSet<String>,
+    opts: &GcOptions,
+) -> Decision {
+    let mut report = GcReport {
+        remote: remote.name.clone(),
+        dry_run: opts.dry_run,
+        grace_seconds: opts.grace.num_seconds(),
+        blobs: blobs.len() as u64,
+        referenced: 0,
+        newly_marked: 0,
+        waiting: 0,
+        deleted: 0,
+        deleted_bytes: 0,
+    };
+    let cutoff = opts.now - opts.grace;
+    let mut marks = Marks {
+        schema_version: 1,
+        marks: BTreeMap::new(),
+    };
+    let mut doomed = Vec::new();
+    for blob in blobs {
+        let Some(hash) = blob_hash(&blob.key) else {
+            continue;
         };
-        let cutoff = opts.now - opts.grace;
-        let mut marks = Marks {
-            schema_version: 1,
-            marks: BTreeMap::new(),
-        };
-        let mut doomed = Vec::new();
-        for blob in &blobs {
-            let Some(hash) = blob_hash(&blob.key) else {
-                continue;
-            };
-            if referenced.contains(hash) {
-                report.referenced += 1;
-                continue;
+        if referenced.contains(hash) {
+            report.referenced += 1;
+            continue;
+        }
+        match old.marks.get(hash) {
+            Some(&since) if since <= cutoff && blob.modified <= cutoff => {
+                doomed.push((blob.key.clone(), blob.size));
             }
-            match old.marks.get(hash) {
-                Some(&since) if since <= cutoff && blob.modified <= cutoff => {
-                    doomed.push((blob.key.clone(), blob.size));
-                }
-                Some(&since) => {
-                    report.waiting += 1;
-                    marks.marks.insert(hash.to_string(), since);
-                }
-                None => {
-                    report.newly_marked += 1;
-                    report.waiting += 1;
-                    marks.marks.insert(hash.to_string(), opts.now);
-                }
+            Some(&since) => {
+                report.waiting += 1;
+                marks.marks.insert(hash.to_string(), since);
+            }
+            None => {
+                report.newly_marked += 1;
+                report.waiting += 1;
+                marks.marks.insert(hash.to_string(), opts.now);
             }
         }
-        report.deleted = doomed.len() as u64;
-        report.deleted_bytes = doomed.iter().map(|(_, size)| size).sum();
-        if opts.dry_run {
-            return Ok(report);
-        }
-        // The marks first, without the doomed: killed before the deletes,
-        // the next run marks them afresh and only waits longer.
-        let mode = match (exists, etag) {
-            (false, _) => Mode::Create,
-            (true, Some(etag)) => Mode::Update(etag),
-            (true, None) => anyhow::bail!(
-                "remote {} gave no ETag for {MARKS_KEY}; garbage collection cannot run safely",
-                backend.shown
-            ),
-        };
-        if backend.put(MARKS_KEY, serde_json::to_vec(&marks)?, mode).await? != Put::Done {
-            return Err(ArtifactError::conflict(format!(
-                "another cleanup of remote '{}' changed {MARKS_KEY} meanwhile; nothing was deleted, run it again",
-                remote.name
-            ))
-            .into());
-        }
-        crate::fsx::fault::hit(crate::fsx::fault::Point::MidRemoval)?;
-        let mut deletes = futures::stream::iter(&doomed)
-            .map(|(key, _)| backend.delete(key))
-            .buffer_unordered(16);
-        while let Some(done) = deletes.next().await {
-            done?;
-        }
-        drop(deletes);
-        let entry = journal::Entry::new("cleanup", None, None)
-            .with("deleted_blobs", report.deleted)
-            .with("deleted_bytes", report.deleted_bytes)
-            .with("marked_blobs", report.waiting);
-        backend
-            .put(
-                &unique_key("journal", opts.now),
-                serde_json::to_vec(&entry)?,
-                Mode::Create,
-            )
-            .await?;
-        Ok(report)
-    })
+    }
+    report.deleted = doomed.len() as u64;
+    report.deleted_bytes = doomed.iter().map(|(_, size)| size).sum();
+    Decision {
+        report,
+        marks,
+        doomed,
+    }
+}
+
+/// Write the marks by compare-and-swap over the version read, then delete
+/// the doomed blobs.
+pub(crate) async fn collect(
+    remote: &Remote,
+    decision: &Decision,
+    etag: Option<String>,
+    exists: bool,
+) -> Result<()> {
+    let backend = &remote.backend;
+    // The marks first, without the doomed: killed before the deletes, the
+    // next run marks them afresh and only waits longer.
+    let mode = match (exists, etag) {
+        (false, _) => Mode::Create,
+        (true, Some(etag)) => Mode::Update(etag),
+        (true, None) => anyhow::bail!(
+            "remote {} gave no ETag for {MARKS_KEY}; garbage collection cannot run safely",
+            backend.shown
+        ),
+    };
+    let bytes = serde_json::to_vec(&decision.marks)?;
+    if backend.put(MARKS_KEY, bytes, mode).await? != Put::Done {
+        return Err(ArtifactError::conflict(format!(
+            "another cleanup of remote '{}' changed {MARKS_KEY} meanwhile; no content was deleted, run it again",
+            remote.name
+        ))
+        .into());
+    }
+    crate::fsx::fault::hit(crate::fsx::fault::Point::MidRemoval)?;
+    let mut deletes = futures::stream::iter(&decision.doomed)
+        .map(|(key, _)| backend.delete(key))
+        .buffer_unordered(16);
+    while let Some(done) = deletes.next().await {
+        done?;
+    }
+    Ok(())
 }

@@ -135,6 +135,7 @@ pub fn move_latest(remote: &Remote, opts: &MoveLatest) -> Result<Moved> {
             },
         };
         crate::fsx::fault::hit(crate::fsx::fault::Point::Rename)?;
+        crate::fsx::fault::hit(crate::fsx::fault::Point::RemoteSwap)?;
         let body = serde_json::to_vec(&serde_json::json!({ "id": to }))?;
         if remote.block_on(backend.put(&key, body, mode))? != Put::Done {
             // Someone moved it meanwhile: read again and decide again.
@@ -174,7 +175,11 @@ fn previous_release(
     let mut below: Vec<(Version, String)> = remote
         .list()?
         .into_iter()
-        .filter(|e| e.stage == stage && &e.ns() == ns && e.status == RunStatus::Complete)
+        .filter(|e| {
+            e.stage == stage
+                && Namespace::parse(&e.namespace).is_ok_and(|n| &n == ns)
+                && e.status == RunStatus::Complete
+        })
         .filter_map(|e| Version::parse(&e.id).ok().map(|v| (v, e.id)))
         .filter(|(v, _)| current.as_ref().is_none_or(|c| v < c))
         .collect();

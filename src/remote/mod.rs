@@ -6,13 +6,17 @@
 //! - `runs/<stage>/ns=<a,b>/<id>.json`: a run's record (its `metadata.json`,
 //!   manifest included), written create-only after all its blobs;
 //! - `latest/<stage>/ns=<a,b>`: `{"id": ...}`, moved by compare-and-swap;
-//! - `catalog/<time>-<unique>.json`: the runs one push added (list reads these);
+//! - `catalog/<time>-<unique>.json`: the runs one push added, and
+//!   `catalog/index`: the runs folded in so far, by compare-and-swap (see
+//!   `catalog`);
 //! - `journal/<time>-<unique>.json`: one object per event.
 //!
 //! What a remote says is untrusted: ids, namespaces and paths are validated
 //! like user input before anything is written locally.
 
 pub mod backend;
+mod catalog;
+mod cleanup;
 mod dir;
 mod gc;
 mod latest;
@@ -20,19 +24,20 @@ mod pull;
 mod push;
 mod read;
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::RemoteConfig;
 use crate::error::ArtifactError;
-use crate::store::metadata::{FileEntry, Metadata, RunStatus};
+use crate::store::index::RunSummary;
+use crate::store::metadata::{FileEntry, Metadata};
 use crate::store::refs::{validate_id, Namespace, Stage};
 
 pub use backend::Backend;
-pub use gc::{gc, GcOptions, GcReport, MARKS_KEY};
+pub use catalog::{COMPACT_AFTER, INDEX_KEY};
+pub use cleanup::{cleanup, CleanupReport, RemoteCleanup};
+pub use gc::{GcOptions, GcReport, MARKS_KEY};
 pub use latest::{move_latest, Direction, MoveLatest, Moved};
 pub use pull::{pull, PullOptions, PullReport, PulledRun};
 pub use push::{push, PushOptions, PushReport, PushedRun};
@@ -64,36 +69,10 @@ impl Remote {
         self.runtime.block_on(f)
     }
 
-    /// The catalog: every run the remote's pushes recorded, one entry each.
-    pub fn list(&self) -> Result<Vec<CatalogEntry>> {
-        self.block_on(async {
-            let keys = self.backend.list("catalog").await?;
-            let mut seen = BTreeMap::new();
-            use futures::StreamExt;
-            let mut segments = futures::stream::iter(keys)
-                .map(|key| async move { (self.backend.get(&key).await, key) })
-                .buffer_unordered(16);
-            while let Some((got, key)) = segments.next().await {
-                let Some(got) = got? else { continue };
-                let segment: Segment = serde_json::from_slice(&got.bytes).map_err(|e| {
-                    ArtifactError::corrupt(format!(
-                        "remote {}: catalog segment {key} is not valid: {e}",
-                        self.backend.shown
-                    ))
-                })?;
-                for entry in segment.runs {
-                    // Untrusted: an entry that names no valid run is skipped.
-                    if checked_location(&entry.stage.to_string(), &entry.namespace, &entry.id)
-                        .is_ok()
-                    {
-                        seen.insert(entry.reference(), entry);
-                    }
-                }
-            }
-            let mut runs: Vec<CatalogEntry> = seen.into_values().collect();
-            runs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-            Ok(runs)
-        })
+    /// The catalog: every run the remote's pushes recorded, one summary
+    /// each (the index and the segments not folded in yet).
+    pub fn list(&self) -> Result<Vec<RunSummary>> {
+        self.block_on(catalog::runs(self))
     }
 
     /// The id a stage's `latest` names on the remote, if any.
@@ -121,68 +100,6 @@ impl Remote {
         };
         parse_record(&got.bytes, stage, ns, id, &key)
     }
-}
-
-/// One catalog entry: enough for `list --remote` without reading records.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CatalogEntry {
-    pub stage: Stage,
-    pub namespace: String,
-    pub id: String,
-    pub created_at: DateTime<Utc>,
-    pub status: RunStatus,
-    pub total_size: u64,
-    pub file_count: u64,
-    #[serde(default)]
-    pub metrics: BTreeMap<String, f64>,
-    /// Counted with the pushing project's `[list] model_patterns`.
-    #[serde(default)]
-    pub model_count: u64,
-    #[serde(default)]
-    pub dataset_count: u64,
-    #[serde(default)]
-    pub params: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
-
-impl CatalogEntry {
-    pub fn of(meta: &Metadata, opts: &crate::store::ReadOptions) -> CatalogEntry {
-        let info = crate::store::read::run_from_metadata(
-            crate::store::RunLocation {
-                stage: meta.stage,
-                namespace: Namespace::root(),
-                id: meta.id.clone(),
-                path: std::path::PathBuf::new(),
-            },
-            meta.clone(),
-            opts,
-        );
-        CatalogEntry {
-            stage: meta.stage,
-            namespace: meta.namespace.clone(),
-            id: meta.id.clone(),
-            created_at: meta.created_at,
-            status: meta.status,
-            total_size: meta.total_size,
-            file_count: meta.file_count,
-            metrics: meta.metrics.clone(),
-            model_count: info.model_count,
-            dataset_count: info.dataset_count,
-            params: meta.params.clone(),
-            tags: meta.tags.clone(),
-        }
-    }
-
-    pub fn reference(&self) -> String {
-        crate::store::refs::qualified_ref(self.stage, &self.ns(), &self.id)
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Segment {
-    schema_version: u32,
-    runs: Vec<CatalogEntry>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

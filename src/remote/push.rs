@@ -13,10 +13,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::backend::{Mode, Put};
-use super::{
-    blob_key, latest_key, parse_latest, record_key, same_run, unique_key, CatalogEntry, Remote,
-    Segment,
-};
+use super::catalog::{self, Segment};
+use super::{blob_key, latest_key, parse_latest, record_key, same_run, unique_key, Remote};
 use crate::error::ArtifactError;
 use crate::store::journal;
 use crate::store::metadata::{Metadata, RunStatus};
@@ -28,8 +26,6 @@ pub struct PushOptions {
     /// Transfers in flight at once.
     pub jobs: usize,
     pub now: DateTime<Utc>,
-    /// How the catalog counts models (`[list] model_patterns`).
-    pub read: crate::store::ReadOptions,
 }
 
 #[derive(Debug, Serialize)]
@@ -38,6 +34,8 @@ pub struct PushReport {
     pub runs: Vec<PushedRun>,
     pub uploaded_files: u64,
     pub uploaded_bytes: u64,
+    /// Catalog segments this push folded into the catalog index.
+    pub compacted_segments: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +57,7 @@ pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
         runs: Vec::new(),
         uploaded_files: 0,
         uploaded_bytes: 0,
+        compacted_segments: 0,
     };
     let mut added = Vec::new();
     for location in &opts.runs {
@@ -67,16 +66,13 @@ pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
         report.uploaded_files += pushed.uploaded_files;
         report.uploaded_bytes += pushed.uploaded_bytes;
         if pushed.state == "pushed" {
-            added.push(CatalogEntry::of(&meta, &opts.read));
+            added.push(catalog::summary(&meta)?);
         }
         report.runs.push(pushed);
     }
     if !added.is_empty() {
         remote.block_on(async {
-            let segment = Segment {
-                schema_version: 1,
-                runs: added,
-            };
+            let segment = Segment::new(added);
             let key = unique_key("catalog", opts.now);
             let bytes = serde_json::to_vec(&segment)?;
             remote.backend.put(&key, bytes, Mode::Create).await?;
@@ -94,6 +90,11 @@ pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
                 .backend
                 .put(&key, serde_json::to_vec(&entry)?, Mode::Create)
                 .await?;
+            // The runs are up and listed: keeping the catalog short is
+            // housekeeping, which a failure here must not turn into a
+            // failed push (the next push or cleanup folds the segments).
+            report.compacted_segments =
+                catalog::compact_if_due(remote, opts.now).await.unwrap_or(0);
             anyhow::Ok(())
         })?;
     }

@@ -2,22 +2,22 @@
 //! local ones (from the catalog, one request per segment, never one per
 //! run), one run from its record, and the journal objects.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::Result;
 use futures::StreamExt;
 
-use super::{CatalogEntry, Remote};
+use super::Remote;
 use crate::error::ArtifactError;
 use crate::store::journal::Entry;
-use crate::store::read::{blank_run, run_from_metadata};
+use crate::store::read::run_from_metadata;
 use crate::store::refs::{qualified_ref, Namespace, RunRef, Stage, Target};
 use crate::store::{ReadOptions, RunInfo, RunLocation};
 
 impl Remote {
     /// Where a run lives on the remote, for the `path` field of `show`.
-    fn location(&self, stage: Stage, ns: &Namespace, id: &str) -> RunLocation {
+    pub(crate) fn location(&self, stage: Stage, ns: &Namespace, id: &str) -> RunLocation {
         RunLocation {
             stage,
             namespace: ns.clone(),
@@ -32,41 +32,54 @@ impl Remote {
 
     /// The runs of `stages` at or below `under`, with each namespace's
     /// `latest` marked (one request per namespace, not per run).
-    pub fn runs(&self, stages: &[Stage], under: &Namespace) -> Result<Vec<RunInfo>> {
+    pub fn runs(
+        &self,
+        stages: &[Stage],
+        under: &Namespace,
+        opts: &ReadOptions,
+    ) -> Result<Vec<RunInfo>> {
         let mut runs = Vec::new();
         for entry in self.list()? {
-            let ns = entry.ns();
+            let Ok(ns) = Namespace::parse(&entry.namespace) else {
+                continue;
+            };
             if stages.contains(&entry.stage) && ns.starts_with(under) {
-                runs.push(entry.run_info(self.location(entry.stage, &ns, &entry.id)));
+                let location = self.location(entry.stage, &ns, &entry.id);
+                runs.push(entry.into_run(location, opts));
             }
         }
         let scopes: BTreeSet<(Stage, Namespace)> = runs
             .iter()
             .map(|r| (r.stage, r.location.namespace.clone()))
             .collect();
-        let latest: Vec<((Stage, Namespace), Option<String>)> = self.block_on(async {
-            let mut out = Vec::new();
-            let mut reads = futures::stream::iter(scopes)
-                .map(|(stage, ns)| async move {
-                    let got = self.backend.get(&super::latest_key(stage, &ns)).await?;
-                    // A damaged latest object marks nothing; `show` names it.
-                    let id = got.and_then(|g| super::parse_latest(&g.bytes, "").ok());
-                    anyhow::Ok(((stage, ns), id))
-                })
-                .buffer_unordered(16);
-            while let Some(done) = reads.next().await {
-                out.push(done?);
-            }
-            anyhow::Ok(out)
-        })?;
+        let latest = self.block_on(self.latest_ids(scopes))?;
         for run in &mut runs {
-            run.latest = latest.iter().any(|((stage, ns), id)| {
-                *stage == run.stage
-                    && *ns == run.location.namespace
-                    && id.as_deref() == Some(&run.id)
-            });
+            run.latest = latest
+                .get(&(run.stage, run.location.namespace.clone()))
+                .is_some_and(|id| id.as_deref() == Some(&run.id));
         }
         Ok(runs)
+    }
+
+    /// The id each scope's `latest` names (16 reads at a time); a damaged
+    /// latest object names nothing (`show` reports it).
+    pub(crate) async fn latest_ids(
+        &self,
+        scopes: BTreeSet<(Stage, Namespace)>,
+    ) -> Result<BTreeMap<(Stage, Namespace), Option<String>>> {
+        let mut out = BTreeMap::new();
+        let mut reads = futures::stream::iter(scopes)
+            .map(|(stage, ns)| async move {
+                let got = self.backend.get(&super::latest_key(stage, &ns)).await?;
+                let id = got.and_then(|g| super::parse_latest(&g.bytes, "").ok());
+                anyhow::Ok(((stage, ns), id))
+            })
+            .buffer_unordered(16);
+        while let Some(done) = reads.next().await {
+            let (scope, id) = done?;
+            out.insert(scope, id);
+        }
+        Ok(out)
     }
 
     /// One run read from its record, `latest` resolved on the remote.
@@ -120,32 +133,5 @@ impl Remote {
         }
         entries.sort_by_key(|e| e.time);
         Ok((entries, problems))
-    }
-}
-
-impl CatalogEntry {
-    pub fn ns(&self) -> Namespace {
-        Namespace::from_disk(
-            self.namespace
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-        )
-    }
-
-    fn run_info(&self, location: RunLocation) -> RunInfo {
-        let mut run = blank_run(location);
-        run.layout = crate::store::RunLayout::Native;
-        run.created_at = Some(self.created_at);
-        run.status = self.status;
-        run.size_bytes = self.total_size;
-        run.file_count = self.file_count;
-        run.model_count = self.model_count;
-        run.dataset_count = self.dataset_count;
-        run.metrics = self.metrics.clone();
-        run.params = self.params.clone();
-        run.tags = self.tags.clone();
-        run
     }
 }

@@ -277,7 +277,16 @@ pub fn summarize(location: &RunLocation) -> Option<Entry> {
     let file = metadata::open_regular(&location.path.join(METADATA_FILE), false).ok()?;
     let stamp = Stamp::of(&file.metadata().ok()?);
     let bytes = metadata::read_all(file).ok()?;
-    let s: Summary<'_> = serde_json::from_slice(&bytes).ok()?;
+    let run = summary_of(&bytes, location.stage, &location.namespace, &location.id)?;
+    Some(Entry { stamp, run })
+}
+
+/// The summary of a `metadata.json` held in `bytes`, for the run `id` of
+/// `stage` and `ns`; `None` when the summary path cannot read it (another
+/// schema version, no creation time). A remote's catalog builds its entries
+/// from run records with this, so both indexes hold the same records.
+pub fn summary_of(bytes: &[u8], stage: Stage, ns: &Namespace, id: &str) -> Option<RunSummary> {
+    let s: Summary<'_> = serde_json::from_slice(bytes).ok()?;
     if s.schema_version != metadata::SCHEMA_VERSION {
         return None;
     }
@@ -297,28 +306,25 @@ pub fn summarize(location: &RunLocation) -> Option<Entry> {
         },
     );
     let lineage = s.lineage.unwrap_or_default();
-    Some(Entry {
-        stamp,
-        run: RunSummary {
-            id: location.id.clone(),
-            namespace: location.namespace.to_string(),
-            stage: location.stage,
-            created_at,
-            status: s.status.unwrap_or(RunStatus::Unknown),
-            size_bytes: s.total_size,
-            file_count: s.file_count,
-            dataset_count,
-            model_candidates: candidates.into_inner().into_iter().collect(),
-            metrics: metadata::numeric_metrics(&s.metrics),
-            params: s.params,
-            tags: s.tags,
-            pinned: s.pinned,
-            parent: lineage.parent,
-            promoted_from: lineage.promoted_from,
-            layout: RunLayout::Native,
-            problems: Vec::new(),
-            steps: s.steps.is_some(),
-        },
+    Some(RunSummary {
+        id: id.to_string(),
+        namespace: ns.to_string(),
+        stage,
+        created_at,
+        status: s.status.unwrap_or(RunStatus::Unknown),
+        size_bytes: s.total_size,
+        file_count: s.file_count,
+        dataset_count,
+        model_candidates: candidates.into_inner().into_iter().collect(),
+        metrics: metadata::numeric_metrics(&s.metrics),
+        params: s.params,
+        tags: s.tags,
+        pinned: s.pinned,
+        parent: lineage.parent,
+        promoted_from: lineage.promoted_from,
+        layout: RunLayout::Native,
+        problems: Vec::new(),
+        steps: s.steps.is_some(),
     })
 }
 

@@ -29,6 +29,7 @@ mod refresh;
 mod register;
 mod register_all;
 mod remote;
+mod remote_catalog;
 mod report;
 mod rollback;
 mod schema;

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::support::*;
 
 /// The server's port, started once; the error says why it could not start.
-fn server() -> u16 {
+pub(crate) fn server() -> u16 {
     static PORT: OnceLock<Result<u16, String>> = OnceLock::new();
     match PORT.get_or_init(start_server) {
         Ok(port) => *port,
@@ -72,7 +72,12 @@ fn start_server() -> Result<u16, String> {
 
 /// A plain HTTP request to the server (moto takes unsigned requests):
 /// the status code and body.
-fn http(method: &str, port: u16, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+pub(crate) fn http(
+    method: &str,
+    port: u16,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
@@ -97,7 +102,7 @@ fn http(method: &str, port: u16, path: &str, body: &[u8]) -> std::io::Result<(u1
 }
 
 /// A fresh bucket for one test.
-fn bucket() -> String {
+pub(crate) fn bucket() -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     let port = server();
     let name = format!(
@@ -111,7 +116,7 @@ fn bucket() -> String {
 }
 
 /// A project whose remote `origin` is `bucket` on the test server.
-fn project(bucket: &str) -> Project {
+pub(crate) fn project(bucket: &str) -> Project {
     let p = Project::new()
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -126,7 +131,7 @@ fn project(bucket: &str) -> Project {
     p
 }
 
-fn put_object(bucket: &str, key: &str, body: &[u8]) {
+pub(crate) fn put_object(bucket: &str, key: &str, body: &[u8]) {
     let (code, text) = http("PUT", server(), &format!("/{bucket}/proj/{key}"), body).unwrap();
     assert_eq!(code, 200, "{text}");
 }
@@ -353,7 +358,7 @@ fn a_blob_that_does_not_match_its_hash_names_itself_and_nothing_is_published() {
 }
 
 /// Snapshot settings that also hide the per-test bucket name.
-fn remote_snapshots(p: &Project) -> insta::Settings {
+pub(crate) fn remote_snapshots(p: &Project) -> insta::Settings {
     let mut settings = snapshot_settings(Some(p.root()));
     settings.add_filter(r"s3://t\d+-\d+/", "s3://[BUCKET]/");
     // Whoever approved, whatever the environment calls them.
@@ -478,7 +483,7 @@ fn history_reads_the_remote_journal_objects() {
 }
 
 /// A project whose remote `origin` is the folder `shared` (a shared mount).
-fn file_project(shared: &std::path::Path) -> Project {
+pub(crate) fn file_project(shared: &std::path::Path) -> Project {
     let p = Project::new();
     p.write(
         "artifactctl.toml",
@@ -545,7 +550,12 @@ fn a_file_remote_on_a_shared_mount_round_trips_with_the_same_layout() {
     assert_eq!(gc["deleted"], 0, "{gc}");
     assert_eq!(gc["waiting"], 0, "{gc}");
     assert!(gc["referenced"].as_u64().unwrap() > 0, "{gc}");
-    assert!(shared.join("gc/marks.json").is_file());
+    // Swapped objects are folders of generations there; a second cleanup
+    // swaps the marks over the first's.
+    assert!(shared.join("gc/marks.json").is_dir());
+    let again = c.json(&["cleanup", "--remote", "origin", "--yes"]);
+    assert_eq!(again["deleted"], 0, "{again}");
+    assert!(shared.join("catalog/index").is_dir());
 }
 
 #[test]
@@ -593,7 +603,7 @@ fn on_a_file_remote_of_two_racing_pushes_of_one_release_exactly_one_wins() {
     assert_eq!(gens, 1);
 }
 
-fn remote_latest(p: &Project, ns: &str) -> Value {
+pub(crate) fn remote_latest(p: &Project, ns: &str) -> Value {
     p.json(&[
         "show",
         &format!("production/{ns}/latest"),
@@ -603,7 +613,7 @@ fn remote_latest(p: &Project, ns: &str) -> Value {
         .clone()
 }
 
-fn fails(p: &Project, args: &[&str]) -> (Option<i32>, String) {
+pub(crate) fn fails(p: &Project, args: &[&str]) -> (Option<i32>, String) {
     let out = p.cmd().args(args).output().unwrap();
     (
         out.status.code(),
@@ -769,7 +779,7 @@ fn a_raw_run_promoted_on_a_file_remote_moves_its_latest_forward_only() {
 }
 
 /// A cleanup of the remote at `now` (ARTIFACTCTL_NOW).
-fn gc(p: &Project, now: chrono::DateTime<chrono::Utc>) -> Value {
+pub(crate) fn gc(p: &Project, now: chrono::DateTime<chrono::Utc>) -> Value {
     let out = p
         .cmd()
         .env("ARTIFACTCTL_NOW", now.to_rfc3339())
@@ -848,9 +858,12 @@ fn garbage_collection_deletes_only_what_stayed_unreferenced_past_the_grace() {
     let h = q.json(&["history", "--remote", "origin", "--action", "cleanup"]);
     assert_eq!(h["entries"].as_array().unwrap().len(), 3, "{h}");
 
-    // Retention flags are not for a remote (yet).
-    let (code, err) = fails(&p, &["cleanup", "--remote", "origin", "--keep", "3"]);
+    // A scope without a policy is bad input, as locally.
+    let (code, err) = fails(&p, &["cleanup", "--remote", "origin", "--keep", "0"]);
     assert_eq!(code, Some(2), "{err}");
+    let (code, err) = fails(&p, &["cleanup", "--remote", "origin", "gru"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no retention policy"), "{err}");
 }
 
 #[test]

@@ -26,10 +26,12 @@ use crate::cli::settings::{CleanupMode, CleanupSettings, Context};
 /// anything else needs --yes. Each run is unlisted with one rename before
 /// its files go, so an interrupted cleanup never leaves a half-removed run.
 ///
-/// With --remote NAME, cleanup collects the remote's garbage in two phases:
-/// content no run record references is marked with the time, and deleted
-/// by a later cleanup once it has stayed unreferenced for [remote] gc_grace
-/// (24h): a push in flight is never broken. Without --yes it only reports.
+/// With --remote NAME, cleanup works on that remote, without a lock: the
+/// same policy and protections (latest, lineage, pinned as pushed,
+/// production) remove run records, then content no record references is
+/// marked with the time and deleted by a later cleanup once it has stayed
+/// unreferenced for [remote] gc_grace (24h): a push in flight is never
+/// broken. Without a policy it only collects; without --yes it only reports.
 ///
 /// Examples:
 ///   artifactctl cleanup --keep 5 --dry-run
@@ -37,6 +39,7 @@ use crate::cli::settings::{CleanupMode, CleanupSettings, Context};
 ///   artifactctl cleanup gru --keep-daily 7 --keep-weekly 4 --keep-monthly 6
 ///   artifactctl cleanup --keep-within 14d --max-size 50GB --json --yes
 ///   artifactctl cleanup --remote origin --yes
+///   artifactctl cleanup --remote origin gru --keep 10 --yes
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment, allow_negative_numbers = true)]
 pub struct Args {
@@ -82,7 +85,7 @@ pub struct Args {
     /// Go ahead even when the policy keeps no run of a namespace
     #[arg(long)]
     pub unsafe_allow_remove_all: bool,
-    /// Collect this remote's unreferenced content instead (two phases, [remote] gc_grace)
+    /// Clean this remote instead: the policy's runs, then unreferenced content (two phases, [remote] gc_grace)
     #[arg(long, value_name = "NAME")]
     pub remote: Option<String>,
 }
@@ -114,7 +117,7 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
             remote,
             options,
             json,
-        } => return remote_gc(ctx, out, &remote, &options, json),
+        } => return remote_cleanup(ctx, out, &remote, &options, json),
     };
     if opts.allow_production && opts.stage != Stage::Production {
         out.warn("--unsafe-allow-production only applies with --stage production; production stays protected");
@@ -226,35 +229,57 @@ fn print_plan(out: &Printer, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-fn remote_gc(
+fn remote_cleanup(
     ctx: &Context,
     out: &Printer,
     name: &str,
-    options: &artifactctl::remote::GcOptions,
+    options: &artifactctl::remote::RemoteCleanup,
     json: bool,
 ) -> Result<ExitCode> {
     let remote = super::open_remote(ctx, Some(name))?;
-    let report = artifactctl::remote::gc(&remote, options)?;
+    let report = artifactctl::remote::cleanup(&remote, options)?;
+    for warning in &report.plan.warnings {
+        out.warn(warning);
+    }
     if json {
         out.json(&report)?;
-        return Ok(ExitCode::Success);
+    } else if options.retention.is_some() {
+        print_plan(out, &report.plan)?;
     }
-    let verb = if report.dry_run {
-        "would delete"
-    } else {
-        "deleted"
-    };
-    out.line(&format!(
-        "{} blobs: {} referenced, {} unreferenced and waiting out the grace ({} newly marked), {verb} {} ({})",
-        report.blobs,
-        report.referenced,
-        report.waiting,
-        report.newly_marked,
-        report.deleted,
-        human_size(report.deleted_bytes)
-    ))?;
-    if report.dry_run {
-        out.status("nothing was changed; pass --yes to mark and delete");
+    if let Some(refusal) = report.plan.refusal() {
+        return Err(refusal.into());
+    }
+    for (reference, why) in &report.kept_since_planning {
+        out.warn(&format!(
+            "kept {reference}: it became protected since planning ({why})"
+        ));
+    }
+    let gc = &report.gc;
+    if !json {
+        let verb = if gc.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        out.line(&format!(
+            "{} blobs: {} referenced, {} unreferenced and waiting out the grace ({} newly marked), {verb} {} ({})",
+            gc.blobs,
+            gc.referenced,
+            gc.waiting,
+            gc.newly_marked,
+            gc.deleted,
+            human_size(gc.deleted_bytes)
+        ))?;
+    }
+    let removals = report.plan.to_remove().count() as u64;
+    if gc.dry_run {
+        out.status("nothing was changed; pass --yes to remove and collect");
+    } else if options.retention.is_some() {
+        out.status(&format!(
+            "removed {} from remote '{}'; their content goes once unreferenced for the grace",
+            plural(removals, "run", "runs"),
+            remote.name
+        ));
     }
     Ok(ExitCode::Success)
 }

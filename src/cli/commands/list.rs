@@ -96,7 +96,7 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
             } else {
                 vec![stage.parse::<Stage>()?]
             };
-            let runs = remote.runs(&stages, &under)?;
+            let runs = remote.runs(&stages, &under, &ctx.read_options(false)?)?;
             let source = format!("remote '{}' ({})", remote.name, remote.backend.shown);
             (runs, source)
         }

@@ -50,7 +50,6 @@ impl PushSettings {
                 runs,
                 jobs: jobs.max(1),
                 now: ctx.invocation.now,
-                read: ctx.read_options(false)?,
             },
             json,
         })

@@ -7,7 +7,7 @@ use artifactctl::ops::cleanup::{self, CleanupOptions};
 use artifactctl::ops::clear::ClearOptions;
 use artifactctl::ops::delete::DeleteOptions;
 use artifactctl::policy::retention::Policy;
-use artifactctl::remote::GcOptions;
+use artifactctl::remote::{GcOptions, RemoteCleanup};
 use artifactctl::store::refs::{RunRef, Stage};
 use artifactctl::ArtifactError;
 
@@ -20,7 +20,7 @@ pub enum CleanupMode {
     Local(CleanupSettings),
     Remote {
         remote: String,
-        options: GcOptions,
+        options: RemoteCleanup,
         json: bool,
     },
 }
@@ -52,61 +52,71 @@ impl CleanupSettings {
             remote,
         } = args;
         if let Some(remote) = remote {
-            let given = [
-                ("NS", namespace.is_some()),
-                ("--keep", keep.is_some()),
-                ("--keep-within", keep_within.is_some()),
-                ("--keep-daily", keep_daily.is_some()),
-                ("--keep-weekly", keep_weekly.is_some()),
-                ("--keep-monthly", keep_monthly.is_some()),
-                ("--max-size", max_size.is_some()),
-                ("--failed-older-than", failed_older_than.is_some()),
-                ("--unsafe-allow-production", unsafe_allow_production),
-                ("--unsafe-allow-remove-all", unsafe_allow_remove_all),
-                ("--stage", stage != Stage::Raw),
-            ];
-            if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
-                return Err(ArtifactError::usage(format!(
-                    "{flag} does not apply with --remote: cleanup --remote collects unreferenced content only (retention on a remote is not implemented yet)"
-                ))
-                .into());
-            }
             let text = &ctx.config.remote.gc_grace;
             let grace = artifactctl::policy::retention::parse_duration(text).map_err(|e| {
                 ArtifactError::usage(format!(
                     "[remote] gc_grace = {text:?} is not a duration ({e}); use e.g. 24h or 7d"
                 ))
             })?;
+            // Retention as locally: the flags' policy, else the config's; with
+            // neither, only garbage is collected.
+            let policy = policy_of(
+                [keep, keep_daily, keep_weekly, keep_monthly],
+                keep_within,
+                max_size,
+                ctx,
+            )?;
+            let retention_flags = [keep, keep_daily, keep_weekly, keep_monthly]
+                .iter()
+                .any(Option::is_some)
+                || keep_within.is_some()
+                || max_size.is_some();
+            let scoped = namespace.is_some()
+                || stage != Stage::Raw
+                || failed_older_than.is_some()
+                || unsafe_allow_production
+                || unsafe_allow_remove_all;
+            // NS, --stage and the like without a policy, or `--keep 0`
+            // alone: refused as locally.
+            if policy.is_empty() && (scoped || retention_flags) {
+                cleanup::require_policy(&policy)?;
+            }
+            let retention = if policy.is_empty() {
+                None
+            } else {
+                Some(CleanupOptions {
+                    namespace: namespace.unwrap_or_default(),
+                    stage,
+                    policy,
+                    failed_older_than: match failed_older_than {
+                        Some(d) => d,
+                        None => cleanup::failed_older_than_from_config(&ctx.config.cleanup)?,
+                    },
+                    allow_production: unsafe_allow_production,
+                    allow_remove_all: unsafe_allow_remove_all,
+                    now: ctx.invocation.now,
+                })
+            };
             // Without --yes, a cleanup of a remote only shows what it would do.
             return Ok(CleanupMode::Remote {
                 remote,
-                options: GcOptions {
-                    grace,
-                    now: ctx.invocation.now,
-                    dry_run: dry_run || !yes,
+                options: RemoteCleanup {
+                    retention,
+                    gc: GcOptions {
+                        grace,
+                        now: ctx.invocation.now,
+                        dry_run: dry_run || !yes,
+                    },
                 },
                 json,
             });
         }
-        // The flags' policy when any retention flag is given, else the config's.
-        let given = keep.is_some()
-            || keep_within.is_some()
-            || keep_daily.is_some()
-            || keep_weekly.is_some()
-            || keep_monthly.is_some()
-            || max_size.is_some();
-        let policy = if given {
-            Policy {
-                keep_last: keep.unwrap_or(0),
-                keep_within,
-                keep_daily: keep_daily.unwrap_or(0),
-                keep_weekly: keep_weekly.unwrap_or(0),
-                keep_monthly: keep_monthly.unwrap_or(0),
-                max_size,
-            }
-        } else {
-            cleanup::policy_from_config(&ctx.config.cleanup)?
-        };
+        let policy = policy_of(
+            [keep, keep_daily, keep_weekly, keep_monthly],
+            keep_within,
+            max_size,
+            ctx,
+        )?;
         let failed_older_than = match failed_older_than {
             Some(d) => d,
             None => cleanup::failed_older_than_from_config(&ctx.config.cleanup)?,
@@ -127,6 +137,32 @@ impl CleanupSettings {
             json,
         }))
     }
+}
+
+/// The flags' policy when any retention flag is given, else the config's.
+fn policy_of(
+    [keep, keep_daily, keep_weekly, keep_monthly]: [Option<usize>; 4],
+    keep_within: Option<chrono::Duration>,
+    max_size: Option<u64>,
+    ctx: &Context,
+) -> Result<Policy> {
+    let given = keep.is_some()
+        || keep_within.is_some()
+        || keep_daily.is_some()
+        || keep_weekly.is_some()
+        || keep_monthly.is_some()
+        || max_size.is_some();
+    if !given {
+        return cleanup::policy_from_config(&ctx.config.cleanup);
+    }
+    Ok(Policy {
+        keep_last: keep.unwrap_or(0),
+        keep_within,
+        keep_daily: keep_daily.unwrap_or(0),
+        keep_weekly: keep_weekly.unwrap_or(0),
+        keep_monthly: keep_monthly.unwrap_or(0),
+        max_size,
+    })
 }
 
 // ---- clear ----
