@@ -7,7 +7,8 @@
 //! `artifactctl: fault injected at <point>` goes to stderr, so a test can
 //! assert that the fault fired rather than that the process merely ended.
 //!
-//! Named points mark the steps of publishing and removing (see [`Point`]);
+//! Named points mark the steps of publishing and removing (see [`Point`]),
+//! and every write to a remote (`remote-write`, `remote-written`);
 //! the syscall-class points (`write`, `fsync`, `rename`, `symlink`, `chmod`,
 //! `mkdir`) are hit by every such call inside `fsx`, counted per process, so
 //! `rename@2` is the second rename.
@@ -39,10 +40,16 @@ pub enum Point {
     /// A remote compare-and-swap object (`latest`, the catalog index) was
     /// read and decided on; the swap is not written yet.
     RemoteSwap,
+    /// Before each write to a remote (a PUT of any kind, a DELETE), counted
+    /// across the process: `remote-write@3` stops the third.
+    RemoteWrite,
+    /// After each write to a remote succeeded, counted like `remote-write`:
+    /// the object is written, the caller has not gone on.
+    RemoteWritten,
 }
 
 impl Point {
-    pub const ALL: [Point; 12] = [
+    pub const ALL: [Point; 14] = [
         Point::Staged,
         Point::BeforePublishRename,
         Point::AfterPublishRename,
@@ -55,6 +62,8 @@ impl Point {
         Point::Mkdir,
         Point::IndexWrite,
         Point::RemoteSwap,
+        Point::RemoteWrite,
+        Point::RemoteWritten,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +80,8 @@ impl Point {
             Point::Mkdir => "mkdir",
             Point::IndexWrite => "index-write",
             Point::RemoteSwap => "remote-swap",
+            Point::RemoteWrite => "remote-write",
+            Point::RemoteWritten => "remote-written",
         }
     }
 }

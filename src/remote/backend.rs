@@ -16,6 +16,7 @@ use object_store::{
 
 use crate::config::RemoteConfig;
 use crate::error::ArtifactError;
+use crate::fsx::fault::{self, Point};
 
 /// Files larger than this go up in parts.
 const MULTIPART_THRESHOLD: u64 = 32 << 20;
@@ -195,7 +196,32 @@ impl Backend {
         }
     }
 
+    /// When `key` was last written, `None` when it is absent.
+    pub async fn modified(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let store = match self.object() {
+            Ok(store) => store,
+            Err(root) => {
+                let path = root.join(key);
+                return match path.symlink_metadata() {
+                    Ok(meta) => Ok(Some(meta.modified()?.into())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+                };
+            }
+        };
+        match store.head(&self.path(key)).await {
+            Ok(meta) => Ok(Some(meta.last_modified)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.fail(key, e)),
+        }
+    }
+
     pub async fn put(&self, key: &str, bytes: Vec<u8>, mode: Mode) -> Result<Put> {
+        written(key, self.put_now(key, bytes, mode).await)
+    }
+
+    async fn put_now(&self, key: &str, bytes: Vec<u8>, mode: Mode) -> Result<Put> {
+        fault::hit(Point::RemoteWrite)?;
         let store = match self.object() {
             Ok(store) => store,
             Err(root) => return super::dir::put(root, key, &bytes, mode),
@@ -236,7 +262,10 @@ impl Backend {
     ) -> Result<Put> {
         let store = match self.object() {
             Ok(store) => store,
-            Err(root) => return super::dir::put_file(root, key, src, expected, replace),
+            Err(root) => {
+                fault::hit(Point::RemoteWrite)?;
+                return written(key, super::dir::put_file(root, key, src, expected, replace));
+            }
         };
         let size = std::fs::metadata(src)
             .with_context(|| format!("cannot read {}", src.display()))?
@@ -256,6 +285,7 @@ impl Backend {
         // object is harmless, so the multipart path needs no create-only.
         let hash = crate::store::manifest::hash_file(src)?;
         check_hash(src, expected, &hash)?;
+        fault::hit(Point::RemoteWrite)?;
         let upload = store
             .put_multipart(&self.path(key))
             .await
@@ -279,7 +309,7 @@ impl Backend {
             writer.write(&buf[..n]);
         }
         writer.finish().await.map_err(|e| self.fail(key, e))?;
-        Ok(Put::Done)
+        written(key, Ok(Put::Done))
     }
 
     /// Stream `key` into `file`, returning its BLAKE3 and size.
@@ -313,6 +343,12 @@ impl Backend {
 
     /// Remove `key`; absent is fine.
     pub async fn delete(&self, key: &str) -> Result<()> {
+        fault::hit(Point::RemoteWrite)?;
+        let deleted = self.delete_now(key).await;
+        written(key, deleted)
+    }
+
+    async fn delete_now(&self, key: &str) -> Result<()> {
         let store = match self.object() {
             Ok(store) => store,
             Err(root) => {
@@ -374,6 +410,14 @@ impl Backend {
         }
         Ok(keys)
     }
+}
+
+/// Reach `remote-written` after a write that succeeded (fault tests stop
+/// there: the object is on the remote, the caller has not gone on).
+fn written<T>(key: &str, result: Result<T>) -> Result<T> {
+    let value = result?;
+    fault::hit(Point::RemoteWritten).with_context(|| format!("after writing {key}"))?;
+    Ok(value)
 }
 
 fn check_hash(src: &FsPath, expected: &str, actual: &str) -> Result<()> {

@@ -149,7 +149,12 @@ async fn run(remote: &Remote, opts: &RemoteCleanup) -> Result<CleanupReport> {
     )
     .await?;
     delete_all(remote, removed.iter().map(|r| records[r].key.clone())).await?;
-    gc::collect(remote, &decision, marks_etag, marks_exist).await?;
+    let (deleted_blobs, deleted_bytes) =
+        gc::collect(remote, &decision, marks_etag, marks_exist).await?;
+    // Blobs written again since they were listed were kept.
+    report.gc.waiting += report.gc.deleted - deleted_blobs;
+    report.gc.deleted = deleted_blobs;
+    report.gc.deleted_bytes = deleted_bytes;
     delete_all(remote, old_segments.iter().cloned()).await?;
     report.deleted_segments = old_segments.len() as u64;
 

@@ -12,6 +12,14 @@
 //! so a push in flight is never broken, as long as it takes less than the
 //! grace. The mark object is written by compare-and-swap: of two cleanups
 //! at once, one stops with a conflict.
+//!
+//! The blobs about to be deleted stay in the mark object this run writes:
+//! a push that starts between that write and the deletes sees them marked
+//! and uploads them again rather than trusting them. Each is then asked for
+//! its time right before its delete, and one written since it was listed (a
+//! push's re-upload) is kept; only a re-upload landing between that check
+//! and the delete itself, milliseconds, is not covered (object stores have
+//! no conditional delete).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -78,12 +86,19 @@ pub(crate) fn blob_hash(key: &str) -> Option<&str> {
     (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hash)
 }
 
+/// A blob phase 2 deletes, as it was listed.
+struct Doomed {
+    key: String,
+    size: u64,
+    modified: DateTime<Utc>,
+}
+
 /// What phase 1 and 2 decide: the report, the marks to write, and the
-/// blobs to delete with their sizes.
+/// blobs to delete.
 pub(crate) struct Decision {
     pub report: GcReport,
     marks: Marks,
-    doomed: Vec<(String, u64)>,
+    doomed: Vec<Doomed>,
 }
 
 /// Judge every listed blob against what the records reference.
@@ -121,7 +136,13 @@ pub(crate) fn decide(
         }
         match old.marks.get(hash) {
             Some(&since) if since <= cutoff && blob.modified <= cutoff => {
-                doomed.push((blob.key.clone(), blob.size));
+                // Still marked until it is gone (see the module's notes).
+                marks.marks.insert(hash.to_string(), since);
+                doomed.push(Doomed {
+                    key: blob.key.clone(),
+                    size: blob.size,
+                    modified: blob.modified,
+                });
             }
             Some(&since) => {
                 report.waiting += 1;
@@ -135,7 +156,7 @@ pub(crate) fn decide(
         }
     }
     report.deleted = doomed.len() as u64;
-    report.deleted_bytes = doomed.iter().map(|(_, size)| size).sum();
+    report.deleted_bytes = doomed.iter().map(|d| d.size).sum();
     Decision {
         report,
         marks,
@@ -144,16 +165,17 @@ pub(crate) fn decide(
 }
 
 /// Write the marks by compare-and-swap over the version read, then delete
-/// the doomed blobs.
+/// the doomed blobs not written since they were listed. Returns how many
+/// were deleted, and their bytes.
 pub(crate) async fn collect(
     remote: &Remote,
     decision: &Decision,
     etag: Option<String>,
     exists: bool,
-) -> Result<()> {
+) -> Result<(u64, u64)> {
     let backend = &remote.backend;
-    // The marks first, without the doomed: killed before the deletes, the
-    // next run marks them afresh and only waits longer.
+    // The marks first, the doomed still in them: killed before the deletes,
+    // the next run finds them marked long enough and deletes them then.
     let mode = match (exists, etag) {
         (false, _) => Mode::Create,
         (true, Some(etag)) => Mode::Update(etag),
@@ -172,10 +194,24 @@ pub(crate) async fn collect(
     }
     crate::fsx::fault::hit(crate::fsx::fault::Point::MidRemoval)?;
     let mut deletes = futures::stream::iter(&decision.doomed)
-        .map(|(key, _)| backend.delete(key))
+        .map(|doomed| async move {
+            // A push that needs it again uploads it again: written since
+            // the listing, it stays (and is judged afresh next time).
+            // (Whole seconds: a listing and a HEAD may differ in precision.)
+            match backend.modified(&doomed.key).await? {
+                Some(modified) if modified.timestamp() <= doomed.modified.timestamp() => {}
+                _ => return anyhow::Ok(None),
+            }
+            backend.delete(&doomed.key).await?;
+            Ok(Some(doomed.size))
+        })
         .buffer_unordered(16);
+    let (mut deleted, mut deleted_bytes) = (0, 0);
     while let Some(done) = deletes.next().await {
-        done?;
+        if let Some(size) = done? {
+            deleted += 1;
+            deleted_bytes += size;
+        }
     }
-    Ok(())
+    Ok((deleted, deleted_bytes))
 }

@@ -30,6 +30,7 @@ mod register;
 mod register_all;
 mod remote;
 mod remote_catalog;
+mod remote_faults;
 mod report;
 mod rollback;
 mod schema;

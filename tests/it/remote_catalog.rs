@@ -13,7 +13,7 @@ use crate::support::*;
 
 /// The keys under `prefix` in the test bucket (moto answers unsigned
 /// ListObjectsV2).
-fn keys(bucket: &str, prefix: &str) -> Vec<String> {
+pub(crate) fn keys(bucket: &str, prefix: &str) -> Vec<String> {
     let (code, body) = http(
         "GET",
         server(),
@@ -32,7 +32,7 @@ fn keys(bucket: &str, prefix: &str) -> Vec<String> {
 /// A request to the test server with a made-up signature: moto refuses
 /// some unsigned ones (a DELETE, a PUT over an object) but takes any
 /// signature. Returns the status line and the rest.
-fn signed(method: &str, bucket: &str, key: &str, body: &[u8]) -> String {
+pub(crate) fn signed(method: &str, bucket: &str, key: &str, body: &[u8]) -> String {
     use std::io::{Read, Write};
     let port = server();
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -381,7 +381,7 @@ fn retention_on_a_file_remote_keeps_what_local_cleanup_protects() {
 
 /// Start `args` paused at the fault point `point` (the `pause` action):
 /// returns once it has reached it, with the gate that lets it go on.
-fn paused(
+pub(crate) fn paused(
     p: &Project,
     args: &[&str],
     point: &str,
@@ -421,7 +421,7 @@ fn paused(
     panic!("{args:?} never reached {point}");
 }
 
-fn resume(child: Child, gate: &Path) -> Output {
+pub(crate) fn resume(child: Child, gate: &Path) -> Output {
     std::fs::write(gate, b"").unwrap();
     child.wait_with_output().unwrap()
 }
