@@ -86,9 +86,76 @@ pub fn redact(url: &str) -> String {
     format!("{scheme}{rest}")
 }
 
+/// Refuse user info, a query or a fragment in a remote's url or endpoint:
+/// credentials come from the AWS environment, never from the
+/// configuration, and anything after `?` would become part of every key
+/// (and so be written to the remote).
+fn check_address(name: &str, what: &str, address: &str) -> Result<(), ArtifactError> {
+    let shown = redact(address);
+    let rest = address.split_once("://").map_or(address, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(ArtifactError::usage(format!(
+            "remote '{name}': {what} {shown} carries user info; credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from the configuration: remove it"
+        )));
+    }
+    if address.contains(['?', '#']) {
+        return Err(ArtifactError::usage(format!(
+            "remote '{name}': {what} {shown}?... has a query or fragment, which a remote address cannot have: remove it"
+        )));
+    }
+    Ok(())
+}
+
+/// An endpoint object_store can use: `http://` or `https://`, a host, and
+/// an optional port (a malformed one would stop it mid-request).
+fn check_endpoint(name: &str, endpoint: &str) -> Result<(), ArtifactError> {
+    let bad = || {
+        ArtifactError::usage(format!(
+            "remote '{name}': endpoint {} is not an http:// or https:// address with a host and an optional port; use e.g. http://127.0.0.1:9000",
+            redact(endpoint)
+        ))
+    };
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .ok_or_else(bad)?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let (host, port) = match authority.strip_prefix('[') {
+        // [IPv6]:port
+        Some(v6) => {
+            let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(bad)?),
+            };
+            (host, port)
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if host_ok && port_ok && !rest.contains(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
 impl Backend {
     pub fn open(name: &str, config: &RemoteConfig) -> Result<Backend, ArtifactError> {
         let shown = redact(&config.url);
+        check_address(name, "url", &config.url)?;
+        if !config.endpoint.is_empty() {
+            check_address(name, "endpoint", &config.endpoint)?;
+            check_endpoint(name, &config.endpoint)?;
+        }
         if let Some(path) = config.url.strip_prefix("file://") {
             let root = std::path::PathBuf::from(path);
             if !root.is_absolute() {
@@ -434,6 +501,38 @@ fn check_hash(src: &FsPath, expected: &str, actual: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    #[test]
+    fn addresses_with_user_info_a_query_or_a_bad_port_are_refused() {
+        use super::{check_address, check_endpoint};
+        for bad in [
+            "s3://key:secret@bucket/p",
+            "file://user:pw@/mnt/x",
+            "s3://bucket/p?token=secret",
+            "s3://bucket/p#frag",
+        ] {
+            let e = check_address("o", "url", bad).unwrap_err().to_string();
+            assert!(!e.contains("secret") && !e.contains("pw"), "{e}");
+        }
+        assert!(check_address("o", "url", "s3://bucket/a@b").is_ok());
+        for bad in [
+            "127.0.0.1:9000",
+            "http://127.0.0.1:99999",
+            "http://[::1",
+            "http://",
+            "http://host:port",
+        ] {
+            assert!(check_endpoint("o", bad).is_err(), "{bad}");
+        }
+        for good in [
+            "http://127.0.0.1:9000",
+            "https://s3.eu-west-1.amazonaws.com",
+            "http://[::1]:9000",
+            "http://minio.local/",
+        ] {
+            assert!(check_endpoint("o", good).is_ok(), "{good}");
+        }
+    }
 
     #[test]
     fn urls_lose_their_secrets() {
