@@ -281,11 +281,18 @@ fn sweep(bench: &Bench, case: &Case, points: &[&str]) -> BTreeMap<String, u32> {
 }
 
 fn points(s3: bool, named: &[&'static str]) -> Vec<&'static str> {
-    // A request that fails (eio) must leave the same consistency as a kill.
-    let mut all = vec!["remote-write", "remote-written", "remote-write:eio"];
+    // A request that fails (eio), or whose answer is lost after it was
+    // done, must leave the same consistency as a kill.
+    let mut all = vec![
+        "remote-write",
+        "remote-written",
+        "remote-write:eio",
+        "remote-written:eio",
+    ];
     all.extend_from_slice(named);
     if !s3 {
         all.extend_from_slice(&FILE_CLASSES);
+        all.extend_from_slice(&["write:eio", "fsync:eio", "rename:eio"]);
     }
     all
 }
@@ -359,6 +366,11 @@ fn moves_of_latest(s3: bool) {
         assert_eq!(reached["remote-write"], 2, "{}: {reached:?}", case.name);
         assert_reached(case.name, &reached, &["remote-written", "remote-swap"]);
         assert_eq!(reached["remote-write:eio"], 2, "{}: {reached:?}", case.name);
+        assert_eq!(
+            reached["remote-written:eio"], 2,
+            "{}: {reached:?}",
+            case.name
+        );
         if !s3 {
             assert_reached(case.name, &reached, &FILE_CLASSES);
         }
@@ -446,6 +458,7 @@ fn cleanups(s3: bool) {
     );
     assert_eq!(reached["remote-write"], 6, "{reached:?}");
     assert_eq!(reached["remote-write:eio"], 6, "{reached:?}");
+    assert_eq!(reached["remote-written:eio"], 6, "{reached:?}");
     assert_reached(
         retention.name,
         &reached,
@@ -508,6 +521,10 @@ impl Side {
     }
 }
 
+/// Where a push has every blob of its run on the remote and not its record
+/// yet.
+const PUSH_AFTER_BLOBS: &str = "staged";
+
 fn at(now: chrono::DateTime<chrono::Utc>) -> String {
     now.to_rfc3339()
 }
@@ -550,7 +567,12 @@ fn push_in_flight(s3: bool) {
 
     // Default grace: the first cleanup marks the in-flight blobs, a second
     // one within the grace keeps them marked, and deletes nothing.
-    let (child, gate) = paused(&b.p, &["push", "20261101_000000"], "staged", &aws_env());
+    let (child, gate) = paused(
+        &b.p,
+        &["push", "20261101_000000"],
+        PUSH_AFTER_BLOBS,
+        &aws_env(),
+    );
     let first = cleanup_at(&b, &at(now), None);
     assert_eq!(
         (first["newly_marked"].clone(), first["deleted"].clone()),
@@ -589,7 +611,12 @@ fn push_in_flight(s3: bool) {
     // Grace 0: one cleanup while the push is held only marks.
     b.p.write("two/model.pt", b"other weights in flight");
     b.p.register(&b.p.path("two"), &["--id", "20261102_000000"]);
-    let (child, gate) = paused(&b.p, &["push", "20261102_000000"], "staged", &aws_env());
+    let (child, gate) = paused(
+        &b.p,
+        &["push", "20261102_000000"],
+        PUSH_AFTER_BLOBS,
+        &aws_env(),
+    );
     let once = cleanup_at(&b, &at(chrono::Utc::now()), Some("0s"));
     assert_eq!(
         (once["newly_marked"].clone(), once["deleted"].clone()),
@@ -610,7 +637,12 @@ fn push_in_flight(s3: bool) {
     // cleanup while the push is still held deletes its blob.
     b.p.write("three/model.pt", b"weights with no grace");
     b.p.register(&b.p.path("three"), &["--id", "20261103_000000"]);
-    let (child, gate) = paused(&b.p, &["push", "20261103_000000"], "staged", &aws_env());
+    let (child, gate) = paused(
+        &b.p,
+        &["push", "20261103_000000"],
+        PUSH_AFTER_BLOBS,
+        &aws_env(),
+    );
     cleanup_at(&b, &at(chrono::Utc::now()), Some("0s"));
     let twice = cleanup_at(&b, &at(chrono::Utc::now() + hours(1)), Some("0s"));
     assert_eq!(twice["deleted"], 1, "{twice}");
