@@ -226,13 +226,15 @@ impl Bench {
 }
 
 /// One command under test: how to bring a fresh remote to where it starts,
-/// the command, and a check of its own after each kill.
+/// the command, a check of its own after each kill, and one after it was
+/// run again to the end.
 struct Case<'a> {
     name: &'a str,
     setup: &'a dyn Fn(&Bench),
     args: &'a [&'a str],
     now: &'a str,
     check: &'a dyn Fn(&Bench, &str),
+    settled: &'a dyn Fn(&Bench, &str),
 }
 
 /// The syscall classes a `file://` remote's writes reach inside `fsx`
@@ -269,7 +271,9 @@ fn sweep(bench: &Bench, case: &Case, points: &[&str]) -> BTreeMap<String, u32> {
             assert_consistent(&bench.p, &side, &what);
             (case.check)(bench, &what);
             bench.ok(case.args, case.now);
-            assert_consistent(&bench.p, &side, &format!("{what}, run again"));
+            let again = format!("{what}, run again");
+            assert_consistent(&bench.p, &side, &again);
+            (case.settled)(bench, &again);
             n += 1;
             // Each case here makes a handful of remote writes; a runaway
             // count means a loop that writes, not more coverage.
@@ -344,6 +348,7 @@ fn moves_of_latest(s3: bool) {
         ],
         now: NOW,
         check: &either("1.0.0", "1.2.0"),
+        settled: &either("1.2.0", "1.2.0"),
     };
     let pushed = |b: &Bench| b.ok(&["push", "--all"], NOW);
     let rollback = Case {
@@ -359,9 +364,17 @@ fn moves_of_latest(s3: bool) {
         ],
         now: NOW,
         check: &either("1.2.0", "1.1.0"),
+        settled: &either("1.1.0", "1.1.0"),
     };
     for case in [promote, rollback] {
-        let reached = sweep(&bench, &case, &points(s3, &["remote-swap"]));
+        // A move also passes a `rename` before its swap (one on S3; on a
+        // file:// remote the renames of its writes follow).
+        let named: &[&'static str] = if s3 {
+            &["remote-swap", "rename"]
+        } else {
+            &["remote-swap"]
+        };
+        let reached = sweep(&bench, &case, &points(s3, named));
         // The swap of latest, then the journal object.
         assert_eq!(reached["remote-write"], 2, "{}: {reached:?}", case.name);
         assert_reached(case.name, &reached, &["remote-written", "remote-swap"]);
@@ -371,10 +384,12 @@ fn moves_of_latest(s3: bool) {
             "{}: {reached:?}",
             case.name
         );
-        if !s3 {
+        if s3 {
+            assert_eq!(reached["rename"], 1, "{}: {reached:?}", case.name);
+        } else {
             assert_reached(case.name, &reached, &FILE_CLASSES);
         }
-        // After the move, run again: it names the same release.
+        // The last case's move, run again, is in the journal.
         let h = bench.p.json(&["history", "--remote", "origin"]);
         assert!(!h["entries"].as_array().unwrap().is_empty(), "{h}");
     }
@@ -444,12 +459,24 @@ fn cleanups(s3: bool) {
             assert!(refs.contains(&id), "{what}: {id} is not listed: {listed}");
         }
     };
+    let two_newest = |b: &Bench, what: &str| {
+        let listed = b.p.json(&["list", "--remote", "origin"]);
+        let mut refs: Vec<&str> = listed["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["ref"].as_str().unwrap())
+            .collect();
+        refs.sort();
+        assert_eq!(refs, ["20261103_000000", "20261104_000000"], "{what}");
+    };
     let retention = Case {
         name: "cleanup --remote --keep 2",
         setup: &setup,
         args: &["cleanup", "--remote", "origin", "--keep", "2", "--yes"],
         now: LATER,
         check: &kept,
+        settled: &two_newest,
     };
     let reached = sweep(
         &bench,
@@ -475,6 +502,19 @@ fn cleanups(s3: bool) {
         args: &["cleanup", "--remote", "origin", "--yes"],
         now: LATER,
         check: &kept,
+        settled: &|b: &Bench, what: &str| {
+            // The three runs the first cleanup kept, and only their
+            // content: the first run's blob is gone.
+            let listed = b.p.json(&["list", "--remote", "origin"]);
+            assert_eq!(listed["runs"].as_array().unwrap().len(), 3, "{what}");
+            let out = b.run(&["cleanup", "--remote", "origin", "--json"], LATER, None);
+            let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(
+                (plan["blobs"].clone(), plan["referenced"].clone()),
+                (3.into(), 3.into()),
+                "{what}: {plan}"
+            );
+        },
     };
     let reached = sweep(&bench, &gc_only, &["remote-write", "mid-removal"]);
     assert_eq!(reached["remote-write"], 5, "{reached:?}");
