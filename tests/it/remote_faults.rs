@@ -518,6 +518,26 @@ fn cleanups(s3: bool) {
     };
     let reached = sweep(&bench, &gc_only, &["remote-write", "mid-removal"]);
     assert_eq!(reached["remote-write"], 5, "{reached:?}");
+    // The first cleanup a remote sees creates its index and its marks
+    // (create-only, where the others swap): the index, a record, the
+    // marks, the journal object.
+    let first = Case {
+        name: "the first cleanup --remote --keep 3",
+        setup: &|b: &Bench| b.ok(&["push", "--all"], NOW),
+        args: &["cleanup", "--remote", "origin", "--keep", "3", "--yes"],
+        now: NOW,
+        check: &kept,
+        settled: &|b: &Bench, what: &str| {
+            let listed = b.p.json(&["list", "--remote", "origin"]);
+            assert_eq!(listed["runs"].as_array().unwrap().len(), 3, "{what}");
+        },
+    };
+    let mut named = vec!["remote-write", "remote-written"];
+    if !s3 {
+        named.extend_from_slice(&FILE_CLASSES);
+    }
+    let reached = sweep(&bench, &first, &named);
+    assert_eq!(reached["remote-write"], 4, "{reached:?}");
 }
 
 #[test]
@@ -949,4 +969,15 @@ fn credentials_never_reach_output_the_journal_metadata_or_the_remote() {
     }
     // Nothing of theirs reached the bucket.
     assert_eq!(side.keys(), keys);
+
+    // A malformed endpoint is bad input, named, not a crash mid-request.
+    for bad in ["http://127.0.0.1:99999", "127.0.0.1:9000", "http://[::1"] {
+        let p = with_credentials(&b, bad);
+        let (code, err) = run_clean(&p, &["list", "--remote", "origin"]);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+        assert!(
+            err.contains("is not an http:// or https:// address") && !err.contains("panicked"),
+            "{bad}: {err}"
+        );
+    }
 }
