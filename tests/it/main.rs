@@ -30,7 +30,7 @@ mod register;
 mod register_all;
 mod remote;
 mod remote_catalog;
-mod remote_faults;
+mod remote_safety;
 mod report;
 mod rollback;
 mod schema;
