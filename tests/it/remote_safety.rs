@@ -3,9 +3,9 @@
 //! remote; garbage collection while a push is in flight; and credentials
 //! that never reach output, the journal, metadata or the remote.
 //!
-//! A sweep, as in `fault_matrix`, kills the command at the 1st, 2nd, ...
-//! occurrence of a point until a run completes without reaching it. After
-//! each kill both sides must be consistent: every run record on the remote
+//! A sweep, as in `fault_matrix`, kills the command (or fails the write
+//! with EIO) at the 1st, 2nd, ... occurrence of a point until a run
+//! completes without reaching it. After each both sides must be consistent: every run record on the remote
 //! resolves to blobs that exist, every `latest` to a record, `list --remote`
 //! works and lists only runs with records, the local store verifies clean,
 //! and the command run again completes (and leaves all that true).
@@ -264,7 +264,7 @@ fn sweep(bench: &Bench, case: &Case, points: &[&str]) -> BTreeMap<String, u32> {
             if action == "kill" {
                 assert_eq!(out.status.signal(), Some(9), "{what}: {stderr}");
             } else {
-                // A failed request is reported, with the remote's name.
+                // A failed request is an error (exit 1), not a crash.
                 assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
                 assert!(stderr.contains("error"), "{what}: {stderr}");
             }
