@@ -96,7 +96,7 @@ fn check_address(name: &str, what: &str, address: &str) -> Result<(), ArtifactEr
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('@') {
         return Err(ArtifactError::usage(format!(
-            "remote '{name}': {what} {shown} carries user info; credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from the configuration: remove it"
+            "remote '{name}': {what} {shown} carries user info; credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), never from the configuration: remove it"
         )));
     }
     if address.contains(['?', '#']) {
