@@ -3,10 +3,17 @@
 //! decided again on a conflict. Promote moves only forward (a newer run, a
 //! higher version in production); rollback only back, to a release the
 //! remote holds.
+//!
+//! A move's journal object can only be written after its swap, so the new
+//! latest object carries it (`event`: its key, chosen before the swap, and
+//! the entry). Whoever moves that latest next, or runs the move again,
+//! first writes the event create-only if it is missing: a move killed
+//! between its swap and its journal object is still in `history --remote`,
+//! once.
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::backend::{Mode, Put};
 use super::{latest_key, parse_latest, unique_key, Remote};
@@ -15,6 +22,46 @@ use crate::policy::version::Version;
 use crate::store::journal;
 use crate::store::metadata::{Metadata, RunStatus};
 use crate::store::refs::{qualified_ref, Namespace, Stage};
+
+/// The journal event a latest object carries (see the module's notes).
+#[derive(Serialize, Deserialize)]
+struct Event {
+    key: String,
+    entry: journal::Entry,
+}
+
+#[derive(Deserialize)]
+struct Carried {
+    #[serde(default)]
+    event: Option<Event>,
+}
+
+/// Write the journal object the latest object `bytes` carries, unless it
+/// is there. The key comes from the remote: only a plain journal key is
+/// written.
+async fn finish_event(remote: &Remote, bytes: &[u8]) -> Result<()> {
+    let Ok(Carried { event: Some(event) }) = serde_json::from_slice::<Carried>(bytes) else {
+        return Ok(());
+    };
+    let plain = event
+        .key
+        .strip_prefix("journal/")
+        .and_then(|name| name.strip_suffix(".json"))
+        .is_some_and(|stem| {
+            !stem.is_empty()
+                && stem
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        });
+    if !plain || remote.backend.exists(&event.key).await? {
+        return Ok(());
+    }
+    remote
+        .backend
+        .put(&event.key, serde_json::to_vec(&event.entry)?, Mode::Create)
+        .await?;
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -64,6 +111,10 @@ pub fn move_latest(remote: &Remote, opts: &MoveLatest) -> Result<Moved> {
     let shown = |id: &str| qualified_ref(stage, ns, id);
     for _ in 0..16 {
         let current = remote.block_on(backend.get(&key))?;
+        // The last move's journal object, if it was killed before it.
+        if let Some(got) = &current {
+            remote.block_on(finish_event(remote, &got.bytes))?;
+        }
         let from = current
             .as_ref()
             .map(|g| parse_latest(&g.bytes, &backend.shown))
@@ -134,14 +185,6 @@ pub fn move_latest(remote: &Remote, opts: &MoveLatest) -> Result<Moved> {
                 ),
             },
         };
-        crate::fsx::fault::hit(crate::fsx::fault::Point::Rename)?;
-        crate::fsx::fault::hit(crate::fsx::fault::Point::RemoteSwap)?;
-        let body = serde_json::to_vec(&serde_json::json!({ "id": to }))?;
-        if remote.block_on(backend.put(&key, body, mode))? != Put::Done {
-            // Someone moved it meanwhile: read again and decide again.
-            continue;
-        }
-        moved.moved = true;
         let action = match opts.direction {
             Direction::Forward => "promote",
             Direction::Back => "rollback",
@@ -149,9 +192,21 @@ pub fn move_latest(remote: &Remote, opts: &MoveLatest) -> Result<Moved> {
         let entry = journal::Entry::new(action, from.as_deref().map(shown), Some(shown(&to)))
             .with("remote", remote.name.clone())
             .with("to", to.clone());
+        let event = Event {
+            key: unique_key("journal", opts.now),
+            entry,
+        };
+        crate::fsx::fault::hit(crate::fsx::fault::Point::Rename)?;
+        crate::fsx::fault::hit(crate::fsx::fault::Point::RemoteSwap)?;
+        let body = serde_json::to_vec(&serde_json::json!({ "id": to, "event": event }))?;
+        if remote.block_on(backend.put(&key, body, mode))? != Put::Done {
+            // Someone moved it meanwhile: read again and decide again.
+            continue;
+        }
+        moved.moved = true;
         remote.block_on(backend.put(
-            &unique_key("journal", opts.now),
-            serde_json::to_vec(&entry)?,
+            &event.key,
+            serde_json::to_vec(&event.entry)?,
             Mode::Create,
         ))?;
         return Ok(moved);

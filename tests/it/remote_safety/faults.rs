@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::*;
+use crate::remote::bucket;
 
 /// One command under test: how to bring a fresh remote to where it starts,
 /// the command, a check of its own after each kill, and one after it was
@@ -118,6 +119,23 @@ fn moves_of_latest(s3: bool) {
             assert!(now == from || now == to, "{what}: latest is {now}");
         }
     };
+    // Run again to the end: latest is `to`, and the move is in the remote
+    // journal exactly once, even when the kill came between the swap and
+    // its journal object.
+    let settled = |action: &'static str, to: &'static str| {
+        move |b: &Bench, what: &str| {
+            assert_eq!(latest_release(&b.p), to, "{what}");
+            let h =
+                b.p.json(&["history", "--remote", "origin", "--action", action]);
+            let moves: Vec<&Value> = h["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["to"] == to)
+                .collect();
+            assert_eq!(moves.len(), 1, "{what}: {h}");
+        }
+    };
     let promote = Case {
         name: "promote --remote",
         setup: &pushed_then_back,
@@ -130,7 +148,7 @@ fn moves_of_latest(s3: bool) {
         ],
         now: NOW,
         check: &either("1.0.0", "1.2.0"),
-        settled: &either("1.2.0", "1.2.0"),
+        settled: &settled("promote", "1.2.0"),
     };
     let pushed = |b: &Bench| b.ok(&["push", "--all"], NOW);
     let rollback = Case {
@@ -146,7 +164,7 @@ fn moves_of_latest(s3: bool) {
         ],
         now: NOW,
         check: &either("1.2.0", "1.1.0"),
-        settled: &either("1.1.0", "1.1.0"),
+        settled: &settled("rollback", "1.1.0"),
     };
     for case in [promote, rollback] {
         // A move also passes a `rename` before its swap (one on S3; on a
@@ -171,9 +189,6 @@ fn moves_of_latest(s3: bool) {
         } else {
             assert_reached(case.name, &reached, &FILE_CLASSES);
         }
-        // The last case's move, run again, is in the journal.
-        let h = bench.p.json(&["history", "--remote", "origin"]);
-        assert!(!h["entries"].as_array().unwrap().is_empty(), "{h}");
     }
 }
 
@@ -338,4 +353,33 @@ fn a_remote_cleanup_killed_at_every_point_leaves_both_sides_consistent() {
 )]
 fn a_file_remote_cleanup_killed_at_every_point_leaves_both_sides_consistent() {
     cleanups(false);
+}
+
+/// The event a latest object carries comes from the remote: it is written
+/// only under `journal/`, create-only, and only when missing.
+#[test]
+fn a_latest_object_carries_only_a_journal_event() {
+    let b = bucket();
+    let p = crate::remote::project(&b);
+    p.write("one/model.pt", b"weights");
+    p.register(&p.path("one"), &["--id", "20261101_000000"]);
+    p.json(&["push", "20261101_000000"]);
+    let entry =
+        r#"{"time":"2026-11-01T00:00:00Z","user":"x","action":"promote","to":"20261101_000000"}"#;
+    let side = Side::Bucket(b.clone());
+    for (key, written) in [
+        ("runs/raw/ns=/20990101_000000.json", false),
+        ("journal/../runs/x.json", false),
+        ("journal/20261101T000000.000000Z-late.json", true),
+    ] {
+        let body =
+            format!(r#"{{"id":"20261101_000000","event":{{"key":"{key}","entry":{entry}}}}}"#);
+        let out = signed("PUT", &b, "latest/raw/ns=", body.as_bytes());
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        let moved = p.json(&["promote", "raw/20261101_000000", "--remote", "origin"]);
+        assert_eq!(moved["moved"], false, "{moved}");
+        assert_eq!(side.keys().contains(key), written, "{key}");
+    }
+    let h = p.json(&["history", "--remote", "origin", "--action", "promote"]);
+    assert_eq!(h["entries"].as_array().unwrap().len(), 1, "{h}");
 }
