@@ -6,8 +6,8 @@
 //!
 //! A move's journal object can only be written after its swap, so the new
 //! latest object carries it (`event`: its key, chosen before the swap, and
-//! the entry). Whoever moves that latest next, or runs the move again,
-//! first writes the event create-only if it is missing: a move killed
+//! the entry). Whoever moves that latest next (a move run again, another
+//! move, a push), first writes the event create-only if it is missing: a move killed
 //! between its swap and its journal object is still in `history --remote`,
 //! once.
 
@@ -39,7 +39,7 @@ struct Carried {
 /// Write the journal object the latest object `bytes` carries, unless it
 /// is there. The key comes from the remote: only a plain journal key is
 /// written.
-async fn finish_event(remote: &Remote, bytes: &[u8]) -> Result<()> {
+pub(crate) async fn finish_event(remote: &Remote, bytes: &[u8]) -> Result<()> {
     let Ok(Carried { event: Some(event) }) = serde_json::from_slice::<Carried>(bytes) else {
         return Ok(());
     };

@@ -260,6 +260,9 @@ async fn advance_latest(
                 if !is_newer(remote, stage, ns, &id, meta).await? {
                     return Ok(false);
                 }
+                // A move killed before its journal object: written before
+                // this swap drops the event the latest object carries.
+                super::latest::finish_event(remote, &got.bytes).await?;
                 match &got.etag {
                     Some(etag) => Mode::Update(etag.clone()),
                     None => anyhow::bail!(

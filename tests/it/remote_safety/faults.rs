@@ -383,3 +383,39 @@ fn a_latest_object_carries_only_a_journal_event() {
     let h = p.json(&["history", "--remote", "origin", "--action", "promote"]);
     assert_eq!(h["entries"].as_array().unwrap().len(), 1, "{h}");
 }
+
+/// A rollback killed between its swap and its journal object, then a push
+/// that moves that latest on: the push writes the rollback's event first.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn a_push_moving_latest_journals_the_move_killed_before_its_journal_object() {
+    let b = bucket();
+    let p = crate::remote::project(&b);
+    let validated = p.released("gru/BTCEUR", &["1.0.0", "1.1.0"]);
+    p.json(&["push", "--all"]);
+    with_fault(
+        p.cmd().args([
+            "rollback",
+            "gru/BTCEUR",
+            "--remote",
+            "origin",
+            "--to",
+            "1.0.0",
+        ]),
+        "remote-written@1:kill",
+    );
+    assert_eq!(latest_release(&p), "1.0.0");
+    p.promote(
+        &validated,
+        &["--to", "production", "--version", "1.2.0", "--approve"],
+    );
+    let pushed = p.json(&["push", "production/gru/BTCEUR/1.2.0"]);
+    assert_eq!(pushed["runs"][0]["became_latest"], true, "{pushed}");
+    let h = p.json(&["history", "--remote", "origin", "--action", "rollback"]);
+    let entries = h["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{h}");
+    assert_eq!(entries[0]["to"], "1.0.0", "{h}");
+}
