@@ -7,7 +7,8 @@
 //! `artifactctl: fault injected at <point>` goes to stderr, so a test can
 //! assert that the fault fired rather than that the process merely ended.
 //!
-//! Named points mark the steps of publishing and removing (see [`Point`]);
+//! Named points mark the steps of publishing, removing, pushing and pulling
+//! (see [`Point`]);
 //! the syscall-class points (`write`, `fsync`, `rename`, `symlink`, `chmod`,
 //! `mkdir`) are hit by every such call inside `fsx`, counted per process, so
 //! `rename@2` is the second rename.
@@ -36,10 +37,21 @@ pub enum Point {
     Mkdir,
     /// Under the lock, right before a run index file is rewritten.
     IndexWrite,
+    /// Push: before each blob upload, counted (`upload@3` is the third).
+    Upload,
+    /// Push: every blob of a run is on the remote; its record is not.
+    AfterBlobs,
+    /// Push: the run's record is on the remote; `latest` has not moved.
+    AfterRecord,
+    /// Push: records and `latest` are written; the catalog segment and the
+    /// journal object are not.
+    BeforeCatalog,
+    /// Pull: before each blob download, counted.
+    Download,
 }
 
 impl Point {
-    pub const ALL: [Point; 11] = [
+    pub const ALL: [Point; 16] = [
         Point::Staged,
         Point::BeforePublishRename,
         Point::AfterPublishRename,
@@ -51,6 +63,11 @@ impl Point {
         Point::Chmod,
         Point::Mkdir,
         Point::IndexWrite,
+        Point::Upload,
+        Point::AfterBlobs,
+        Point::AfterRecord,
+        Point::BeforeCatalog,
+        Point::Download,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +83,11 @@ impl Point {
             Point::Chmod => "chmod",
             Point::Mkdir => "mkdir",
             Point::IndexWrite => "index-write",
+            Point::Upload => "upload",
+            Point::AfterBlobs => "after-blobs",
+            Point::AfterRecord => "after-record",
+            Point::BeforeCatalog => "before-catalog",
+            Point::Download => "download",
         }
     }
 }

@@ -85,6 +85,27 @@ pub fn redact(url: &str) -> String {
     format!("{scheme}{rest}")
 }
 
+/// `text` with every URL in it redacted (an error message may quote the
+/// request's URL, endpoint included).
+pub fn redact_all(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The URL starts after the last separator before its scheme.
+        let start = rest[..at]
+            .rfind(|c: char| c.is_whitespace() || "(\"'<[,=".contains(c))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || ")\"'>],".contains(c))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&redact(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Backend {
     pub fn open(name: &str, config: &RemoteConfig) -> Result<Backend, ArtifactError> {
         let shown = redact(&config.url);
@@ -116,8 +137,8 @@ impl Backend {
             .with_bucket_name(bucket)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_retry(RetryConfig {
-                max_retries: 4,
-                retry_timeout: Duration::from_secs(60),
+                max_retries: config.retries as usize,
+                retry_timeout: Duration::from_secs(120),
                 ..RetryConfig::default()
             });
         if !config.endpoint.is_empty() {
@@ -131,7 +152,7 @@ impl Backend {
         let store = builder.build().map_err(|e| {
             ArtifactError::usage(format!(
                 "remote '{name}' ({shown}) cannot be used: {}; check its url, endpoint and region, and the AWS credentials in the environment",
-                redact(&e.to_string())
+                redact_all(&e.to_string())
             ))
         })?;
         Ok(Backend {
@@ -153,7 +174,7 @@ impl Backend {
         anyhow::anyhow!(
             "remote {} failed on {key}: {}; check that the server is reachable, the bucket exists and the AWS credentials are allowed to use it",
             self.shown,
-            redact(&e.to_string())
+            redact_all(&e.to_string())
         )
     }
 
@@ -226,17 +247,24 @@ impl Backend {
     /// Upload the local file `src` to `key` create-only (or replacing it
     /// with `replace`), in parts when it is large; `expected` is its
     /// BLAKE3, checked on the bytes sent so the remote never holds content
-    /// under the wrong name.
+    /// under the wrong name. `on_bytes` hears of the bytes as they go.
     pub async fn put_file(
         &self,
         key: &str,
         src: &FsPath,
         expected: &str,
         replace: bool,
+        on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<Put> {
         let store = match self.object() {
             Ok(store) => store,
-            Err(root) => return super::dir::put_file(root, key, src, expected, replace),
+            Err(root) => {
+                let put = super::dir::put_file(root, key, src, expected, replace)?;
+                if let Ok(meta) = std::fs::metadata(src) {
+                    on_bytes(meta.len());
+                }
+                return Ok(put);
+            }
         };
         let size = std::fs::metadata(src)
             .with_context(|| format!("cannot read {}", src.display()))?
@@ -250,7 +278,10 @@ impl Backend {
             } else {
                 Mode::Create
             };
-            return self.put(key, bytes, mode).await;
+            let len = bytes.len() as u64;
+            let put = self.put(key, bytes, mode).await?;
+            on_bytes(len);
+            return Ok(put);
         }
         // Content-addressed: a part upload that replaces an identical
         // object is harmless, so the multipart path needs no create-only.
@@ -277,21 +308,24 @@ impl Backend {
                 .await
                 .map_err(|e| self.fail(key, e))?;
             writer.write(&buf[..n]);
+            on_bytes(n as u64);
         }
         writer.finish().await.map_err(|e| self.fail(key, e))?;
         Ok(Put::Done)
     }
 
-    /// Stream `key` into `file`, returning its BLAKE3 and size.
+    /// Stream `key` into `file`, returning its BLAKE3 and size; `on_bytes`
+    /// hears of the bytes as they come.
     pub async fn get_into(
         &self,
         key: &str,
         file: &mut std::fs::File,
+        on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<Option<(String, u64)>> {
         use std::io::Write;
         let store = match self.object() {
             Ok(store) => store,
-            Err(root) => return super::dir::get_into(root, key, file),
+            Err(root) => return super::dir::get_into(root, key, file, on_bytes),
         };
         let r = match store.get(&self.path(key)).await {
             Ok(r) => r,
@@ -305,8 +339,10 @@ impl Backend {
             let chunk = chunk.map_err(|e| self.fail(key, e))?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
+            crate::fsx::fault::hit(crate::fsx::fault::Point::Write)?;
             file.write_all(&chunk)
                 .context("cannot write a pulled file")?;
+            on_bytes(chunk.len() as u64);
         }
         Ok(Some((hasher.finalize().to_hex().to_string(), size)))
     }
@@ -353,6 +389,34 @@ impl Backend {
         Ok(out)
     }
 
+    /// The keys under `prefix` in listing order, stopping once `budget` keys
+    /// are read (a listing page holds up to 1,000): the keys and whether the
+    /// listing is complete.
+    pub async fn list_until(&self, prefix: &str, budget: usize) -> Result<(Vec<String>, bool)> {
+        let store = match self.object() {
+            Ok(store) => store,
+            // A folder costs no requests to read whole.
+            Err(root) => return Ok((super::dir::list(root, prefix)?, true)),
+        };
+        let root = self.path(prefix);
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut stream = store.list(Some(&root));
+        let mut keys = Vec::new();
+        while let Some(meta) = stream.next().await {
+            if keys.len() >= budget {
+                return Ok((keys, false));
+            }
+            let meta = meta.map_err(|e| self.fail(prefix, e))?;
+            let key = meta.location.to_string();
+            keys.push(key.strip_prefix(&strip).unwrap_or(&key).to_string());
+        }
+        Ok((keys, true))
+    }
+
     /// Every key under `prefix` (relative to the remote's root).
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let store = match self.object() {
@@ -389,7 +453,7 @@ fn check_hash(src: &FsPath, expected: &str, actual: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, redact_all};
 
     #[test]
     fn urls_lose_their_secrets() {
@@ -399,5 +463,12 @@ mod tests {
             "http://host:9000/x"
         );
         assert_eq!(redact("http://k:s@host"), "http://host");
+        assert_eq!(
+            redact_all(
+                "error sending request for url (http://u:pw@127.0.0.1:9/b/k?X-Amz-Signature=s) after 2 retries"
+            ),
+            "error sending request for url (http://127.0.0.1:9/b/k) after 2 retries"
+        );
+        assert_eq!(redact_all("no url here"), "no url here");
     }
 }

@@ -18,6 +18,7 @@ use super::{
     Segment,
 };
 use crate::error::ArtifactError;
+use crate::progress::TransferReporter;
 use crate::store::journal;
 use crate::store::metadata::{Metadata, RunStatus};
 use crate::store::refs::{Namespace, Stage};
@@ -53,7 +54,11 @@ pub struct PushedRun {
     pub became_latest: bool,
 }
 
-pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
+pub fn push(
+    remote: &Remote,
+    opts: &PushOptions,
+    reporter: &dyn TransferReporter,
+) -> Result<PushReport> {
     let mut report = PushReport {
         remote: remote.name.clone(),
         runs: Vec::new(),
@@ -62,8 +67,8 @@ pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
     };
     let mut added = Vec::new();
     for location in &opts.runs {
-        let meta = Metadata::read(&location.path)?;
-        let pushed = remote.block_on(push_one(remote, location, &meta, opts.jobs))?;
+        let meta = record_of(location, &opts.read)?;
+        let pushed = remote.block_on(push_one(remote, location, &meta, opts.jobs, reporter))?;
         report.uploaded_files += pushed.uploaded_files;
         report.uploaded_bytes += pushed.uploaded_bytes;
         if pushed.state == "pushed" {
@@ -72,6 +77,7 @@ pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
         report.runs.push(pushed);
     }
     if !added.is_empty() {
+        crate::fsx::fault::hit(crate::fsx::fault::Point::BeforeCatalog)?;
         remote.block_on(async {
             let segment = Segment {
                 schema_version: 1,
@@ -105,6 +111,7 @@ async fn push_one(
     location: &RunLocation,
     meta: &Metadata,
     jobs: usize,
+    reporter: &dyn TransferReporter,
 ) -> Result<PushedRun> {
     let backend = &remote.backend;
     let ns = Namespace::parse(&meta.namespace)?;
@@ -118,57 +125,95 @@ async fn push_one(
         present_files: 0,
         became_latest: false,
     };
-    // An unchanged run costs this one request.
-    if let Some(got) = backend.get(&key).await? {
+    // An unchanged run costs one round trip: its record and its stage's
+    // latest are read at once.
+    let (record, latest) = futures::future::join(
+        backend.get(&key),
+        backend.get(&latest_key(location.stage, &ns)),
+    )
+    .await;
+    if let Some(got) = record? {
         return match serde_json::from_slice::<Metadata>(&got.bytes) {
-            Ok(theirs) if same_run(&theirs, meta) => Ok(pushed),
+            Ok(theirs) if same_run(&theirs, meta) => {
+                // A push killed after the record left latest behind: the
+                // run again completes it. Not in production, where latest
+                // may have been rolled back on purpose.
+                if meta.status == RunStatus::Complete && location.stage != Stage::Production {
+                    pushed.became_latest =
+                        advance_latest(remote, location.stage, &ns, meta, Some(latest?)).await?;
+                }
+                Ok(pushed)
+            }
             _ => Err(taken(remote, &reference)),
         };
     }
-    let mut blobs: BTreeMap<&str, PathBuf> = BTreeMap::new();
+    let mut blobs: BTreeMap<&str, (PathBuf, u64)> = BTreeMap::new();
     for f in meta.files.iter().filter(|f| f.symlink.is_none()) {
         blobs
             .entry(f.blake3.as_str())
-            .or_insert_with(|| location.path.join(f.rel_path()));
+            .or_insert_with(|| (location.path.join(f.rel_path()), f.size));
     }
     // Blobs garbage collection has marked may go soon: they are uploaded
     // again (overwritten), which refreshes their time, instead of trusted.
     let (marks, _, _) = super::gc::read_marks(remote).await?;
     let marks = &marks.marks;
     let (listed, present) = &present_blobs(remote, blobs.keys().copied(), jobs).await?;
+    // Known to be there from the listing and not marked: nothing to do.
+    let settled = |hash: &str| {
+        listed.contains(&hash[..2]) && present.contains(hash) && !marks.contains_key(hash)
+    };
+    let (files, bytes) = blobs
+        .iter()
+        .filter(|(hash, _)| !settled(hash))
+        .fold((0, 0), |(n, b), (_, (_, size))| (n + 1, b + size));
+    reporter.transfer_started(&format!("pushing {reference}"), files, bytes);
+    let on_bytes = |n: u64| reporter.transfer_bytes(n);
+    let on_bytes = &on_bytes;
     let mut uploads = futures::stream::iter(blobs)
-        .map(|(hash, path)| async move {
-            let key = blob_key(hash);
-            let marked = marks.contains_key(hash);
-            let there = if listed.contains(&hash[..2]) {
-                present.contains(hash)
-            } else {
-                backend.exists(&key).await?
-            };
-            if !marked && there {
+        .map(|(hash, (path, size))| async move {
+            if settled(hash) {
                 return anyhow::Ok(None);
             }
+            let key = blob_key(hash);
+            let marked = marks.contains_key(hash);
+            let there = !marked && !listed.contains(&hash[..2]) && backend.exists(&key).await?;
+            if there {
+                reporter.transfer_bytes(size);
+                reporter.transfer_file();
+                return Ok(None);
+            }
             crate::interrupt::check()?;
-            let size = std::fs::symlink_metadata(&path)
-                .map(|m| m.len())
-                .unwrap_or(0);
-            match backend.put_file(&key, &path, hash, marked).await? {
+            crate::fsx::fault::hit(crate::fsx::fault::Point::Upload)?;
+            let put = backend
+                .put_file(&key, &path, hash, marked, on_bytes)
+                .await?;
+            reporter.transfer_file();
+            match put {
                 Put::Done => Ok(Some(size)),
                 _ => Ok(None),
             }
         })
         .buffer_unordered(jobs.max(1));
+    let mut failed = None;
     while let Some(done) = uploads.next().await {
-        match done? {
-            Some(size) => {
+        match done {
+            Ok(Some(size)) => {
                 pushed.uploaded_files += 1;
                 pushed.uploaded_bytes += size;
             }
-            None => pushed.present_files += 1,
+            Ok(None) => pushed.present_files += 1,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
         }
     }
     drop(uploads);
-    crate::fsx::fault::hit(crate::fsx::fault::Point::Staged)?;
+    reporter.transfer_finished(failed.is_none());
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    crate::fsx::fault::hit(crate::fsx::fault::Point::AfterBlobs)?;
     match backend
         .put(&key, meta.to_json().into_bytes(), Mode::Create)
         .await?
@@ -187,18 +232,23 @@ async fn push_one(
             return Ok(pushed);
         }
     }
+    crate::fsx::fault::hit(crate::fsx::fault::Point::AfterRecord)?;
     pushed.state = "pushed";
     if meta.status == RunStatus::Complete {
-        pushed.became_latest = advance_latest(remote, location.stage, &ns, meta).await?;
+        pushed.became_latest = advance_latest(remote, location.stage, &ns, meta, None).await?;
     }
     Ok(pushed)
 }
 
-/// Which of `hashes` the remote holds, learned by listing: a blob folder
-/// (`blobs/<h[0..2]>/`) that holds two or more of them is listed once
-/// rather than asked once per blob, so a run of many files costs a few
-/// hundred requests, not one per file. Returns the folders listed and the
-/// hashes found in them; the rest are asked one by one.
+/// Which of `hashes` the remote holds, learned by listing rather than by
+/// one request per blob. When the run's blobs spread over many blob folders
+/// (`blobs/<h[0..2]>/`), the whole `blobs/` prefix is listed in order, 1,000
+/// keys a request: on a remote of up to a few hundred thousand blobs that is
+/// fewer requests than one listing per folder. A listing that grows past
+/// what the folders would have cost stops, and the folders it did not reach
+/// are listed one by one; with few folders, each holding two or more of the
+/// hashes is listed. Returns the folders whose content is known and the
+/// hashes found in them; the caller asks about the rest one by one.
 async fn present_blobs<'a>(
     remote: &Remote,
     hashes: impl Iterator<Item = &'a str>,
@@ -208,26 +258,79 @@ async fn present_blobs<'a>(
     for hash in hashes {
         *per_folder.entry(&hash[..2]).or_default() += 1;
     }
-    let folders: BTreeSet<String> = per_folder
-        .into_iter()
-        .filter(|(_, n)| *n >= 2)
+    let mut todo: BTreeSet<String> = per_folder
+        .iter()
+        .filter(|(_, n)| **n >= 2)
         .map(|(f, _)| f.to_string())
         .collect();
+    let mut known = BTreeSet::new();
     let mut present = BTreeSet::new();
-    let mut lists = futures::stream::iter(&folders)
+    let hash_of = |key: &str| key.rsplit('/').next().map(str::to_string);
+    if todo.len() >= WHOLE_LISTING_FOLDERS {
+        let (keys, complete) = remote
+            .backend
+            .list_until("blobs", todo.len() * 1000)
+            .await?;
+        // Listings come in key order: every folder below the last one seen
+        // is whole; the last may be cut short.
+        let reached = if complete {
+            None
+        } else {
+            keys.last()
+                .and_then(|k| k.split('/').nth(1))
+                .map(str::to_string)
+        };
+        for key in &keys {
+            if let Some(hash) = hash_of(key) {
+                present.insert(hash);
+            }
+        }
+        for folder in per_folder.keys() {
+            if reached.as_deref().is_none_or(|r| *folder < r) {
+                known.insert(folder.to_string());
+                todo.remove(*folder);
+            }
+        }
+    }
+    let mut lists = futures::stream::iter(&todo)
         // object_store lists by path segments: `blobs/ab` never lists
         // `blobs/abc`.
         .map(|f| async move { remote.backend.list(&format!("blobs/{f}")).await })
         .buffer_unordered(jobs.max(1));
     while let Some(keys) = lists.next().await {
         for key in keys? {
-            if let Some(hash) = key.rsplit('/').next() {
-                present.insert(hash.to_string());
+            if let Some(hash) = hash_of(&key) {
+                present.insert(hash);
             }
         }
     }
     drop(lists);
-    Ok((folders, present))
+    known.extend(todo);
+    Ok((known, present))
+}
+
+/// From this many blob folders to list on, one listing of `blobs/` is tried
+/// first.
+const WHOLE_LISTING_FOLDERS: usize = 32;
+
+/// The record a run goes up with: its `metadata.json`, or for a run in a
+/// legacy layout the one `register` would give it.
+fn record_of(location: &RunLocation, read: &crate::store::ReadOptions) -> Result<Metadata> {
+    use crate::store::model::RunLayout;
+    let run = crate::store::read::read_run(location.clone(), read);
+    if run.layout == RunLayout::Native {
+        return Metadata::read(&location.path);
+    }
+    if run.status != RunStatus::Complete {
+        return Err(ArtifactError::refused(format!(
+            "{} is {}; only complete runs in a legacy layout are pushed: `artifactctl show {}` tells why",
+            location.qualified(),
+            run.status.as_str(),
+            location.qualified()
+        ))
+        .into());
+    }
+    crate::ops::register::legacy_record(location, run.created_at)
 }
 
 fn taken(remote: &Remote, reference: &str) -> anyhow::Error {
@@ -240,18 +343,23 @@ fn taken(remote: &Remote, reference: &str) -> anyhow::Error {
 
 /// Move the remote `latest` of the run's stage to it when it is newer (a
 /// higher version for production), by compare-and-swap: on a conflict,
-/// read again and decide again, so `latest` never moves backward.
+/// read again and decide again, so `latest` never moves backward. `read`
+/// is the latest object when the caller has just read it.
 async fn advance_latest(
     remote: &Remote,
     stage: Stage,
     ns: &Namespace,
     meta: &Metadata,
+    mut read: Option<Option<super::backend::Got>>,
 ) -> Result<bool> {
     let backend = &remote.backend;
     let key = latest_key(stage, ns);
     let body = serde_json::to_vec(&serde_json::json!({ "id": meta.id }))?;
     for _ in 0..16 {
-        let current = backend.get(&key).await?;
+        let current = match read.take() {
+            Some(got) => got,
+            None => backend.get(&key).await?,
+        };
         let mode = match &current {
             None => Mode::Create,
             Some(got) => {

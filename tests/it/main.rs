@@ -29,6 +29,8 @@ mod refresh;
 mod register;
 mod register_all;
 mod remote;
+mod remote_faults;
+mod remote_layouts;
 mod report;
 mod rollback;
 mod schema;

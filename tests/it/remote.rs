@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::support::*;
 
 /// The server's port, started once; the error says why it could not start.
-fn server() -> u16 {
+pub(crate) fn server() -> u16 {
     static PORT: OnceLock<Result<u16, String>> = OnceLock::new();
     match PORT.get_or_init(start_server) {
         Ok(port) => *port,
@@ -72,7 +72,12 @@ fn start_server() -> Result<u16, String> {
 
 /// A plain HTTP request to the server (moto takes unsigned requests):
 /// the status code and body.
-fn http(method: &str, port: u16, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+pub(crate) fn http(
+    method: &str,
+    port: u16,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
@@ -97,7 +102,7 @@ fn http(method: &str, port: u16, path: &str, body: &[u8]) -> std::io::Result<(u1
 }
 
 /// A fresh bucket for one test.
-fn bucket() -> String {
+pub(crate) fn bucket() -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     let port = server();
     let name = format!(
@@ -111,7 +116,7 @@ fn bucket() -> String {
 }
 
 /// A project whose remote `origin` is `bucket` on the test server.
-fn project(bucket: &str) -> Project {
+pub(crate) fn project(bucket: &str) -> Project {
     let p = Project::new()
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -126,12 +131,12 @@ fn project(bucket: &str) -> Project {
     p
 }
 
-fn put_object(bucket: &str, key: &str, body: &[u8]) {
+pub(crate) fn put_object(bucket: &str, key: &str, body: &[u8]) {
     let (code, text) = http("PUT", server(), &format!("/{bucket}/proj/{key}"), body).unwrap();
     assert_eq!(code, 200, "{text}");
 }
 
-fn read_tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn read_tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(dir)
         .into_iter()
         .map(|e| e.unwrap())
@@ -478,7 +483,7 @@ fn history_reads_the_remote_journal_objects() {
 }
 
 /// A project whose remote `origin` is the folder `shared` (a shared mount).
-fn file_project(shared: &std::path::Path) -> Project {
+pub(crate) fn file_project(shared: &std::path::Path) -> Project {
     let p = Project::new();
     p.write(
         "artifactctl.toml",
@@ -603,7 +608,7 @@ fn remote_latest(p: &Project, ns: &str) -> Value {
         .clone()
 }
 
-fn fails(p: &Project, args: &[&str]) -> (Option<i32>, String) {
+pub(crate) fn fails(p: &Project, args: &[&str]) -> (Option<i32>, String) {
     let out = p.cmd().args(args).output().unwrap();
     (
         out.status.code(),
@@ -824,7 +829,10 @@ fn garbage_collection_deletes_only_what_stayed_unreferenced_past_the_grace() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     p.write("two/model.pt", b"needed later");
     p.register(&p.path("two"), &["--id", "20261102_000000"]);
-    with_fault(p.cmd().args(["push", "20261102_000000"]), "staged:kill");
+    with_fault(
+        p.cmd().args(["push", "20261102_000000"]),
+        "after-blobs:kill",
+    );
 
     // Phase 2, a grace after `between`: the orphan goes; the re-uploaded
     // blob waits.
@@ -885,4 +893,66 @@ fn a_run_of_many_files_learns_what_the_remote_holds_by_listing_and_uploads_only_
     let q = project(&b);
     q.json(&["pull", "20261102_000000"]);
     q.assert_verifies_clean();
+}
+
+#[test]
+fn off_a_terminal_push_and_pull_write_plain_progress_lines_and_quiet_none() {
+    let b = bucket();
+    let p = project(&b);
+    p.write("out/data/a.csv", vec![1u8; 2048]);
+    p.write("out/model.pt", b"weights");
+    p.register(&p.path("out"), &["--id", "20261101_000000"]);
+    let stderr_of = |p: &Project, args: &[&str]| {
+        let out = p.cmd().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    // Lines start with the time of day, as refresh's do in a log.
+    let unstamped = |err: &str| -> Vec<String> {
+        // The progress lines; push's summary follows them.
+        err.lines()
+            .take(2)
+            .map(|line| {
+                let (hms, rest) = line.split_at(9.min(line.len()));
+                let b = hms.as_bytes();
+                assert!(
+                    b.len() == 9 && b[2] == b':' && b[5] == b':' && b[8] == b' ',
+                    "{line:?}"
+                );
+                rest.to_string()
+            })
+            .collect()
+    };
+    let err = stderr_of(&p, &["push", "20261101_000000"]);
+    let lines = unstamped(&err);
+    assert_eq!(
+        lines[0], "pushing raw/20261101_000000: 2 files (2.0 KiB)",
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("pushing raw/20261101_000000: done 2/2 files, 2.0 KiB/2.0 KiB in "),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\r') && !err.contains("\u{1b}["),
+        "no bar drawn: {err:?}"
+    );
+
+    let q = project(&b);
+    let err = stderr_of(&q, &["pull", "latest"]);
+    let lines = unstamped(&err);
+    assert_eq!(
+        lines[0], "pulling raw/20261101_000000: 2 files (2.0 KiB)",
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("pulling raw/20261101_000000: done 2/2 files, 2.0 KiB/2.0 KiB in "),
+        "{err}"
+    );
+
+    let r = project(&b);
+    assert_eq!(stderr_of(&r, &["--quiet", "pull", "latest"]), "");
+    p.write("two/model.pt", b"more weights");
+    p.register(&p.path("two"), &["--id", "20261102_000000"]);
+    assert_eq!(stderr_of(&p, &["--quiet", "push", "20261102_000000"]), "");
 }

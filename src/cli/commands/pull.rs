@@ -42,7 +42,9 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         json,
     } = PullSettings::resolve(args);
     let remote = super::open_remote(ctx, remote.as_deref())?;
-    let report = remote::pull(&remote, &ctx.store, &options)?;
+    let reporter = crate::cli::reporters::for_transfers(out);
+    let report = remote::pull(&remote, &ctx.store, &options, reporter.as_ref())?;
+    drop(reporter);
     if json {
         out.json(&report)?;
         return Ok(ExitCode::Success);

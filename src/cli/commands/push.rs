@@ -49,7 +49,9 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         json,
     } = PushSettings::resolve(args, ctx)?;
     let remote = super::open_remote(ctx, remote.as_deref())?;
-    let report = remote::push(&remote, &options)?;
+    let reporter = crate::cli::reporters::for_transfers(out);
+    let report = remote::push(&remote, &options, reporter.as_ref())?;
+    drop(reporter);
     if json {
         out.json(&report)?;
         return Ok(ExitCode::Success);
