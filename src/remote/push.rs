@@ -220,8 +220,10 @@ async fn push_one(
     {
         Put::Done => {}
         _ => {
-            // Another writer created it meanwhile: the same run is fine,
-            // anything else is theirs.
+            // Another writer created it meanwhile, or this put's own first
+            // try did before its answer was lost: the same run is fine (and
+            // this push goes on to latest and the catalog, which the other
+            // may not have reached); anything else is theirs.
             let theirs = backend.get(&key).await?;
             let same = theirs
                 .and_then(|g| serde_json::from_slice::<Metadata>(&g.bytes).ok())
@@ -229,7 +231,6 @@ async fn push_one(
             if !same {
                 return Err(taken(remote, &reference));
             }
-            return Ok(pushed);
         }
     }
     crate::fsx::fault::hit(crate::fsx::fault::Point::AfterRecord)?;
@@ -317,9 +318,14 @@ const WHOLE_LISTING_FOLDERS: usize = 32;
 /// legacy layout the one `register` would give it.
 fn record_of(location: &RunLocation, read: &crate::store::ReadOptions) -> Result<Metadata> {
     use crate::store::model::RunLayout;
+    // Most runs are artifactctl's own: their metadata is read once.
+    let native = Metadata::read(&location.path);
+    if native.is_ok() {
+        return native;
+    }
     let run = crate::store::read::read_run(location.clone(), read);
     if run.layout == RunLayout::Native {
-        return Metadata::read(&location.path);
+        return native;
     }
     if run.status != RunStatus::Complete {
         return Err(ArtifactError::refused(format!(
