@@ -7,7 +7,9 @@
 //!   manifest included), written create-only after all its blobs;
 //! - `latest/<stage>/ns=<a,b>`: `{"id": ...}`, moved by compare-and-swap;
 //! - `catalog/<time>-<unique>.json`: the runs one push added (list reads these);
-//! - `journal/<time>-<unique>.json`: one object per event.
+//! - `journal/<time>-<unique>.json`: one object per event;
+//! - `pending/<stage>/ns=<a,b>/<id>`: a run whose push has not finished
+//!   (`push.rs`).
 //!
 //! What a remote says is untrusted: ids, namespaces and paths are validated
 //! like user input before anything is written locally.

@@ -52,6 +52,9 @@ pub struct PushedRun {
     /// Files whose content the remote already held (dedup).
     pub present_files: u64,
     pub became_latest: bool,
+    /// The run's pending marker.
+    #[serde(skip)]
+    pending: String,
 }
 
 pub fn push(
@@ -100,10 +103,20 @@ pub fn push(
                 .backend
                 .put(&key, serde_json::to_vec(&entry)?, Mode::Create)
                 .await?;
+            // Finished: the markers go (a push killed before this only
+            // writes the catalog entry again, which readers merge).
+            for pushed in report.runs.iter().filter(|r| r.state == "pushed") {
+                remote.backend.delete(&pushed.pending).await?;
+            }
             anyhow::Ok(())
         })?;
     }
     Ok(report)
+}
+
+/// `pending/<stage>/ns=<a,b>/<id>`: a run whose push has not finished.
+fn pending_key(stage: Stage, ns: &Namespace, id: &str) -> String {
+    format!("pending/{stage}/ns={}/{id}", ns.segments().join(","))
 }
 
 async fn push_one(
@@ -124,21 +137,31 @@ async fn push_one(
         uploaded_bytes: 0,
         present_files: 0,
         became_latest: false,
+        pending: pending_key(location.stage, &ns, &location.id),
     };
-    // An unchanged run costs one round trip: its record and its stage's
-    // latest are read at once.
-    let (record, latest) = futures::future::join(
+    let pending = pushed.pending.clone();
+    // An unchanged run costs one round trip: its record, its stage's latest
+    // and its pending marker are asked at once.
+    let (record, latest, unfinished) = futures::future::join3(
         backend.get(&key),
         backend.get(&latest_key(location.stage, &ns)),
+        backend.exists(&pending),
     )
     .await;
     if let Some(got) = record? {
         return match serde_json::from_slice::<Metadata>(&got.bytes) {
             Ok(theirs) if same_run(&theirs, meta) => {
-                // A push killed after the record left latest behind: the
-                // run again completes it. Not in production, where latest
-                // may have been rolled back on purpose.
-                if meta.status == RunStatus::Complete && location.stage != Stage::Production {
+                // The pending marker outlives a push killed after the
+                // record: this one finishes its work (latest, then the
+                // catalog and journal in `push`). Without it, latest is
+                // still moved forward if it lags behind, but not in
+                // production, where it may have been rolled back on purpose.
+                let unfinished = unfinished?;
+                if unfinished {
+                    pushed.state = "pushed";
+                }
+                let may_move = unfinished || location.stage != Stage::Production;
+                if meta.status == RunStatus::Complete && may_move {
                     pushed.became_latest =
                         advance_latest(remote, location.stage, &ns, meta, Some(latest?)).await?;
                 }
@@ -214,6 +237,10 @@ async fn push_one(
         return Err(e);
     }
     crate::fsx::fault::hit(crate::fsx::fault::Point::AfterBlobs)?;
+    // Marks the run unfinished until its catalog entry is written: a push
+    // killed after the record leaves the marker, and the next push of the
+    // run finds it and completes the work.
+    backend.put(&pending, b"{}".to_vec(), Mode::Create).await?;
     match backend
         .put(&key, meta.to_json().into_bytes(), Mode::Create)
         .await?

@@ -85,15 +85,29 @@ fn a_push_killed_at_any_point_leaves_the_remote_whole_and_a_rerun_uploads_only_t
         with_fault(p.cmd().args(["push", "--jobs", "1", ID]), fault);
         assert_eq!(assert_remote_consistent(&b), visible, "{fault}");
 
+        // Run again, the push finishes what the killed one left: the blobs
+        // missing, and after its record latest, the catalog and journal.
         let again = p.json(&["push", "--jobs", "1", ID]);
         assert_eq!(again["uploaded_files"], rest, "{fault}: {again}");
-        let state = if visible { "unchanged" } else { "pushed" };
-        assert_eq!(again["runs"][0]["state"], state, "{fault}: {again}");
-        if fault == "after-record" {
-            // Killed before latest moved: the re-run moves it.
-            assert_eq!(again["runs"][0]["became_latest"], true, "{again}");
-        }
+        assert_eq!(again["runs"][0]["state"], "pushed", "{fault}: {again}");
+        let moved = fault != "before-catalog";
+        assert_eq!(again["runs"][0]["became_latest"], moved, "{fault}: {again}");
         assert!(assert_remote_consistent(&b), "{fault}");
+        let listed = p.json(&["list", "--remote", "origin"]);
+        assert_eq!(
+            listed["runs"].as_array().unwrap().len(),
+            1,
+            "{fault}: {listed}"
+        );
+        let history = p.json(&["history", "--remote", "origin"]);
+        assert_eq!(
+            history["entries"].as_array().unwrap().len(),
+            1,
+            "{fault}: {history}"
+        );
+        // Finished: a third push has nothing left to do.
+        let third = p.json(&["push", ID]);
+        assert_eq!(third["runs"][0]["state"], "unchanged", "{fault}: {third}");
         let q = project(&b);
         let pulled = q.json(&["pull", "latest"]);
         assert_eq!(pulled["runs"][0]["ref"], format!("raw/{ID}"), "{fault}");
