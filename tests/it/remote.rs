@@ -226,6 +226,29 @@ fn a_dataset_shared_by_two_runs_goes_up_once() {
     let pulled = q.json(&["pull", "20261102_000000"]);
     assert_eq!(pulled["downloaded_bytes"], 17, "{pulled}");
     assert_eq!(pulled["linked_files"], 1, "{pulled}");
+    // Shared without a copy where that is safe: a read-only local file (as
+    // validated and production runs hold) is hard-linked.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mine = q.store().join("raw/20261001_000000/data/train.csv");
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o444)).unwrap();
+
+    let inode = |run: &str| {
+        std::fs::metadata(q.store().join("raw").join(run).join("data/train.csv"))
+            .unwrap()
+            .ino()
+    };
+    assert_ne!(
+        inode("20261001_000000"),
+        inode("20261102_000000"),
+        "a writable file is copied"
+    );
+    q.cmd()
+        .args(["delete", "20261102_000000", "--yes"])
+        .assert()
+        .success();
+    let again = q.json(&["pull", "20261102_000000"]);
+    assert_eq!(again["linked_files"], 1, "{again}");
+    assert_eq!(inode("20261001_000000"), inode("20261102_000000"));
 }
 
 #[test]

@@ -177,7 +177,7 @@ fn a_pull_killed_or_out_of_space_leaves_no_partial_run() {
     not(debug_assertions),
     ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
 )]
-fn on_a_file_remote_a_push_killed_midway_leaves_only_whole_objects() {
+fn on_a_file_remote_a_killed_push_leaves_only_whole_objects_and_a_full_disk_no_partial_pull() {
     let shared = tempfile::tempdir().unwrap();
     for fault in ["upload@3", "after-blobs", "after-record"] {
         let remote = shared.path().join(fault);
@@ -204,6 +204,11 @@ fn on_a_file_remote_a_push_killed_midway_leaves_only_whole_objects() {
         let rest = if fault == "upload@3" { FILES - 2 } else { 0 };
         assert_eq!(again["uploaded_files"], rest as u64, "{fault}: {again}");
         let q = file_project(&remote);
+        // A full disk while pulling from the mount leaves no partial run.
+        let out = with_fault(q.cmd().args(["pull", ID]), "write@2:enospc");
+        assert_eq!(out.status.code(), Some(1), "{fault}");
+        assert!(!q.store().join("raw").join(ID).exists(), "{fault}");
+        q.assert_verifies_clean();
         q.json(&["pull", ID]);
         q.assert_verifies_clean();
     }
