@@ -20,6 +20,19 @@ use crate::error::ArtifactError;
 /// Files larger than this go up in parts.
 const MULTIPART_THRESHOLD: u64 = 32 << 20;
 
+/// Parts of a multipart upload in flight at once.
+const PARTS_IN_FLIGHT: usize = 8;
+
+/// The part size for a file of `size` bytes: 8 MiB, as awscli uses (S3
+/// servers keep parts that size in memory), larger only to stay under the
+/// 10,000 parts S3 allows.
+fn part_size(size: u64) -> usize {
+    const MIN: u64 = 8 << 20;
+    let part = size.div_ceil(9_000).max(MIN);
+    // Whole MiB.
+    (part.div_ceil(1 << 20) << 20) as usize
+}
+
 pub struct Backend {
     store: Place,
     /// The key prefix inside the bucket (`bondtrader` of `s3://b/bondtrader`).
@@ -285,30 +298,42 @@ impl Backend {
         }
         // Content-addressed: a part upload that replaces an identical
         // object is harmless, so the multipart path needs no create-only.
-        let hash = crate::store::manifest::hash_file(src)?;
-        check_hash(src, expected, &hash)?;
+        // The content is hashed as it goes up, and the upload is abandoned
+        // before it completes if the hash is not its name.
         let upload = store
             .put_multipart(&self.path(key))
             .await
             .map_err(|e| self.fail(key, e))?;
-        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, 16 << 20);
+        let part = part_size(size);
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, part);
         let mut file =
             std::fs::File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
-        let mut buf = vec![0u8; 8 << 20];
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; part];
         loop {
             use std::io::Read;
-            let n = file
-                .read(&mut buf)
-                .with_context(|| format!("cannot read {}", src.display()))?;
+            let n = match file.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e).with_context(|| format!("cannot read {}", src.display()));
+                }
+            };
             if n == 0 {
                 break;
             }
+            hasher.update(&buf[..n]);
             writer
-                .wait_for_capacity(4)
+                .wait_for_capacity(PARTS_IN_FLIGHT)
                 .await
                 .map_err(|e| self.fail(key, e))?;
             writer.write(&buf[..n]);
             on_bytes(n as u64);
+        }
+        let hash = hasher.finalize().to_hex().to_string();
+        if let Err(e) = check_hash(src, expected, &hash) {
+            let _ = writer.abort().await;
+            return Err(e);
         }
         writer.finish().await.map_err(|e| self.fail(key, e))?;
         Ok(Put::Done)
@@ -454,6 +479,17 @@ fn check_hash(src: &FsPath, expected: &str, actual: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::{redact, redact_all};
+
+    #[test]
+    fn parts_are_8_mib_until_a_file_needs_more_than_9000() {
+        assert_eq!(super::part_size(1 << 30), 8 << 20);
+        let huge: u64 = 200 << 30;
+        let part = super::part_size(huge) as u64;
+        assert!(
+            huge.div_ceil(part) <= 9_000 && part % (1 << 20) == 0,
+            "{part}"
+        );
+    }
 
     #[test]
     fn urls_lose_their_secrets() {

@@ -540,3 +540,39 @@ fn a_push_cut_off_midway_by_a_server_restart_completes_when_run_again() {
     );
     proxy.stop();
 }
+
+#[test]
+fn a_large_file_goes_up_in_parts_and_a_changed_one_leaves_no_blob() {
+    let b = bucket();
+    let p = project(&b);
+    // Over the 32 MiB the parts start at: five 8 MiB parts.
+    let big: Vec<u8> = (0..40u32 << 20).map(|i| (i % 251) as u8).collect();
+    p.write("out/model.bin", &big);
+    p.register(&p.path("out"), &["--id", ID]);
+    let pushed = p.json(&["push", ID]);
+    assert_eq!(pushed["uploaded_bytes"], big.len() as u64, "{pushed}");
+    let q = project(&b);
+    q.json(&["pull", ID]);
+    q.assert_verifies_clean();
+    assert_eq!(
+        std::fs::read(q.store().join("raw").join(ID).join("model.bin")).unwrap(),
+        big
+    );
+
+    // Changed on disk since its manifest: the upload is abandoned before
+    // it completes, so the remote holds nothing under the recorded hash.
+    let c = bucket();
+    let r = project(&c);
+    r.write("out/model.bin", &big);
+    r.register(&r.path("out"), &["--id", ID]);
+    let stored = r.store().join("raw").join(ID).join("model.bin");
+    let mut changed = big.clone();
+    changed[30 << 20] ^= 1;
+    std::fs::write(&stored, &changed).unwrap();
+    let (code, err) = fails(&r, &["push", ID]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("does not match its manifest"), "{err}");
+    assert_eq!(blobs_on_server(&c), 0);
+    let (_, shown) = fails(&r, &["show", "--remote", "origin", ID]);
+    assert!(shown.contains("has no run"), "{shown}");
+}
