@@ -621,7 +621,7 @@ fn on_a_file_remote_of_two_racing_pushes_of_one_release_exactly_one_wins() {
     assert_eq!(gens, 1);
 }
 
-fn remote_latest(p: &Project, ns: &str) -> Value {
+pub(crate) fn remote_latest(p: &Project, ns: &str) -> Value {
     p.json(&[
         "show",
         &format!("production/{ns}/latest"),

@@ -576,3 +576,34 @@ fn a_large_file_goes_up_in_parts_and_a_changed_one_leaves_no_blob() {
     let (_, shown) = fails(&r, &["show", "--remote", "origin", ID]);
     assert!(shown.contains("has no run"), "{shown}");
 }
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn a_release_push_killed_after_its_record_moves_production_latest_when_run_again_and_a_rollback_stays(
+) {
+    let b = bucket();
+    let p = project(&b);
+    p.released("gru/BTCEUR", &["1.0.0", "1.1.0"]);
+    p.json(&["push", "production/gru/BTCEUR/1.0.0"]);
+    with_fault(
+        p.cmd().args(["push", "production/gru/BTCEUR/1.1.0"]),
+        "after-record",
+    );
+    assert_eq!(crate::remote::remote_latest(&p, "gru/BTCEUR"), "1.0.0");
+    let again = p.json(&["push", "production/gru/BTCEUR/1.1.0"]);
+    assert_eq!(again["runs"][0]["state"], "pushed", "{again}");
+    assert_eq!(again["runs"][0]["became_latest"], true, "{again}");
+    assert_eq!(crate::remote::remote_latest(&p, "gru/BTCEUR"), "1.1.0");
+
+    // A finished push leaves no marker: after a rollback on the remote,
+    // pushing the newer release again does not undo it.
+    p.json(&["rollback", "gru/BTCEUR", "--remote", "origin"]);
+    assert_eq!(crate::remote::remote_latest(&p, "gru/BTCEUR"), "1.0.0");
+    let third = p.json(&["push", "production/gru/BTCEUR/1.1.0"]);
+    assert_eq!(third["runs"][0]["state"], "unchanged", "{third}");
+    assert_eq!(third["runs"][0]["became_latest"], false, "{third}");
+    assert_eq!(crate::remote::remote_latest(&p, "gru/BTCEUR"), "1.0.0");
+}
