@@ -240,7 +240,7 @@ async fn push_one(
     // Marks the run unfinished until its catalog entry is written: a push
     // killed after the record leaves the marker, and the next push of the
     // run finds it and completes the work.
-    backend.put(&pending, b"{}".to_vec(), Mode::Create).await?;
+    let marked_here = backend.put(&pending, b"{}".to_vec(), Mode::Create).await? == Put::Done;
     match backend
         .put(&key, meta.to_json().into_bytes(), Mode::Create)
         .await?
@@ -256,6 +256,15 @@ async fn push_one(
                 .and_then(|g| serde_json::from_slice::<Metadata>(&g.bytes).ok())
                 .is_some_and(|t| same_run(&t, meta));
             if !same {
+                // A marker created here came after the winner had finished
+                // (it marks before its record), or stands for the winner's
+                // own while it runs. Left behind, it would make a later
+                // push of the winner's run think it unfinished (and move a
+                // rolled-back production latest); removed, only a winner
+                // killed in this very moment loses its marker.
+                if marked_here {
+                    let _ = backend.delete(&pending).await;
+                }
                 return Err(taken(remote, &reference));
             }
         }
