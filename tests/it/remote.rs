@@ -979,3 +979,30 @@ fn off_a_terminal_push_and_pull_write_plain_progress_lines_and_quiet_none() {
     p.register(&p.path("two"), &["--id", "20261102_000000"]);
     assert_eq!(stderr_of(&p, &["--quiet", "push", "20261102_000000"]), "");
 }
+
+#[test]
+fn on_a_terminal_push_and_pull_draw_a_bar_of_bytes_and_files() {
+    // A file:// remote: `script` starts from this process's environment,
+    // which has no AWS credentials; the bar is the same.
+    let shared = tempfile::tempdir().unwrap();
+    let p = file_project(shared.path());
+    for i in 0..40 {
+        p.write(&format!("out/part_{i}.bin"), vec![i as u8; 4096]);
+    }
+    p.register(&p.path("out"), &["--id", "20261101_000000"]);
+    let (code, shown) = on_a_terminal(p.root(), &["push", "20261101_000000", "--jobs", "1"], "");
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains("pushing raw/20261101_000000 [") && shown.contains("/40 files"),
+        "{shown}"
+    );
+    // No plain lines on a terminal.
+    assert!(!shown.contains(": 40 files ("), "{shown}");
+    let q = file_project(shared.path());
+    let (code, shown) = on_a_terminal(q.root(), &["pull", "latest", "--jobs", "1"], "");
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains("pulling raw/20261101_000000 [") && shown.contains("/40 files"),
+        "{shown}"
+    );
+}
