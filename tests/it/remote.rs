@@ -1006,3 +1006,24 @@ fn on_a_terminal_push_and_pull_draw_a_bar_of_bytes_and_files() {
         "{shown}"
     );
 }
+
+#[test]
+fn content_a_run_holds_twice_goes_up_and_comes_down_once() {
+    let b = bucket();
+    let p = project(&b);
+    p.write("out/checkpoints/best.pt", b"the same weights");
+    p.write("out/checkpoints/epoch_70.pt", b"the same weights");
+    p.write("out/model.pt", b"the same weights");
+    p.register(&p.path("out"), &["--id", "20261101_000000"]);
+    let pushed = p.json(&["push", "latest"]);
+    assert_eq!(pushed["uploaded_files"], 1, "{pushed}");
+    let q = project(&b);
+    let pulled = q.json(&["pull", "latest"]);
+    assert_eq!(pulled["downloaded_files"], 1, "{pulled}");
+    assert_eq!(pulled["linked_files"], 2, "{pulled}");
+    assert_eq!(
+        read_tree(&p.store().join("raw/20261101_000000")),
+        read_tree(&q.store().join("raw/20261101_000000"))
+    );
+    q.assert_verifies_clean();
+}
