@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::path::Path;
 use object_store::{
-    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, UpdateVersion,
+    ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    UpdateVersion,
 };
 
 use crate::config::RemoteConfig;
@@ -155,9 +156,19 @@ impl Backend {
                 ..RetryConfig::default()
             });
         if !config.endpoint.is_empty() {
+            let plain = config.endpoint.starts_with("http://");
             builder = builder
                 .with_endpoint(&config.endpoint)
-                .with_allow_http(config.endpoint.starts_with("http://"));
+                .with_allow_http(plain);
+            // No TLS to set up: reading the system's certificates costs a
+            // few milliseconds per command. Only with keys in the
+            // environment, since other credential sources may use HTTPS.
+            if plain && std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+                builder = builder.with_config(
+                    AmazonS3ConfigKey::Client(ClientConfigKey::NoSystemCertificates),
+                    "true",
+                );
+            }
         }
         if !config.region.is_empty() {
             builder = builder.with_region(&config.region);
