@@ -64,8 +64,8 @@ pub struct RemoteConfig {
     /// The region ("" for the environment's or the default).
     pub region: String,
     /// How many times a request that failed on the network or with a server
-    /// error is tried again, with growing pauses (up to 15 s each, two
-    /// minutes in all), before the command fails.
+    /// error is tried again, after growing pauses (0.1 s up to 15 s each,
+    /// two minutes at most in all), before the command fails.
     pub retries: u32,
 }
 

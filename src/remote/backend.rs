@@ -11,8 +11,8 @@ use futures::StreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::path::Path;
 use object_store::{
-    ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
-    UpdateVersion,
+    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig, UpdateVersion,
 };
 
 use crate::config::RemoteConfig;
@@ -151,9 +151,17 @@ impl Backend {
             .with_bucket_name(bucket)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_retry(RetryConfig {
+                // Pauses drawn between 0.1 s and four times the last one
+                // (up to 15 s): ten of them ride out a server that is down
+                // for half a minute (a restart), where object_store's
+                // default doubling range often gives up within 3 s.
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(15),
+                    base: 4.0,
+                },
                 max_retries: config.retries as usize,
                 retry_timeout: Duration::from_secs(120),
-                ..RetryConfig::default()
             });
         if !config.endpoint.is_empty() {
             let plain = config.endpoint.starts_with("http://");
