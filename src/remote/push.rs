@@ -308,25 +308,15 @@ async fn present_blobs<'a>(
             .backend
             .list_until("blobs", todo.len() * 1000)
             .await?;
-        // Listings come in key order: every folder below the last one seen
-        // is whole; the last may be cut short.
-        let reached = if complete {
-            None
-        } else {
-            keys.last()
-                .and_then(|k| k.split('/').nth(1))
-                .map(str::to_string)
-        };
         for key in &keys {
             if let Some(hash) = hash_of(key) {
                 present.insert(hash);
             }
         }
-        for folder in per_folder.keys() {
-            if reached.as_deref().is_none_or(|r| *folder < r) {
-                known.insert(folder.to_string());
-                todo.remove(*folder);
-            }
+        let last = keys.last().map(String::as_str);
+        for folder in whole_folders(per_folder.keys().copied(), last, complete) {
+            known.insert(folder.to_string());
+            todo.remove(folder);
         }
     }
     let mut lists = futures::stream::iter(&todo)
@@ -344,6 +334,23 @@ async fn present_blobs<'a>(
     drop(lists);
     known.extend(todo);
     Ok((known, present))
+}
+
+/// Which of `folders` a listing of `blobs/` saw whole. Listings come in key
+/// order: a complete one saw every folder; one stopped at `last` saw the
+/// folders below `last`'s whole, and `last`'s own may be cut short.
+fn whole_folders<'a>(
+    folders: impl Iterator<Item = &'a str>,
+    last: Option<&str>,
+    complete: bool,
+) -> Vec<&'a str> {
+    if complete {
+        return folders.collect();
+    }
+    match last.and_then(|key| key.split('/').nth(1)) {
+        Some(reached) => folders.filter(|f| *f < reached).collect(),
+        None => Vec::new(),
+    }
 }
 
 /// From this many blob folders to list on, one listing of `blobs/` is tried
@@ -455,4 +462,20 @@ async fn is_newer(
         // latest names a run the remote does not have: repair it.
         None => true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_folders;
+
+    #[test]
+    fn a_cut_listing_covers_only_the_folders_below_where_it_stopped() {
+        let folders = ["00", "3f", "40", "ff"];
+        let cut = whole_folders(folders.into_iter(), Some("blobs/40/40ab"), false);
+        assert_eq!(cut, ["00", "3f"]);
+        let whole = whole_folders(folders.into_iter(), Some("blobs/40/40ab"), true);
+        assert_eq!(whole, folders);
+        assert!(whole_folders(folders.into_iter(), Some("odd"), false).is_empty());
+        assert!(whole_folders(folders.into_iter(), None, false).is_empty());
+    }
 }
