@@ -148,27 +148,30 @@ async fn push_one(
         backend.exists(&pending),
     )
     .await;
+    let ours = meta.to_json().into_bytes();
     if let Some(got) = record? {
-        return match serde_json::from_slice::<Metadata>(&got.bytes) {
-            Ok(theirs) if same_run(&theirs, meta) => {
-                // The pending marker outlives a push killed after the
-                // record: this one finishes its work (latest, then the
-                // catalog and journal in `push`). Without it, latest is
-                // still moved forward if it lags behind, but not in
-                // production, where it may have been rolled back on purpose.
-                let unfinished = unfinished?;
-                if unfinished {
-                    pushed.state = "pushed";
-                }
-                let may_move = unfinished || location.stage != Stage::Production;
-                if meta.status == RunStatus::Complete && may_move {
-                    pushed.became_latest =
-                        advance_latest(remote, location.stage, &ns, meta, Some(latest?)).await?;
-                }
-                Ok(pushed)
-            }
-            _ => Err(taken(remote, &reference)),
-        };
+        // The same bytes need no parsing (the record of a run pushed from
+        // here and not changed since).
+        let same = got.bytes == ours
+            || serde_json::from_slice::<Metadata>(&got.bytes).is_ok_and(|t| same_run(&t, meta));
+        if !same {
+            return Err(taken(remote, &reference));
+        }
+        // The pending marker outlives a push killed after the
+        // record: this one finishes its work (latest, then the
+        // catalog and journal in `push`). Without it, latest is
+        // still moved forward if it lags behind, but not in
+        // production, where it may have been rolled back on purpose.
+        let unfinished = unfinished?;
+        if unfinished {
+            pushed.state = "pushed";
+        }
+        let may_move = unfinished || location.stage != Stage::Production;
+        if meta.status == RunStatus::Complete && may_move {
+            pushed.became_latest =
+                advance_latest(remote, location.stage, &ns, meta, Some(latest?)).await?;
+        }
+        return Ok(pushed);
     }
     let mut blobs: BTreeMap<&str, (PathBuf, u64)> = BTreeMap::new();
     for f in meta.files.iter().filter(|f| f.symlink.is_none()) {
@@ -241,10 +244,7 @@ async fn push_one(
     // killed after the record leaves the marker, and the next push of the
     // run finds it and completes the work.
     let marked_here = backend.put(&pending, b"{}".to_vec(), Mode::Create).await? == Put::Done;
-    match backend
-        .put(&key, meta.to_json().into_bytes(), Mode::Create)
-        .await?
-    {
+    match backend.put(&key, ours, Mode::Create).await? {
         Put::Done => {}
         _ => {
             // Another writer created it meanwhile, or this put's own first
