@@ -114,6 +114,10 @@ def env():
 
 
 def timed(argv, cwd):
+    # Both sides start with nothing dirty in the page cache: a fixture just
+    # written (register's copy, dvc add's cache) would otherwise be flushed
+    # during whichever command runs next.
+    os.sync()
     start = time.perf_counter()
     proc = subprocess.run(argv, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start

@@ -54,7 +54,7 @@ impl Default for RemoteDefaults {
 
 /// One `[remotes.NAME]` table. Credentials are never read from here: they
 /// come from the AWS environment and profile chain.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RemoteConfig {
     /// `s3://bucket/prefix` or `file:///path`.
@@ -63,6 +63,21 @@ pub struct RemoteConfig {
     pub endpoint: String,
     /// The region ("" for the environment's or the default).
     pub region: String,
+    /// How many times a request that failed on the network or with a server
+    /// error is tried again, after growing pauses (0.1 s up to 15 s each,
+    /// two minutes at most in all), before the command fails.
+    pub retries: u32,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> RemoteConfig {
+        RemoteConfig {
+            url: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            retries: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -375,6 +390,7 @@ gc_grace = "24h"
 # url = "s3://ml-artifacts/bondtrader"   # or file:///mnt/shared/artifacts
 # endpoint = "http://127.0.0.1:9000"     # optional: S3-compatible servers
 # region = "eu-west-1"                   # optional
+# retries = 10                           # tries again on network errors
 "#;
 
 /// A loaded configuration and where it came from.

@@ -7,7 +7,8 @@
 //!
 //! - [`Progress`]: bounded or unbounded work (hashing, copying, verifying,
 //!   removing, clearing) and status notes;
-//! - [`StepReporter`]: the steps of a refresh pipeline.
+//! - [`StepReporter`]: the steps of a refresh pipeline;
+//! - [`TransferReporter`]: files and bytes moving to or from a remote.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -38,6 +39,21 @@ pub trait StepReporter: Send + Sync {
     fn step_finished(&self, step: &str, outcome: &str);
 }
 
+/// Files and bytes moving to or from a remote (`push`, `pull`), one run at
+/// a time. Calls come from the transfers in flight, in any order.
+pub trait TransferReporter: Send + Sync {
+    /// A run's transfer starts: `files` files of `bytes` bytes in all are to
+    /// be moved or found already there (`label` reads like "pushing
+    /// raw/20261101_000000").
+    fn transfer_started(&self, label: &str, files: u64, bytes: u64);
+    /// `n` more bytes moved, or found already there.
+    fn transfer_bytes(&self, n: u64);
+    /// One more file is done (moved or found already there).
+    fn transfer_file(&self);
+    /// The run's transfer is over; `ok` is false when it failed.
+    fn transfer_finished(&self, ok: bool);
+}
+
 /// For callers that want no progress at all (tests, `--no-progress`).
 pub struct Silent;
 
@@ -52,4 +68,11 @@ impl StepReporter for Silent {
     fn step_started(&self, _step: &str) {}
     fn step_log(&self, _step: &str, _line: &str) {}
     fn step_finished(&self, _step: &str, _outcome: &str) {}
+}
+
+impl TransferReporter for Silent {
+    fn transfer_started(&self, _label: &str, _files: u64, _bytes: u64) {}
+    fn transfer_bytes(&self, _n: u64) {}
+    fn transfer_file(&self) {}
+    fn transfer_finished(&self, _ok: bool) {}
 }

@@ -3,13 +3,14 @@
 //! The only module that knows indicatif.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use artifactctl::progress::{Progress, Silent, StepReporter, Unit};
+use artifactctl::progress::{Progress, Silent, StepReporter, TransferReporter, Unit};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::printer::{plural, thousands, Printer};
+use crate::cli::printer::{human_size, plural, thousands, Printer};
 
 /// A rate as people read it: `950 files/s`, `53.8k files/s`, `1.2M files/s`.
 fn rate(per_sec: f64, noun: &str) -> String {
@@ -303,6 +304,176 @@ impl StepReporter for PlainSteps<'_> {
     }
 }
 
+/// What `push` and `pull` report to: nothing with `--quiet`, a bar of bytes
+/// and files on a terminal, plain timestamped lines elsewhere (CI).
+pub fn for_transfers(out: &Printer) -> Box<dyn TransferReporter + '_> {
+    if out.quiet {
+        Box::new(Silent)
+    } else if out.progress {
+        Box::new(TransferBar {
+            bar: Mutex::new(None),
+            files: Arc::new(AtomicU64::new(0)),
+            total_files: Arc::new(AtomicU64::new(0)),
+        })
+    } else {
+        Box::new(PlainTransfers {
+            out,
+            current: Mutex::new(None),
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        })
+    }
+}
+
+/// The bar of one run's transfer: bytes as the bar, files beside it.
+fn transfer_bar(
+    label: &str,
+    bytes: u64,
+    files: &Arc<AtomicU64>,
+    total: &Arc<AtomicU64>,
+) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::hidden());
+    let (files, total) = (Arc::clone(files), Arc::clone(total));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:25}] {bytes}/{total_bytes}, {files}, {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .with_key(
+            "files",
+            move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let total = total.load(Ordering::Relaxed);
+                let _ = write!(
+                    w,
+                    "{}/{}",
+                    thousands(files.load(Ordering::Relaxed)),
+                    plural(total, "file", "files")
+                );
+            },
+        )
+        .progress_chars("=> "),
+    );
+    bar.set_message(label.to_string());
+    bar
+}
+
+pub struct TransferBar {
+    bar: Mutex<Option<ProgressBar>>,
+    files: Arc<AtomicU64>,
+    total_files: Arc<AtomicU64>,
+}
+
+impl TransferReporter for TransferBar {
+    fn transfer_started(&self, label: &str, files: u64, bytes: u64) {
+        self.files.store(0, Ordering::Relaxed);
+        self.total_files.store(files, Ordering::Relaxed);
+        let bar = transfer_bar(label, bytes, &self.files, &self.total_files);
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        if let Some(old) = lock(&self.bar).replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn transfer_bytes(&self, n: u64) {
+        if let Some(bar) = lock(&self.bar).as_ref() {
+            bar.inc(n);
+        }
+    }
+
+    fn transfer_file(&self) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn transfer_finished(&self, _ok: bool) {
+        if let Some(bar) = lock(&self.bar).take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Plain lines for logs: one when a run's transfer starts, one every
+/// [`PLAIN_EVERY`] while it lasts, one when it ends.
+pub struct PlainTransfers<'a> {
+    out: &'a Printer,
+    current: Mutex<Option<PlainTransfer>>,
+    files: AtomicU64,
+    bytes: AtomicU64,
+}
+
+struct PlainTransfer {
+    label: String,
+    files: u64,
+    bytes: u64,
+    started: Instant,
+    last_line: Instant,
+}
+
+/// How often a long transfer writes a line to a log.
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+impl PlainTransfers<'_> {
+    fn counts(&self, t: &PlainTransfer) -> String {
+        format!(
+            "{}/{}, {}/{}",
+            thousands(self.files.load(Ordering::Relaxed)),
+            plural(t.files, "file", "files"),
+            human_size(self.bytes.load(Ordering::Relaxed)),
+            human_size(t.bytes)
+        )
+    }
+}
+
+impl TransferReporter for PlainTransfers<'_> {
+    fn transfer_started(&self, label: &str, files: u64, bytes: u64) {
+        self.files.store(0, Ordering::Relaxed);
+        self.bytes.store(0, Ordering::Relaxed);
+        let now = Instant::now();
+        self.out.err_line(&format!(
+            "{} {label}: {} ({})",
+            stamp(),
+            plural(files, "file", "files"),
+            human_size(bytes)
+        ));
+        *lock(&self.current) = Some(PlainTransfer {
+            label: label.to_string(),
+            files,
+            bytes,
+            started: now,
+            last_line: now,
+        });
+    }
+
+    fn transfer_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn transfer_file(&self) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        let mut current = lock(&self.current);
+        if let Some(t) = current.as_mut() {
+            if t.last_line.elapsed() >= PLAIN_EVERY {
+                t.last_line = Instant::now();
+                self.out
+                    .err_line(&format!("{} {}: {}", stamp(), t.label, self.counts(t)));
+            }
+        }
+    }
+
+    fn transfer_finished(&self, ok: bool) {
+        if let Some(t) = lock(&self.current).take() {
+            let how = if ok { "done" } else { "failed at" };
+            self.out.err_line(&format!(
+                "{} {}: {how} {} in {:.1}s",
+                stamp(),
+                t.label,
+                self.counts(&t),
+                t.started.elapsed().as_secs_f64()
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +521,23 @@ mod tests {
         fn flush(&self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn the_transfer_bar_shows_bytes_and_files() {
+        let screen = Screen::default();
+        let files = Arc::new(AtomicU64::new(3));
+        let total = Arc::new(AtomicU64::new(10_000));
+        let bar = transfer_bar("pushing raw/20261101_000000", 4096, &files, &total);
+        bar.set_draw_target(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        bar.set_position(2048);
+        bar.tick();
+        let line = lock(&screen.0).trim().to_string();
+        assert!(line.starts_with("pushing raw/20261101_000000 ["), "{line}");
+        assert!(
+            line.contains("2.00 KiB/4.00 KiB, 3/10,000 files, "),
+            "{line}"
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! `artifactctl: fault injected at <point>` goes to stderr, so a test can
 //! assert that the fault fired rather than that the process merely ended.
 //!
-//! Named points mark the steps of publishing and removing (see [`Point`]),
-//! and every write to a remote (`remote-write`, `remote-written`);
+//! Named points mark the steps of publishing, removing, pushing and pulling
+//! (see [`Point`]), and every write to a remote (`remote-write`,
+//! `remote-written`);
 //! the syscall-class points (`write`, `fsync`, `rename`, `symlink`, `chmod`,
 //! `mkdir`) are hit by every such call inside `fsx`, counted per process, so
 //! `rename@2` is the second rename.
@@ -46,10 +47,21 @@ pub enum Point {
     /// After each write to a remote succeeded, counted like `remote-write`:
     /// the object is written, the caller has not gone on.
     RemoteWritten,
+    /// Push: before each blob upload, counted (`upload@3` is the third).
+    Upload,
+    /// Push: every blob of a run is on the remote; its record is not.
+    AfterBlobs,
+    /// Push: the run's record is on the remote; `latest` has not moved.
+    AfterRecord,
+    /// Push: records and `latest` are written; the catalog segment and the
+    /// journal object are not.
+    BeforeCatalog,
+    /// Pull: before each blob download, counted.
+    Download,
 }
 
 impl Point {
-    pub const ALL: [Point; 14] = [
+    pub const ALL: [Point; 19] = [
         Point::Staged,
         Point::BeforePublishRename,
         Point::AfterPublishRename,
@@ -64,6 +76,11 @@ impl Point {
         Point::RemoteSwap,
         Point::RemoteWrite,
         Point::RemoteWritten,
+        Point::Upload,
+        Point::AfterBlobs,
+        Point::AfterRecord,
+        Point::BeforeCatalog,
+        Point::Download,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +99,11 @@ impl Point {
             Point::RemoteSwap => "remote-swap",
             Point::RemoteWrite => "remote-write",
             Point::RemoteWritten => "remote-written",
+            Point::Upload => "upload",
+            Point::AfterBlobs => "after-blobs",
+            Point::AfterRecord => "after-record",
+            Point::BeforeCatalog => "before-catalog",
+            Point::Download => "download",
         }
     }
 }

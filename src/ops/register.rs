@@ -201,6 +201,48 @@ pub(crate) fn new_metadata(
     meta
 }
 
+/// The record of a run kept in a legacy layout (seed 002's per-symbol
+/// store, seed 003's flat one, seed 004's folders without artifactctl
+/// metadata), built as `register` would build it but in place: its files
+/// hashed where they are, its own metadata imported, its identity the
+/// location it has. `push` sends such runs as they are. The time is the one
+/// the folder states, or the one `list` shows, so a second push of the
+/// same folder makes the same record.
+pub fn legacy_record(
+    location: &RunLocation,
+    shown_time: Option<DateTime<Utc>>,
+) -> Result<Metadata> {
+    let source = &location.path;
+    let mut warnings = Vec::new();
+    let imported = import_metadata(source, &mut warnings);
+    let stated = stated_identity(source);
+    let files = manifest::build_interruptible(source, &crate::progress::Silent)?;
+    let modified = std::fs::metadata(source)
+        .and_then(|m| m.modified())
+        .map(|t| DateTime::<Utc>::from(t).trunc_subsecs(6))
+        .with_context(|| format!("cannot read {}", source.display()))?;
+    let opts = RegisterOptions {
+        source: source.clone(),
+        namespace: location.namespace.clone(),
+        id: Some(location.id.clone()),
+        config: None,
+        metrics: BTreeMap::new(),
+        params: BTreeMap::new(),
+        tags: Vec::new(),
+        move_in: false,
+        link_in: false,
+        allow_empty: true,
+        created_at: Some(stated.created_at.or(shown_time).unwrap_or(modified)),
+        project_root: source.clone(),
+        command: Vec::new(),
+        now: None,
+    };
+    let mut meta = new_metadata(&opts, source, imported, &stated, files);
+    meta.id = location.id.clone();
+    meta.stage = location.stage;
+    Ok(meta)
+}
+
 /// The name and creation time a folder states for itself.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Stated {

@@ -84,6 +84,16 @@ pub fn hash_pending(
     hashed
 }
 
+/// [`seal`] for a run with artifactctl's own metadata; a run in a legacy
+/// layout (no hashes to record) or with unreadable metadata is left to
+/// whoever reads it next, which reports it.
+pub fn seal_if_native(store: &Store, location: &RunLocation, reporter: &dyn Progress) -> Result<()> {
+    if Metadata::read(&location.path).is_ok() {
+        seal(store, location, reporter)?;
+    }
+    Ok(())
+}
+
 /// The run's metadata with every hash recorded: pending ones are read now
 /// and written into its `metadata.json` atomically, under the lock. A run
 /// with nothing pending is returned as read, with no lock taken.

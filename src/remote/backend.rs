@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::path::Path;
 use object_store::{
-    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, UpdateVersion,
+    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig, UpdateVersion,
 };
 
 use crate::config::RemoteConfig;
@@ -20,6 +21,19 @@ use crate::fsx::fault::{self, Point};
 
 /// Files larger than this go up in parts.
 const MULTIPART_THRESHOLD: u64 = 32 << 20;
+
+/// Parts of a multipart upload in flight at once.
+const PARTS_IN_FLIGHT: usize = 8;
+
+/// The part size for a file of `size` bytes: 8 MiB, as awscli uses (S3
+/// servers keep parts that size in memory), larger only to stay under the
+/// 10,000 parts S3 allows.
+fn part_size(size: u64) -> usize {
+    const MIN: u64 = 8 << 20;
+    let part = size.div_ceil(9_000).max(MIN);
+    // Whole MiB.
+    (part.div_ceil(1 << 20) << 20) as usize
+}
 
 pub struct Backend {
     store: Place,
@@ -148,6 +162,27 @@ fn check_endpoint(name: &str, endpoint: &str) -> Result<(), ArtifactError> {
     }
 }
 
+/// `text` with every URL in it redacted (an error message may quote the
+/// request's URL, endpoint included).
+pub fn redact_all(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The URL starts after the last separator before its scheme.
+        let start = rest[..at]
+            .rfind(|c: char| c.is_whitespace() || "(\"'<[,=".contains(c))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || ")\"'>],".contains(c))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&redact(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Backend {
     pub fn open(name: &str, config: &RemoteConfig) -> Result<Backend, ArtifactError> {
         let shown = redact(&config.url);
@@ -184,14 +219,32 @@ impl Backend {
             .with_bucket_name(bucket)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_retry(RetryConfig {
-                max_retries: 4,
-                retry_timeout: Duration::from_secs(60),
-                ..RetryConfig::default()
+                // Pauses drawn between 0.1 s and four times the last one
+                // (up to 15 s): ten of them ride out a server that is down
+                // for half a minute (a restart), where object_store's
+                // default doubling range often gives up within 3 s.
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(15),
+                    base: 4.0,
+                },
+                max_retries: config.retries as usize,
+                retry_timeout: Duration::from_secs(120),
             });
         if !config.endpoint.is_empty() {
+            let plain = config.endpoint.starts_with("http://");
             builder = builder
                 .with_endpoint(&config.endpoint)
-                .with_allow_http(config.endpoint.starts_with("http://"));
+                .with_allow_http(plain);
+            // No TLS to set up: reading the system's certificates costs a
+            // few milliseconds per command. Only with keys in the
+            // environment, since other credential sources may use HTTPS.
+            if plain && std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+                builder = builder.with_config(
+                    AmazonS3ConfigKey::Client(ClientConfigKey::NoSystemCertificates),
+                    "true",
+                );
+            }
         }
         if !config.region.is_empty() {
             builder = builder.with_region(&config.region);
@@ -199,7 +252,7 @@ impl Backend {
         let store = builder.build().map_err(|e| {
             ArtifactError::usage(format!(
                 "remote '{name}' ({shown}) cannot be used: {}; check its url, endpoint and region, and the AWS credentials in the environment",
-                redact(&e.to_string())
+                redact_all(&e.to_string())
             ))
         })?;
         Ok(Backend {
@@ -221,7 +274,7 @@ impl Backend {
         anyhow::anyhow!(
             "remote {} failed on {key}: {}; check that the server is reachable, the bucket exists and the AWS credentials are allowed to use it",
             self.shown,
-            redact(&e.to_string())
+            redact_all(&e.to_string())
         )
     }
 
@@ -319,19 +372,26 @@ impl Backend {
     /// Upload the local file `src` to `key` create-only (or replacing it
     /// with `replace`), in parts when it is large; `expected` is its
     /// BLAKE3, checked on the bytes sent so the remote never holds content
-    /// under the wrong name.
+    /// under the wrong name. `on_bytes` hears of the bytes as they go.
     pub async fn put_file(
         &self,
         key: &str,
         src: &FsPath,
         expected: &str,
         replace: bool,
+        on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<Put> {
         let store = match self.object() {
             Ok(store) => store,
             Err(root) => {
                 fault::hit(Point::RemoteWrite)?;
-                return written(key, super::dir::put_file(root, key, src, expected, replace));
+                let put = super::dir::put_file(root, key, src, expected, replace);
+                if put.is_ok() {
+                    if let Ok(meta) = std::fs::metadata(src) {
+                        on_bytes(meta.len());
+                    }
+                }
+                return written(key, put);
             }
         };
         let size = std::fs::metadata(src)
@@ -346,49 +406,67 @@ impl Backend {
             } else {
                 Mode::Create
             };
-            return self.put(key, bytes, mode).await;
+            let len = bytes.len() as u64;
+            let put = self.put(key, bytes, mode).await?;
+            on_bytes(len);
+            return Ok(put);
         }
         // Content-addressed: a part upload that replaces an identical
         // object is harmless, so the multipart path needs no create-only.
-        let hash = crate::store::manifest::hash_file(src)?;
-        check_hash(src, expected, &hash)?;
+        // The content is hashed as it goes up, and the upload is abandoned
+        // before it completes if the hash is not its name.
         fault::hit(Point::RemoteWrite)?;
         let upload = store
             .put_multipart(&self.path(key))
             .await
             .map_err(|e| self.fail(key, e))?;
-        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, 16 << 20);
+        let part = part_size(size);
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, part);
         let mut file =
             std::fs::File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
-        let mut buf = vec![0u8; 8 << 20];
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; part];
         loop {
             use std::io::Read;
-            let n = file
-                .read(&mut buf)
-                .with_context(|| format!("cannot read {}", src.display()))?;
+            let n = match file.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e).with_context(|| format!("cannot read {}", src.display()));
+                }
+            };
             if n == 0 {
                 break;
             }
+            hasher.update(&buf[..n]);
             writer
-                .wait_for_capacity(4)
+                .wait_for_capacity(PARTS_IN_FLIGHT)
                 .await
                 .map_err(|e| self.fail(key, e))?;
             writer.write(&buf[..n]);
+            on_bytes(n as u64);
+        }
+        let hash = hasher.finalize().to_hex().to_string();
+        if let Err(e) = check_hash(src, expected, &hash) {
+            let _ = writer.abort().await;
+            return Err(e);
         }
         writer.finish().await.map_err(|e| self.fail(key, e))?;
         written(key, Ok(Put::Done))
     }
 
-    /// Stream `key` into `file`, returning its BLAKE3 and size.
+    /// Stream `key` into `file`, returning its BLAKE3 and size; `on_bytes`
+    /// hears of the bytes as they come.
     pub async fn get_into(
         &self,
         key: &str,
         file: &mut std::fs::File,
+        on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<Option<(String, u64)>> {
         use std::io::Write;
         let store = match self.object() {
             Ok(store) => store,
-            Err(root) => return super::dir::get_into(root, key, file),
+            Err(root) => return super::dir::get_into(root, key, file, on_bytes),
         };
         let r = match store.get(&self.path(key)).await {
             Ok(r) => r,
@@ -402,8 +480,10 @@ impl Backend {
             let chunk = chunk.map_err(|e| self.fail(key, e))?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
+            crate::fsx::fault::hit(crate::fsx::fault::Point::Write)?;
             file.write_all(&chunk)
                 .context("cannot write a pulled file")?;
+            on_bytes(chunk.len() as u64);
         }
         Ok(Some((hasher.finalize().to_hex().to_string(), size)))
     }
@@ -456,6 +536,34 @@ impl Backend {
         Ok(out)
     }
 
+    /// The keys under `prefix` in listing order, stopping once `budget` keys
+    /// are read (a listing page holds up to 1,000): the keys and whether the
+    /// listing is complete.
+    pub async fn list_until(&self, prefix: &str, budget: usize) -> Result<(Vec<String>, bool)> {
+        let store = match self.object() {
+            Ok(store) => store,
+            // A folder costs no requests to read whole.
+            Err(root) => return Ok((super::dir::list(root, prefix)?, true)),
+        };
+        let root = self.path(prefix);
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut stream = store.list(Some(&root));
+        let mut keys = Vec::new();
+        while let Some(meta) = stream.next().await {
+            if keys.len() >= budget {
+                return Ok((keys, false));
+            }
+            let meta = meta.map_err(|e| self.fail(prefix, e))?;
+            let key = meta.location.to_string();
+            keys.push(key.strip_prefix(&strip).unwrap_or(&key).to_string());
+        }
+        Ok((keys, true))
+    }
+
     /// Every key under `prefix` (relative to the remote's root).
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let store = match self.object() {
@@ -500,7 +608,18 @@ fn check_hash(src: &FsPath, expected: &str, actual: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, redact_all};
+
+    #[test]
+    fn parts_are_8_mib_until_a_file_needs_more_than_9000() {
+        assert_eq!(super::part_size(1 << 30), 8 << 20);
+        let huge: u64 = 200 << 30;
+        let part = super::part_size(huge) as u64;
+        assert!(
+            huge.div_ceil(part) <= 9_000 && part % (1 << 20) == 0,
+            "{part}"
+        );
+    }
 
     #[test]
     fn addresses_with_user_info_a_query_or_a_bad_port_are_refused() {
@@ -542,5 +661,12 @@ mod tests {
             "http://host:9000/x"
         );
         assert_eq!(redact("http://k:s@host"), "http://host");
+        assert_eq!(
+            redact_all(
+                "error sending request for url (http://u:pw@127.0.0.1:9/b/k?X-Amz-Signature=s) after 2 retries"
+            ),
+            "error sending request for url (http://127.0.0.1:9/b/k) after 2 retries"
+        );
+        assert_eq!(redact_all("no url here"), "no url here");
     }
 }

@@ -172,7 +172,12 @@ pub fn put_file(root: &Path, key: &str, src: &Path, expected: &str, replace: boo
     }
 }
 
-pub fn get_into(root: &Path, key: &str, file: &mut fs::File) -> Result<Option<(String, u64)>> {
+pub fn get_into(
+    root: &Path,
+    key: &str,
+    file: &mut fs::File,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<Option<(String, u64)>> {
     let path = root.join(key);
     let mut from = match fs::File::open(&path) {
         Ok(f) => f,
@@ -191,8 +196,10 @@ pub fn get_into(root: &Path, key: &str, file: &mut fs::File) -> Result<Option<(S
         }
         hasher.update(&buf[..n]);
         size += n as u64;
+        fsx::fault::hit(fsx::fault::Point::Write)?;
         file.write_all(&buf[..n])
             .context("cannot write a pulled file")?;
+        on_bytes(n as u64);
     }
     Ok(Some((hasher.finalize().to_hex().to_string(), size)))
 }

@@ -9,7 +9,9 @@
 //! - `catalog/<time>-<unique>.json`: the runs one push added, and
 //!   `catalog/index`: the runs folded in so far, by compare-and-swap (see
 //!   `catalog`);
-//! - `journal/<time>-<unique>.json`: one object per event.
+//! - `journal/<time>-<unique>.json`: one object per event;
+//! - `pending/<stage>/ns=<a,b>/<id>`: a run whose push has not finished
+//!   (`push.rs`).
 //!
 //! What a remote says is untrusted: ids, namespaces and paths are validated
 //! like user input before anything is written locally.

@@ -13,6 +13,7 @@ use super::{blob_key, same_run, Remote};
 use crate::error::ArtifactError;
 use crate::fsx::{self, Staging};
 use crate::ops::{publish_run, IdRequest, LatestPolicy};
+use crate::progress::TransferReporter;
 use crate::store::journal;
 use crate::store::metadata::Metadata;
 use crate::store::refs::{qualified_ref, RunRef, Stage, Target};
@@ -46,7 +47,12 @@ pub struct PulledRun {
     pub became_latest: bool,
 }
 
-pub fn pull(remote: &Remote, store: &Store, opts: &PullOptions) -> Result<PullReport> {
+pub fn pull(
+    remote: &Remote,
+    store: &Store,
+    opts: &PullOptions,
+    reporter: &dyn TransferReporter,
+) -> Result<PullReport> {
     let mut report = PullReport {
         remote: remote.name.clone(),
         runs: Vec::new(),
@@ -91,7 +97,7 @@ pub fn pull(remote: &Remote, store: &Store, opts: &PullOptions) -> Result<PullRe
             .into());
         }
         let local = local.get_or_insert_with(|| local_content(store));
-        let pulled = pull_one(remote, store, meta, local, opts.jobs)?;
+        let pulled = pull_one(remote, store, meta, local, opts.jobs, reporter)?;
         report.downloaded_files += pulled.downloaded_files;
         report.downloaded_bytes += pulled.downloaded_bytes;
         report.linked_files += pulled.linked_files;
@@ -124,6 +130,7 @@ fn pull_one(
     mut meta: Metadata,
     local: &HashMap<String, PathBuf>,
     jobs: usize,
+    reporter: &dyn TransferReporter,
 ) -> Result<PulledRun> {
     let staging = Staging::create(store.dir(), &format!("pull-{}", meta.id))
         .context("cannot create a staging folder for the pull")?;
@@ -137,9 +144,31 @@ fn pull_one(
         linked_files: 0,
         became_latest: false,
     };
-    remote.block_on(async {
+    let (files, bytes) = meta
+        .files
+        .iter()
+        .filter(|f| f.symlink.is_none())
+        .fold((0, 0), |(n, b), f| (n + 1, b + f.size));
+    let label = format!(
+        "pulling {}",
+        qualified_ref(
+            meta.stage,
+            &crate::store::refs::Namespace::parse(&meta.namespace)?,
+            &meta.id
+        )
+    );
+    reporter.transfer_started(&label, files, bytes);
+    let on_bytes = |n: u64| reporter.transfer_bytes(n);
+    let on_bytes = &on_bytes;
+    // Content the run holds more than once is fetched once; the other
+    // files get it from the staged copy afterwards.
+    let mut first: HashMap<&str, &crate::store::metadata::FileEntry> = HashMap::new();
+    let (unique, again): (Vec<_>, Vec<_>) = meta.files.iter().partition(|f| {
+        f.symlink.is_some() || std::ptr::eq(*first.entry(f.blake3.as_deref().unwrap_or_default()).or_insert(f), *f)
+    });
+    let transferred = remote.block_on(async {
         let dir = &dir;
-        let mut work = futures::stream::iter(meta.files.iter())
+        let mut work = futures::stream::iter(unique)
             .map(|f| async move {
                 crate::interrupt::check()?;
                 let rel = f.rel_path();
@@ -155,15 +184,18 @@ fn pull_one(
                     if fsx::remote::share_in(dir, &rel, src).is_ok()
                         && crate::store::manifest::hash_file(&dir.join(&rel))? == expected
                     {
+                        reporter.transfer_bytes(f.size);
+                        reporter.transfer_file();
                         return Ok((0, 0, 1));
                     }
                     // Changed locally: download it instead.
                     fsx::remote::discard_in(dir, &rel)?;
                 }
                 let key = blob_key(expected);
+                fsx::fault::hit(fsx::fault::Point::Download)?;
                 let mut file = fsx::remote::create_in(dir, &rel)
                     .with_context(|| format!("cannot create {} in the staging folder", f.path))?;
-                let got = remote.backend.get_into(&key, &mut file).await?;
+                let got = remote.backend.get_into(&key, &mut file, on_bytes).await?;
                 let Some((hash, size)) = got else {
                     return Err(ArtifactError::corrupt(format!(
                         "remote {}: blob {key} of {} is missing; nothing was published",
@@ -178,7 +210,9 @@ fn pull_one(
                     ))
                     .into());
                 }
-                file.sync_all()?;
+                reporter.transfer_file();
+                // Made durable with the whole run when it is published
+                // (an fsync here would stall every transfer in flight).
                 Ok((1, size, 0))
             })
             .buffer_unordered(jobs.max(1));
@@ -188,8 +222,19 @@ fn pull_one(
             pulled.downloaded_bytes += bytes;
             pulled.linked_files += linked;
         }
+        for f in again {
+            // Checked when it was staged; a copy of it needs no new check.
+            let src = dir.join(first[f.blake3.as_deref().unwrap_or_default()].rel_path());
+            fsx::remote::share_in(dir, &f.rel_path(), &src)
+                .with_context(|| format!("cannot create {} in the staging folder", f.path))?;
+            reporter.transfer_bytes(f.size);
+            reporter.transfer_file();
+            pulled.linked_files += 1;
+        }
         anyhow::Ok(())
-    })?;
+    });
+    reporter.transfer_finished(transferred.is_ok());
+    transferred?;
     let latest = if meta.stage == Stage::Production {
         LatestPolicy::HighestVersion
     } else {

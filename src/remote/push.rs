@@ -16,6 +16,7 @@ use super::backend::{Mode, Put};
 use super::catalog::{self, Segment};
 use super::{blob_key, latest_key, parse_latest, record_key, same_run, unique_key, Remote};
 use crate::error::ArtifactError;
+use crate::progress::TransferReporter;
 use crate::store::journal;
 use crate::store::metadata::{Metadata, RunStatus};
 use crate::store::refs::{Namespace, Stage};
@@ -26,6 +27,8 @@ pub struct PushOptions {
     /// Transfers in flight at once.
     pub jobs: usize,
     pub now: DateTime<Utc>,
+    /// How a run in a legacy layout is read (its record is built in place).
+    pub read: crate::store::ReadOptions,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,9 +52,16 @@ pub struct PushedRun {
     /// Files whose content the remote already held (dedup).
     pub present_files: u64,
     pub became_latest: bool,
+    /// The run's pending marker.
+    #[serde(skip)]
+    pending: String,
 }
 
-pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
+pub fn push(
+    remote: &Remote,
+    opts: &PushOptions,
+    reporter: &dyn TransferReporter,
+) -> Result<PushReport> {
     let mut report = PushReport {
         remote: remote.name.clone(),
         runs: Vec::new(),
@@ -61,8 +71,8 @@ pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
     };
     let mut added = Vec::new();
     for location in &opts.runs {
-        let meta = Metadata::read(&location.path)?;
-        let pushed = remote.block_on(push_one(remote, location, &meta, opts.jobs))?;
+        let meta = record_of(location, &opts.read)?;
+        let pushed = remote.block_on(push_one(remote, location, &meta, opts.jobs, reporter))?;
         report.uploaded_files += pushed.uploaded_files;
         report.uploaded_bytes += pushed.uploaded_bytes;
         if pushed.state == "pushed" {
@@ -71,6 +81,7 @@ pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
         report.runs.push(pushed);
     }
     if !added.is_empty() {
+        crate::fsx::fault::hit(crate::fsx::fault::Point::BeforeCatalog)?;
         remote.block_on(async {
             let segment = Segment::new(added);
             let key = unique_key("catalog", opts.now);
@@ -90,6 +101,11 @@ pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
                 .backend
                 .put(&key, serde_json::to_vec(&entry)?, Mode::Create)
                 .await?;
+            // Finished: the markers go (a push killed before this only
+            // writes the catalog entry again, which readers merge).
+            for pushed in report.runs.iter().filter(|r| r.state == "pushed") {
+                remote.backend.delete(&pushed.pending).await?;
+            }
             // The runs are up and listed: keeping the catalog short is
             // housekeeping, which a failure here must not turn into a
             // failed push (the next push or cleanup folds the segments).
@@ -101,11 +117,17 @@ pub fn push(remote: &Remote, opts: &PushOptions) -> Result<PushReport> {
     Ok(report)
 }
 
+/// `pending/<stage>/ns=<a,b>/<id>`: a run whose push has not finished.
+fn pending_key(stage: Stage, ns: &Namespace, id: &str) -> String {
+    format!("pending/{stage}/ns={}/{id}", ns.segments().join(","))
+}
+
 async fn push_one(
     remote: &Remote,
     location: &RunLocation,
     meta: &Metadata,
     jobs: usize,
+    reporter: &dyn TransferReporter,
 ) -> Result<PushedRun> {
     let backend = &remote.backend;
     let ns = Namespace::parse(&meta.namespace)?;
@@ -118,88 +140,155 @@ async fn push_one(
         uploaded_bytes: 0,
         present_files: 0,
         became_latest: false,
+        pending: pending_key(location.stage, &ns, &location.id),
     };
-    // An unchanged run costs this one request.
-    if let Some(got) = backend.get(&key).await? {
-        return match serde_json::from_slice::<Metadata>(&got.bytes) {
-            Ok(theirs) if same_run(&theirs, meta) => Ok(pushed),
-            _ => Err(taken(remote, &reference)),
-        };
+    let pending = pushed.pending.clone();
+    // An unchanged run costs one round trip: its record, its stage's latest
+    // and its pending marker are asked at once.
+    let (record, latest, unfinished) = futures::future::join3(
+        backend.get(&key),
+        backend.get(&latest_key(location.stage, &ns)),
+        backend.exists(&pending),
+    )
+    .await;
+    let ours = meta.to_json().into_bytes();
+    if let Some(got) = record? {
+        // The same bytes need no parsing (the record of a run pushed from
+        // here and not changed since).
+        let same = got.bytes == ours
+            || serde_json::from_slice::<Metadata>(&got.bytes).is_ok_and(|t| same_run(&t, meta));
+        if !same {
+            return Err(taken(remote, &reference));
+        }
+        // The pending marker outlives a push killed after the
+        // record: this one finishes its work (latest, then the
+        // catalog and journal in `push`). Without it, latest is
+        // still moved forward if it lags behind, but not in
+        // production, where it may have been rolled back on purpose.
+        let unfinished = unfinished?;
+        if unfinished {
+            pushed.state = "pushed";
+        }
+        let may_move = unfinished || location.stage != Stage::Production;
+        if meta.status == RunStatus::Complete && may_move {
+            pushed.became_latest =
+                advance_latest(remote, location.stage, &ns, meta, Some(latest?)).await?;
+        }
+        return Ok(pushed);
     }
-    let mut blobs: BTreeMap<&str, PathBuf> = BTreeMap::new();
+    let mut blobs: BTreeMap<&str, (PathBuf, u64)> = BTreeMap::new();
     for f in meta.files.iter().filter(|f| f.symlink.is_none()) {
         blobs
             .entry(f.blake3.as_deref().with_context(|| format!("{reference} has files whose hash is pending (imported by link); `artifactctl verify --repair {reference}` records them"))?)
-            .or_insert_with(|| location.path.join(f.rel_path()));
+            .or_insert_with(|| (location.path.join(f.rel_path()), f.size));
     }
     // Blobs garbage collection has marked may go soon: they are uploaded
     // again (overwritten), which refreshes their time, instead of trusted.
     let (marks, _, _) = super::gc::read_marks(remote).await?;
     let marks = &marks.marks;
     let (listed, present) = &present_blobs(remote, blobs.keys().copied(), jobs).await?;
+    // Known to be there from the listing and not marked: nothing to do.
+    let settled = |hash: &str| {
+        listed.contains(&hash[..2]) && present.contains(hash) && !marks.contains_key(hash)
+    };
+    let (files, bytes) = blobs
+        .iter()
+        .filter(|(hash, _)| !settled(hash))
+        .fold((0, 0), |(n, b), (_, (_, size))| (n + 1, b + size));
+    reporter.transfer_started(&format!("pushing {reference}"), files, bytes);
+    let on_bytes = |n: u64| reporter.transfer_bytes(n);
+    let on_bytes = &on_bytes;
     let mut uploads = futures::stream::iter(blobs)
-        .map(|(hash, path)| async move {
-            let key = blob_key(hash);
-            let marked = marks.contains_key(hash);
-            let there = if listed.contains(&hash[..2]) {
-                present.contains(hash)
-            } else {
-                backend.exists(&key).await?
-            };
-            if !marked && there {
+        .map(|(hash, (path, size))| async move {
+            if settled(hash) {
                 return anyhow::Ok(None);
             }
+            let key = blob_key(hash);
+            let marked = marks.contains_key(hash);
+            let there = !marked && !listed.contains(&hash[..2]) && backend.exists(&key).await?;
+            if there {
+                reporter.transfer_bytes(size);
+                reporter.transfer_file();
+                return Ok(None);
+            }
             crate::interrupt::check()?;
-            let size = std::fs::symlink_metadata(&path)
-                .map(|m| m.len())
-                .unwrap_or(0);
-            match backend.put_file(&key, &path, hash, marked).await? {
+            crate::fsx::fault::hit(crate::fsx::fault::Point::Upload)?;
+            let put = backend
+                .put_file(&key, &path, hash, marked, on_bytes)
+                .await?;
+            reporter.transfer_file();
+            match put {
                 Put::Done => Ok(Some(size)),
                 _ => Ok(None),
             }
         })
         .buffer_unordered(jobs.max(1));
+    let mut failed = None;
     while let Some(done) = uploads.next().await {
-        match done? {
-            Some(size) => {
+        match done {
+            Ok(Some(size)) => {
                 pushed.uploaded_files += 1;
                 pushed.uploaded_bytes += size;
             }
-            None => pushed.present_files += 1,
+            Ok(None) => pushed.present_files += 1,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
         }
     }
     drop(uploads);
-    crate::fsx::fault::hit(crate::fsx::fault::Point::Staged)?;
-    match backend
-        .put(&key, meta.to_json().into_bytes(), Mode::Create)
-        .await?
-    {
+    reporter.transfer_finished(failed.is_none());
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    crate::fsx::fault::hit(crate::fsx::fault::Point::AfterBlobs)?;
+    // Marks the run unfinished until its catalog entry is written: a push
+    // killed after the record leaves the marker, and the next push of the
+    // run finds it and completes the work.
+    let marked_here = backend.put(&pending, b"{}".to_vec(), Mode::Create).await? == Put::Done;
+    match backend.put(&key, ours, Mode::Create).await? {
         Put::Done => {}
         _ => {
-            // Another writer created it meanwhile: the same run is fine,
-            // anything else is theirs.
+            // Another writer created it meanwhile, or this put's own first
+            // try did before its answer was lost: the same run is fine (and
+            // this push goes on to latest and the catalog, which the other
+            // may not have reached); anything else is theirs.
             let theirs = backend.get(&key).await?;
             let same = theirs
                 .and_then(|g| serde_json::from_slice::<Metadata>(&g.bytes).ok())
                 .is_some_and(|t| same_run(&t, meta));
             if !same {
+                // A marker created here came after the winner had finished
+                // (it marks before its record), or stands for the winner's
+                // own while it runs. Left behind, it would make a later
+                // push of the winner's run think it unfinished (and move a
+                // rolled-back production latest); removed, only a winner
+                // killed in this very moment loses its marker.
+                if marked_here {
+                    let _ = backend.delete(&pending).await;
+                }
                 return Err(taken(remote, &reference));
             }
-            return Ok(pushed);
         }
     }
+    crate::fsx::fault::hit(crate::fsx::fault::Point::AfterRecord)?;
     pushed.state = "pushed";
     if meta.status == RunStatus::Complete {
-        pushed.became_latest = advance_latest(remote, location.stage, &ns, meta).await?;
+        pushed.became_latest = advance_latest(remote, location.stage, &ns, meta, None).await?;
     }
     Ok(pushed)
 }
 
-/// Which of `hashes` the remote holds, learned by listing: a blob folder
-/// (`blobs/<h[0..2]>/`) that holds two or more of them is listed once
-/// rather than asked once per blob, so a run of many files costs a few
-/// hundred requests, not one per file. Returns the folders listed and the
-/// hashes found in them; the rest are asked one by one.
+/// Which of `hashes` the remote holds, learned by listing rather than by
+/// one request per blob. When the run's blobs spread over many blob folders
+/// (`blobs/<h[0..2]>/`), the whole `blobs/` prefix is listed in order, 1,000
+/// keys a request: on a remote of up to a few hundred thousand blobs that is
+/// fewer requests than one listing per folder. A listing that grows past
+/// what the folders would have cost stops, and the folders it did not reach
+/// are listed one by one; with few folders, each holding two or more of the
+/// hashes is listed. Returns the folders whose content is known and the
+/// hashes found in them; the caller asks about the rest one by one.
 async fn present_blobs<'a>(
     remote: &Remote,
     hashes: impl Iterator<Item = &'a str>,
@@ -209,26 +298,91 @@ async fn present_blobs<'a>(
     for hash in hashes {
         *per_folder.entry(&hash[..2]).or_default() += 1;
     }
-    let folders: BTreeSet<String> = per_folder
-        .into_iter()
-        .filter(|(_, n)| *n >= 2)
+    let mut todo: BTreeSet<String> = per_folder
+        .iter()
+        .filter(|(_, n)| **n >= 2)
         .map(|(f, _)| f.to_string())
         .collect();
+    let mut known = BTreeSet::new();
     let mut present = BTreeSet::new();
-    let mut lists = futures::stream::iter(&folders)
+    let hash_of = |key: &str| key.rsplit('/').next().map(str::to_string);
+    if todo.len() >= WHOLE_LISTING_FOLDERS {
+        let (keys, complete) = remote
+            .backend
+            .list_until("blobs", todo.len() * 1000)
+            .await?;
+        for key in &keys {
+            if let Some(hash) = hash_of(key) {
+                present.insert(hash);
+            }
+        }
+        let last = keys.last().map(String::as_str);
+        for folder in whole_folders(per_folder.keys().copied(), last, complete) {
+            known.insert(folder.to_string());
+            todo.remove(folder);
+        }
+    }
+    let mut lists = futures::stream::iter(&todo)
         // object_store lists by path segments: `blobs/ab` never lists
         // `blobs/abc`.
         .map(|f| async move { remote.backend.list(&format!("blobs/{f}")).await })
         .buffer_unordered(jobs.max(1));
     while let Some(keys) = lists.next().await {
         for key in keys? {
-            if let Some(hash) = key.rsplit('/').next() {
-                present.insert(hash.to_string());
+            if let Some(hash) = hash_of(&key) {
+                present.insert(hash);
             }
         }
     }
     drop(lists);
-    Ok((folders, present))
+    known.extend(todo);
+    Ok((known, present))
+}
+
+/// Which of `folders` a listing of `blobs/` saw whole. Listings come in key
+/// order: a complete one saw every folder; one stopped at `last` saw the
+/// folders below `last`'s whole, and `last`'s own may be cut short.
+fn whole_folders<'a>(
+    folders: impl Iterator<Item = &'a str>,
+    last: Option<&str>,
+    complete: bool,
+) -> Vec<&'a str> {
+    if complete {
+        return folders.collect();
+    }
+    match last.and_then(|key| key.split('/').nth(1)) {
+        Some(reached) => folders.filter(|f| *f < reached).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// From this many blob folders to list on, one listing of `blobs/` is tried
+/// first.
+const WHOLE_LISTING_FOLDERS: usize = 32;
+
+/// The record a run goes up with: its `metadata.json`, or for a run in a
+/// legacy layout the one `register` would give it.
+fn record_of(location: &RunLocation, read: &crate::store::ReadOptions) -> Result<Metadata> {
+    use crate::store::model::RunLayout;
+    // Most runs are artifactctl's own: their metadata is read once.
+    let native = Metadata::read(&location.path);
+    if native.is_ok() {
+        return native;
+    }
+    let run = crate::store::read::read_run(location.clone(), read);
+    if run.layout == RunLayout::Native {
+        return native;
+    }
+    if run.status != RunStatus::Complete {
+        return Err(ArtifactError::refused(format!(
+            "{} is {}; only complete runs in a legacy layout are pushed: `artifactctl show {}` tells why",
+            location.qualified(),
+            run.status.as_str(),
+            location.qualified()
+        ))
+        .into());
+    }
+    crate::ops::register::legacy_record(location, run.created_at)
 }
 
 fn taken(remote: &Remote, reference: &str) -> anyhow::Error {
@@ -241,18 +395,23 @@ fn taken(remote: &Remote, reference: &str) -> anyhow::Error {
 
 /// Move the remote `latest` of the run's stage to it when it is newer (a
 /// higher version for production), by compare-and-swap: on a conflict,
-/// read again and decide again, so `latest` never moves backward.
+/// read again and decide again, so `latest` never moves backward. `read`
+/// is the latest object when the caller has just read it.
 async fn advance_latest(
     remote: &Remote,
     stage: Stage,
     ns: &Namespace,
     meta: &Metadata,
+    mut read: Option<Option<super::backend::Got>>,
 ) -> Result<bool> {
     let backend = &remote.backend;
     let key = latest_key(stage, ns);
     let body = serde_json::to_vec(&serde_json::json!({ "id": meta.id }))?;
     for _ in 0..16 {
-        let current = backend.get(&key).await?;
+        let current = match read.take() {
+            Some(got) => got,
+            None => backend.get(&key).await?,
+        };
         let mode = match &current {
             None => Mode::Create,
             Some(got) => {
@@ -309,4 +468,20 @@ async fn is_newer(
         // latest names a run the remote does not have: repair it.
         None => true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_folders;
+
+    #[test]
+    fn a_cut_listing_covers_only_the_folders_below_where_it_stopped() {
+        let folders = ["00", "3f", "40", "ff"];
+        let cut = whole_folders(folders.into_iter(), Some("blobs/40/40ab"), false);
+        assert_eq!(cut, ["00", "3f"]);
+        let whole = whole_folders(folders.into_iter(), Some("blobs/40/40ab"), true);
+        assert_eq!(whole, folders);
+        assert!(whole_folders(folders.into_iter(), Some("odd"), false).is_empty());
+        assert!(whole_folders(folders.into_iter(), None, false).is_empty());
+    }
 }

@@ -31,6 +31,8 @@ mod register_all;
 mod remote;
 mod remote_catalog;
 mod remote_safety;
+mod remote_faults;
+mod remote_layouts;
 mod report;
 mod rollback;
 mod schema;

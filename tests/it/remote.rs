@@ -136,7 +136,7 @@ pub(crate) fn put_object(bucket: &str, key: &str, body: &[u8]) {
     assert_eq!(code, 200, "{text}");
 }
 
-fn read_tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn read_tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(dir)
         .into_iter()
         .map(|e| e.unwrap())
@@ -226,6 +226,29 @@ fn a_dataset_shared_by_two_runs_goes_up_once() {
     let pulled = q.json(&["pull", "20261102_000000"]);
     assert_eq!(pulled["downloaded_bytes"], 17, "{pulled}");
     assert_eq!(pulled["linked_files"], 1, "{pulled}");
+    // Shared without a copy where that is safe: a read-only local file (as
+    // validated and production runs hold) is hard-linked.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mine = q.store().join("raw/20261001_000000/data/train.csv");
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o444)).unwrap();
+
+    let inode = |run: &str| {
+        std::fs::metadata(q.store().join("raw").join(run).join("data/train.csv"))
+            .unwrap()
+            .ino()
+    };
+    assert_ne!(
+        inode("20261001_000000"),
+        inode("20261102_000000"),
+        "a writable file is copied"
+    );
+    q.cmd()
+        .args(["delete", "20261102_000000", "--yes"])
+        .assert()
+        .success();
+    let again = q.json(&["pull", "20261102_000000"]);
+    assert_eq!(again["linked_files"], 1, "{again}");
+    assert_eq!(inode("20261001_000000"), inode("20261102_000000"));
 }
 
 #[test]
@@ -834,7 +857,10 @@ fn garbage_collection_deletes_only_what_stayed_unreferenced_past_the_grace() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     p.write("two/model.pt", b"needed later");
     p.register(&p.path("two"), &["--id", "20261102_000000"]);
-    with_fault(p.cmd().args(["push", "20261102_000000"]), "staged:kill");
+    with_fault(
+        p.cmd().args(["push", "20261102_000000"]),
+        "after-blobs:kill",
+    );
 
     // Phase 2, a grace after `between`: the orphan goes; the re-uploaded
     // blob waits.
@@ -930,4 +956,114 @@ fn a_run_imported_by_link_records_its_hashes_before_it_is_pushed() {
     let c = file_project(&shared);
     c.json(&["pull", &reference]);
     c.assert_verifies_clean();
+}
+
+#[test]
+fn off_a_terminal_push_and_pull_write_plain_progress_lines_and_quiet_none() {
+    let b = bucket();
+    let p = project(&b);
+    p.write("out/data/a.csv", vec![1u8; 2048]);
+    p.write("out/model.pt", b"weights");
+    p.register(&p.path("out"), &["--id", "20261101_000000"]);
+    let stderr_of = |p: &Project, args: &[&str]| {
+        let out = p.cmd().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    // Lines start with the time of day, as refresh's do in a log.
+    let unstamped = |err: &str| -> Vec<String> {
+        // The progress lines; push's summary follows them.
+        err.lines()
+            .take(2)
+            .map(|line| {
+                let (hms, rest) = line.split_at(9.min(line.len()));
+                let b = hms.as_bytes();
+                assert!(
+                    b.len() == 9 && b[2] == b':' && b[5] == b':' && b[8] == b' ',
+                    "{line:?}"
+                );
+                rest.to_string()
+            })
+            .collect()
+    };
+    let err = stderr_of(&p, &["push", "20261101_000000"]);
+    let lines = unstamped(&err);
+    assert_eq!(
+        lines[0], "pushing raw/20261101_000000: 2 files (2.0 KiB)",
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("pushing raw/20261101_000000: done 2/2 files, 2.0 KiB/2.0 KiB in "),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\r') && !err.contains("\u{1b}["),
+        "no bar drawn: {err:?}"
+    );
+
+    let q = project(&b);
+    let err = stderr_of(&q, &["pull", "latest"]);
+    let lines = unstamped(&err);
+    assert_eq!(
+        lines[0], "pulling raw/20261101_000000: 2 files (2.0 KiB)",
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("pulling raw/20261101_000000: done 2/2 files, 2.0 KiB/2.0 KiB in "),
+        "{err}"
+    );
+
+    let r = project(&b);
+    assert_eq!(stderr_of(&r, &["--quiet", "pull", "latest"]), "");
+    p.write("two/model.pt", b"more weights");
+    p.register(&p.path("two"), &["--id", "20261102_000000"]);
+    assert_eq!(stderr_of(&p, &["--quiet", "push", "20261102_000000"]), "");
+}
+
+#[test]
+fn on_a_terminal_push_and_pull_draw_a_bar_of_bytes_and_files() {
+    // A file:// remote: `script` starts from this process's environment,
+    // which has no AWS credentials; the bar is the same.
+    let shared = tempfile::tempdir().unwrap();
+    let p = file_project(shared.path());
+    for i in 0..40 {
+        p.write(&format!("out/part_{i}.bin"), vec![i as u8; 4096]);
+    }
+    p.register(&p.path("out"), &["--id", "20261101_000000"]);
+    let (code, shown) = on_a_terminal(p.root(), &["push", "20261101_000000", "--jobs", "1"], "");
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains("pushing raw/20261101_000000 [") && shown.contains("/40 files"),
+        "{shown}"
+    );
+    // No plain lines on a terminal.
+    assert!(!shown.contains(": 40 files ("), "{shown}");
+    let q = file_project(shared.path());
+    let (code, shown) = on_a_terminal(q.root(), &["pull", "latest", "--jobs", "1"], "");
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains("pulling raw/20261101_000000 [") && shown.contains("/40 files"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn content_a_run_holds_twice_goes_up_and_comes_down_once() {
+    let b = bucket();
+    let p = project(&b);
+    p.write("out/checkpoints/best.pt", b"the same weights");
+    p.write("out/checkpoints/epoch_70.pt", b"the same weights");
+    p.write("out/model.pt", b"the same weights");
+    p.register(&p.path("out"), &["--id", "20261101_000000"]);
+    let pushed = p.json(&["push", "latest"]);
+    assert_eq!(pushed["uploaded_files"], 1, "{pushed}");
+    let q = project(&b);
+    let pulled = q.json(&["pull", "latest"]);
+    assert_eq!(pulled["downloaded_files"], 1, "{pulled}");
+    assert_eq!(pulled["linked_files"], 2, "{pulled}");
+    assert_eq!(
+        read_tree(&p.store().join("raw/20261101_000000")),
+        read_tree(&q.store().join("raw/20261101_000000"))
+    );
+    q.assert_verifies_clean();
 }

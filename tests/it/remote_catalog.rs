@@ -523,7 +523,7 @@ fn pushes_race(one: &Project, two: &Project, reader: &Project) {
             &["--to", "production", "--version", "1.2.0", "--approve"],
         );
     }
-    let (child, gate) = paused(one, &["push", "production/1.2.0"], "staged", &[]);
+    let (child, gate) = paused(one, &["push", "production/1.2.0"], "after-blobs", &[]);
     let won = two.json(&["push", "production/1.2.0"]);
     assert_eq!(won["runs"][0]["state"], "pushed", "{won}");
     let out = resume(child, &gate);

@@ -14,6 +14,10 @@ use crate::cli::settings::{Context, PullSettings};
 /// a record with a bad id or a path out of the run is refused. Deploying:
 /// `pull production/NS/latest`, then `checkout`.
 ///
+/// Up to --jobs transfers run at once. On a terminal a bar shows bytes and
+/// files; elsewhere (CI, --no-progress) plain lines say when each run's
+/// transfer starts and ends; --quiet shows neither.
+///
 /// Examples:
 ///   artifactctl pull production/latest
 ///   artifactctl pull production/gru/BTCEUR/1.2.0 --remote origin
@@ -42,7 +46,9 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         json,
     } = PullSettings::resolve(args);
     let remote = super::open_remote(ctx, remote.as_deref())?;
-    let report = remote::pull(&remote, &ctx.store, &options)?;
+    let reporter = crate::cli::reporters::for_transfers(out);
+    let report = remote::pull(&remote, &ctx.store, &options, reporter.as_ref())?;
+    drop(reporter);
     if json {
         out.json(&report)?;
         return Ok(ExitCode::Success);

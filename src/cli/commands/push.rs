@@ -14,7 +14,14 @@ use crate::cli::settings::{Context, PushSettings};
 /// runs is stored once; a run's record is written after all its content,
 /// and never overwritten: pushing a release version that the remote holds
 /// with other content is refused (exit 1). The remote's latest of a stage
-/// moves only forward. An unchanged run re-pushed costs one request.
+/// moves only forward. An unchanged run re-pushed costs one round trip.
+///
+/// A push killed midway, run again, uploads only what is missing and
+/// finishes what it left undone.
+///
+/// Up to --jobs transfers run at once. On a terminal a bar shows bytes and
+/// files; elsewhere (CI, --no-progress) plain lines say when each run's
+/// transfer starts and ends; --quiet shows neither.
 ///
 /// Examples:
 ///   artifactctl push latest
@@ -54,9 +61,11 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     // Content goes up under its hash: runs imported by link get the hashes
     // still pending recorded first.
     for location in &options.runs {
-        seal::seal(&ctx.store, location, &Silent)?;
+        seal::seal_if_native(&ctx.store, location, &Silent)?;
     }
-    let report = remote::push(&remote, &options)?;
+    let reporter = crate::cli::reporters::for_transfers(out);
+    let report = remote::push(&remote, &options, reporter.as_ref())?;
+    drop(reporter);
     if json {
         out.json(&report)?;
         return Ok(ExitCode::Success);

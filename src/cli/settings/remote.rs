@@ -50,6 +50,7 @@ impl PushSettings {
                 runs,
                 jobs: jobs.max(1),
                 now: ctx.invocation.now,
+                read: ctx.read_options(false)?,
             },
             json,
         })

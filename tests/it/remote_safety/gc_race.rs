@@ -8,7 +8,7 @@ use crate::remote_catalog::{paused, resume};
 
 /// Where a push has every blob of its run on the remote and not its record
 /// yet.
-const PUSH_AFTER_BLOBS: &str = "staged";
+const PUSH_AFTER_BLOBS: &str = "after-blobs";
 
 fn at(now: chrono::DateTime<chrono::Utc>) -> String {
     now.to_rfc3339()
