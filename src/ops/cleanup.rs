@@ -23,6 +23,7 @@ use crate::ops::removal::{self, Guard, Protection, Request};
 use crate::policy::retention::{self, Candidate, Policy};
 use crate::progress::Progress;
 use crate::store::journal;
+use crate::store::listing::RunChecks;
 use crate::store::metadata::RunStatus;
 use crate::store::refs::{Namespace, Stage};
 use crate::store::{ReadOptions, RunInfo, Store};
@@ -165,9 +166,12 @@ pub fn plan(store: &Store, opts: &CleanupOptions) -> Result<Plan> {
     }
     store.stage_dir(opts.stage)?;
     let read = ReadOptions::new(&[], false)?;
-    let runs = store.runs(&[opts.stage], &opts.namespace, &read);
+    // Every run is checked against its metadata.json: the plan decides
+    // what to remove (and execution re-reads each run under the lock).
+    let listing = store.listing(&[opts.stage], &opts.namespace, &read, RunChecks::Always);
     let allow_production = opts.allow_production && opts.stage == Stage::Production;
-    let guard = Guard::load(store, allow_production);
+    let guard = Guard::for_listing(store, allow_production, &listing);
+    let runs = listing.into_infos_without_values();
 
     let mut groups: BTreeMap<(Stage, Namespace), Vec<RunInfo>> = BTreeMap::new();
     for run in runs {

@@ -21,6 +21,7 @@ use crate::fsx;
 use crate::ops;
 use crate::progress::{Progress, Unit};
 use crate::store::journal;
+use crate::store::listing::Listing;
 use crate::store::metadata::RunStatus;
 use crate::store::refs::{Namespace, Stage};
 use crate::store::{self, ReadOptions, RunInfo, RunLocation, Store};
@@ -107,12 +108,6 @@ pub struct Guard {
 impl Guard {
     /// Read the lineage of every validated and production artifact.
     pub fn load(store: &Store, allow_production: bool) -> Guard {
-        let mut dependents = ops::lineage_dependents(store);
-        // An artifact naming the run as both `promoted_from` and `parent` counts once.
-        for children in dependents.values_mut() {
-            children.sort();
-            children.dedup();
-        }
         let namespaces: BTreeSet<Namespace> = store
             .locations(&[Stage::Raw], &Namespace::root())
             .into_iter()
@@ -123,6 +118,32 @@ impl Guard {
             .filter_map(|ns| ops::refresh::base_run(store, ns))
             .map(|(location, _)| location.qualified())
             .collect();
+        Guard::with_refresh_bases(store, allow_production, refresh_bases)
+    }
+
+    /// [`Guard::load`] for the runs of `listing` alone: the refresh bases
+    /// are found among its rows (a base protects runs of its own namespace
+    /// only), so nothing is listed twice.
+    pub fn for_listing(store: &Store, allow_production: bool, listing: &Listing) -> Guard {
+        let refresh_bases = (0..listing.groups.len())
+            .filter(|&g| listing.groups[g].stage == Stage::Raw)
+            .filter_map(|g| ops::refresh::base_in(listing, g as u32))
+            .map(|location| location.qualified())
+            .collect();
+        Guard::with_refresh_bases(store, allow_production, refresh_bases)
+    }
+
+    fn with_refresh_bases(
+        store: &Store,
+        allow_production: bool,
+        refresh_bases: BTreeSet<String>,
+    ) -> Guard {
+        let mut dependents = ops::lineage_dependents(store);
+        // An artifact naming the run as both `promoted_from` and `parent` counts once.
+        for children in dependents.values_mut() {
+            children.sort();
+            children.dedup();
+        }
         Guard {
             dependents,
             refresh_bases,

@@ -14,6 +14,7 @@ pub mod index;
 pub mod journal;
 pub mod latest;
 pub mod layout;
+pub mod listing;
 pub mod manifest;
 pub mod metadata;
 pub mod metrics;
@@ -142,12 +143,45 @@ impl Store {
         out
     }
 
-    /// Read every run at or below `under`, in parallel, marking each
-    /// namespace's `latest`.
+    /// What one namespace folder holds (see [`discover::Scan`]); in a flat
+    /// store the stage folders beside the raw runs are left out.
+    pub fn scan(&self, stage: Stage, ns: &Namespace, dir: &Path) -> Option<discover::Scan> {
+        let mut scan = discover::scan_dir(dir)?;
+        if self.layout == Layout::Flat && stage == Stage::Raw && ns.is_root() {
+            let is_stage = |name: &str| Stage::ALL.iter().any(|s| s.as_str() == name);
+            scan.runs.retain(|(name, _)| !is_stage(name));
+            scan.namespaces.retain(|name| !is_stage(name));
+        }
+        Some(scan)
+    }
+
+    /// Every run at or below `under`, as compact rows (see [`listing`]).
+    pub fn listing(
+        &self,
+        stages: &[Stage],
+        under: &Namespace,
+        opts: &ReadOptions,
+        checks: listing::RunChecks,
+    ) -> listing::Listing {
+        if opts.detail {
+            // Rows never carry detail.
+            let mut runs: Vec<RunInfo> = self
+                .locations(stages, under)
+                .into_par_iter()
+                .map(|l| read_run(l, opts))
+                .collect();
+            mark_latest(self, &mut runs);
+            return listing::Listing::from_infos(runs);
+        }
+        listing::list(self, stages, under, opts, checks)
+    }
+
+    /// Read every run at or below `under`, marking each namespace's
+    /// `latest`; every run is checked against its `metadata.json` (see
+    /// [`listing`]).
     pub fn runs(&self, stages: &[Stage], under: &Namespace, opts: &ReadOptions) -> Vec<RunInfo> {
-        let mut runs = self.read_many(self.locations(stages, under), opts);
-        mark_latest(self, &mut runs);
-        runs
+        self.listing(stages, under, opts, listing::RunChecks::Always)
+            .into_infos()
     }
 
     /// Read runs in parallel, from the run index where it still holds them
@@ -177,7 +211,8 @@ impl Store {
     }
 
     /// [`Store::read_many`], with whether each run may hold refresh step
-    /// records: `false` only when its index entry says it does not.
+    /// records: `false` only when its index entry says it does not. Each
+    /// entry is used only while its `metadata.json` stamp holds.
     fn read_many_flagged(
         &self,
         locations: Vec<RunLocation>,
@@ -194,50 +229,59 @@ impl Store {
                 .map(|loc| (read_run(loc, opts), true))
                 .collect();
         }
-        // Each namespace's entries, consumed in id order as its runs come
-        // (discovery yields each namespace's runs sorted by id, as the
-        // index keeps them), so every entry moves into its row uncopied.
-        let mut cursors: HashMap<
-            (Stage, &Namespace),
-            std::iter::Peekable<std::vec::IntoIter<index::Entry>>,
-        > = HashMap::new();
-        let mut paired: Vec<(RunLocation, Option<index::Entry>)> =
-            Vec::with_capacity(locations.len());
+        let mut files: HashMap<(Stage, &Namespace), Option<index::Loaded>> = HashMap::new();
         for loc in &locations {
-            let cursor = cursors
+            files
                 .entry((loc.stage, &loc.namespace))
-                .or_insert_with(|| {
-                    index::load(&self.dir, loc.stage, &loc.namespace)
-                        .map(|f| f.runs)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .peekable()
-                });
-            while cursor.next_if(|e| e.run.id < loc.id).is_some() {}
-            let entry = cursor.next_if(|e| e.run.id == loc.id);
-            paired.push((loc.clone(), entry));
+                .or_insert_with(|| index::load(&self.dir, loc.stage, &loc.namespace));
         }
-        drop(cursors);
-        let runs: Vec<(RunInfo, bool)> = paired
-            .into_par_iter()
-            .map(|(loc, entry)| match entry {
-                Some(e) if index::Stamp::current(&loc.path) == Some(e.stamp) => {
-                    let steps = e.run.steps;
-                    (e.run.into_run(loc, opts), steps)
+        let entries: HashMap<(Stage, &Namespace), HashMap<&str, index::EntryIn<'_>>> = files
+            .iter()
+            .map(|(key, file)| {
+                let by_id = file
+                    .as_ref()
+                    .and_then(index::Loaded::entries)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(e, _)| e)
+                    .collect::<Vec<_>>();
+                let by_id: HashMap<&str, index::EntryIn<'_>> = by_id
+                    .into_iter()
+                    .map(|e| {
+                        // The id borrows from the file, which outlives the map.
+                        let id: &str = match &e.id {
+                            std::borrow::Cow::Borrowed(s) => s,
+                            std::borrow::Cow::Owned(_) => "",
+                        };
+                        (id, e)
+                    })
+                    .filter(|(id, _)| !id.is_empty())
+                    .collect();
+                (*key, by_id)
+            })
+            .collect();
+        let runs: Vec<(RunInfo, bool)> = locations
+            .par_iter()
+            .map(|loc| {
+                let entry = entries
+                    .get(&(loc.stage, &loc.namespace))
+                    .and_then(|m| m.get(loc.id.as_str()));
+                match entry {
+                    Some(e) if index::Stamp::current(&loc.path) == Some(e.stamp) => {
+                        let row = listing::Row::from_entry(0, e, opts);
+                        (listing::row_info(loc.clone(), &row), e.steps)
+                    }
+                    _ => (read_run(loc.clone(), opts), true),
                 }
-                _ => (read_run(loc, opts), true),
             })
             .collect();
         if mode == index::Mode::Check {
-            let scanned: Vec<RunInfo> = locations
-                .into_par_iter()
-                .map(|loc| read_run(loc, opts))
-                .collect();
             let json = |r: &RunInfo| serde_json::to_value(r).unwrap_or_default();
-            for ((a, _), b) in runs.iter().zip(&scanned) {
+            for ((a, _), loc) in runs.iter().zip(&locations) {
+                let b = read_run(loc.clone(), opts);
                 assert_eq!(
                     json(a),
-                    json(b),
+                    json(&b),
                     "the run index disagrees with the full scan on {}",
                     b.reference
                 );
