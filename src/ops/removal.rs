@@ -159,13 +159,16 @@ impl Guard {
         if run.pinned {
             found.push(Protection::Pinned);
         }
-        if let Some(children) = self.dependents.get(&run.location.qualified()) {
+        // Most stores have neither: no ref to build for each run then.
+        let qualified = (!self.dependents.is_empty() || !self.refresh_bases.is_empty())
+            .then(|| run.location.qualified());
+        if let Some(children) = qualified.as_ref().and_then(|q| self.dependents.get(q)) {
             found.push(Protection::SourceOf(children.clone()));
         }
         if run.status == RunStatus::Unknown {
             found.push(Protection::UnreadableMetadata);
         }
-        if self.refresh_bases.contains(&run.location.qualified()) {
+        if qualified.is_some_and(|q| self.refresh_bases.contains(&q)) {
             found.push(Protection::RefreshBase);
         }
         found

@@ -129,6 +129,7 @@ impl Row {
     pub fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
         parse_metrics(self.metrics_json())
     }
+
     pub fn params(&self) -> std::collections::BTreeMap<String, Value> {
         serde_json::from_str(self.params_json()).unwrap_or_default()
     }
@@ -634,9 +635,14 @@ fn read_folder(
         .scan
         .as_ref()
         .map(|s| s.runs.iter().map(|(id, ino)| (id.as_str(), *ino)).collect());
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(folder.header.as_ref().map_or(0, |h| h.entries));
     let mut stale: Vec<String> = Vec::new();
     let mut done: Vec<String> = Vec::new();
+    let dir_fd = if check_runs {
+        Stamp::open_dir(&g.dir)
+    } else {
+        None
+    };
     let read_whole = folder.header.as_ref().is_some_and(|header| {
         stream_entries(store.dir(), &g, header, |lines| {
             let got: Vec<Result<Row, String>> = lines
@@ -650,7 +656,10 @@ fn read_folder(
                             return None;
                         }
                     }
-                    if check_runs && Stamp::current(&g.dir.join(e.id.as_ref())) != Some(e.stamp) {
+                    if check_runs
+                        && dir_fd.as_ref().and_then(|d| Stamp::current_in(d, &e.id))
+                            != Some(e.stamp)
+                    {
                         return Some(Err(e.id.into_owned()));
                     }
                     Some(Ok(Row::from_entry(group, &e, opts)))
@@ -703,7 +712,11 @@ fn read_folder(
         .map(|loc| Row::from_info(group, &read_run(loc, opts)))
         .collect();
     rows.extend(read);
-    listing.rows.extend(rows);
+    if listing.rows.is_empty() {
+        listing.rows = rows;
+    } else {
+        listing.rows.extend(rows);
+    }
 }
 
 /// Feed the entry lines of `group`'s index file to `each`, a few megabytes
@@ -722,25 +735,28 @@ fn stream_entries(
     ) else {
         return false;
     };
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    // One buffer, filled and drained in place: lines cut at its end move
+    // to its front.
+    let mut buf: Vec<u8> = vec![0; CHUNK];
+    let mut filled = 0;
     let mut first = true;
     let mut count = 0usize;
     loop {
-        let start = buf.len();
-        buf.resize(start + CHUNK, 0);
-        let n = match file.read(&mut buf[start..]) {
+        if filled == buf.len() {
+            // A line longer than the buffer.
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match file.read(&mut buf[filled..]) {
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                buf.truncate(start);
-                continue;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return false,
         };
-        buf.truncate(start + n);
+        filled += n;
         let eof = n == 0;
-        let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
+        let Some(last_nl) = buf[..filled].iter().rposition(|&b| b == b'\n') else {
             if eof {
-                return buf.is_empty() && !first && count == header.entries;
+                // Bytes after the last newline, or no header line: torn.
+                return filled == 0 && !first && count == header.entries;
             }
             continue;
         };
@@ -763,10 +779,10 @@ fn stream_entries(
         if !each(&lines) {
             return false;
         }
-        buf.drain(..=last_nl);
+        buf.copy_within(last_nl + 1..filled, 0);
+        filled -= last_nl + 1;
         if eof {
-            // Bytes after the last newline: a torn file.
-            return buf.is_empty() && count == header.entries;
+            return filled == 0 && count == header.entries;
         }
     }
 }
