@@ -475,6 +475,9 @@ pub struct Table {
 }
 
 fn visible_width(s: &str) -> usize {
+    if !s.as_bytes().contains(&0x1b) {
+        return s.chars().count();
+    }
     let mut width = 0;
     let mut in_escape = false;
     for c in s.chars() {
@@ -507,32 +510,30 @@ impl Table {
                 widths[i] = widths[i].max(visible_width(cell));
             }
         }
-        let mut out = String::new();
-        let line = |cells: Vec<&str>, out: &mut String| {
-            let last = cells.len() - 1;
-            for (i, cell) in cells.iter().enumerate() {
+        let line_width: usize = widths.iter().sum::<usize>() + 2 * widths.len() + 1;
+        let mut out = String::with_capacity(line_width * (self.rows.len() + 1));
+        let spaces = |out: &mut String, n: usize| out.extend(std::iter::repeat_n(' ', n));
+        let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut String| {
+            let last = widths.len() - 1;
+            for (i, cell) in cells.enumerate() {
                 let pad = widths[i].saturating_sub(visible_width(cell));
                 let (left, right) = match self.headers[i].1 {
                     Align::Left => (0, pad),
                     Align::Right => (pad, 0),
                 };
-                out.push_str(&" ".repeat(left));
+                spaces(out, left);
                 out.push_str(cell);
                 if i < last {
-                    out.push_str(&" ".repeat(right));
-                    out.push_str("  ");
+                    spaces(out, right + 2);
                 }
             }
             let trimmed = out.trim_end().len();
             out.truncate(trimmed);
             out.push('\n');
         };
-        line(
-            self.headers.iter().map(|(h, _)| h.as_str()).collect(),
-            &mut out,
-        );
+        line(&mut self.headers.iter().map(|(h, _)| h.as_str()), &mut out);
         for row in &self.rows {
-            line(row.iter().map(String::as_str).collect(), &mut out);
+            line(&mut row.iter().map(String::as_str), &mut out);
         }
         out
     }

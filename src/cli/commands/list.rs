@@ -209,6 +209,9 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
     let runs: Vec<&Row> = order.into_iter().map(|i| views[i].1).collect();
     if json {
         out.json_array("runs", &runs, |row, buf| write_row(&listing, row, buf))?;
+        // As below: the process ends here.
+        std::mem::forget(runs);
+        std::mem::forget(listing);
         return Ok(ExitCode::Success);
     }
     if runs.is_empty() {
@@ -285,6 +288,11 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         table.row(row);
     }
     out.text(&table.render())?;
+    // The process ends here: freeing thousands of rows and cells one
+    // allocation at a time would only delay the exit.
+    std::mem::forget(table);
+    std::mem::forget(runs);
+    std::mem::forget(listing);
     Ok(ExitCode::Success)
 }
 
