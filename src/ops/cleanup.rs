@@ -172,6 +172,7 @@ pub fn plan(store: &Store, opts: &CleanupOptions) -> Result<Plan> {
     let allow_production = opts.allow_production && opts.stage == Stage::Production;
     let guard = Guard::for_listing(store, allow_production, &listing);
     let runs = listing.into_infos_without_values();
+    let count = runs.len();
 
     let mut groups: BTreeMap<(Stage, Namespace), Vec<RunInfo>> = BTreeMap::new();
     for run in runs {
@@ -181,7 +182,7 @@ pub fn plan(store: &Store, opts: &CleanupOptions) -> Result<Plan> {
             .push(run);
     }
     let mut plan = Plan {
-        runs: Vec::new(),
+        runs: Vec::with_capacity(count),
         freed_bytes: 0,
         remove_all: Vec::new(),
         policy: opts.policy.describe(),

@@ -459,12 +459,25 @@ pub fn refreshed(store: &Store, stage: Stage, ns: &Namespace) -> Option<Vec<u8>>
             .ok()
         })
         .collect();
+    let namespaces: Vec<(String, DirStamp)> = scan
+        .namespaces
+        .iter()
+        .filter_map(|name| Some((name.clone(), DirStamp::of(&dir.join(name))?)))
+        .collect();
+    // A child's stamp vouches for it being a namespace only if it was taken
+    // after the child was classified (so: classified again now) and has
+    // settled like the folder's own.
+    let children_hold = namespaces.len() == scan.namespaces.len()
+        && namespaces.iter().all(|(name, stamp)| {
+            stamp.ctime_age().is_some_and(|age| age >= SETTLE)
+                && !crate::store::discover::is_run_dir(&dir.join(name), name)
+        });
     let header = Header {
         version: INDEX_VERSION,
         stage,
         namespace: ns.to_string(),
         dir: stamp,
-        trusted,
+        trusted: trusted && children_hold,
         entries: lines.iter().flatten().count(),
         unindexed: scan
             .runs
@@ -473,11 +486,7 @@ pub fn refreshed(store: &Store, stage: Stage, ns: &Namespace) -> Option<Vec<u8>>
             .filter(|(_, line)| line.is_none())
             .map(|((id, _), _)| id.clone())
             .collect(),
-        namespaces: scan
-            .namespaces
-            .iter()
-            .filter_map(|name| Some((name.clone(), DirStamp::of(&dir.join(name))?)))
-            .collect(),
+        namespaces,
     };
     let mut out = serde_json::to_vec(&header).ok()?;
     out.push(b'\n');

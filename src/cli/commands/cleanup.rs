@@ -4,6 +4,7 @@ use artifactctl::policy::retention;
 use artifactctl::store::refs::{Namespace, Stage};
 use artifactctl::ExitCode;
 use chrono::Duration;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::cli::printer::{human_size, plural, Align, Printer, Table, Tone};
@@ -206,17 +207,24 @@ fn print_plan(out: &Printer, plan: &Plan) -> Result<()> {
         ("SIZE", Align::Right),
         ("WHY", Align::Left),
     ]);
-    for row in &plan.runs {
-        let action = match row.action {
-            Action::Keep => out.paint_out(Tone::Good, "KEEP"),
-            Action::Remove => out.paint_out(Tone::Bad, "REMOVE"),
-        };
-        table.row(vec![
-            action,
-            row.reference.clone(),
-            human_size(row.size_bytes),
-            row.reasons.join("; "),
-        ]);
+    let cells: Vec<Vec<String>> = plan
+        .runs
+        .par_iter()
+        .map(|row| {
+            let action = match row.action {
+                Action::Keep => out.paint_out(Tone::Good, "KEEP"),
+                Action::Remove => out.paint_out(Tone::Bad, "REMOVE"),
+            };
+            vec![
+                action,
+                row.reference.clone(),
+                human_size(row.size_bytes),
+                row.reasons.join("; "),
+            ]
+        })
+        .collect();
+    for row in cells {
+        table.row(row);
     }
     out.text(&table.render())?;
     let kept = plan.runs.len() - plan.to_remove().count();
