@@ -711,7 +711,11 @@ fn read_folder(
         .into_par_iter()
         .map(|loc| Row::from_info(group, &read_run(loc, opts)))
         .collect();
-    rows.extend(read);
+    if !read.is_empty() {
+        // Discovery's order: by id within the folder.
+        rows.extend(read);
+        rows.sort_unstable_by(|a, b| a.id().cmp(b.id()));
+    }
     if listing.rows.is_empty() {
         listing.rows = rows;
     } else {

@@ -525,4 +525,14 @@ fn a_large_listing_sees_folder_changes_and_leaves_edits_inside_runs_to_show_and_
     assert_eq!(shown["run"]["metrics"]["sharpe_ratio"], 0.8);
     p.register(&out, &["--created-at", "2026-01-05T00:00:00Z"]);
     assert_eq!(sharpe(&list_by_folders(&p)), 0.8);
+
+    // A file dropped into a namespace folder makes it a run (a folder with
+    // files of its own): its own stamp changes, not its parent's.
+    let (_, header, _) = index_holding(&p, &id_of(&c));
+    assert_eq!(header["trusted"], true, "{header}");
+    assert_eq!(header["namespaces"][0][0], "gru", "{header}");
+    crate::support::write(&p.store().join("raw/gru/notes.txt"), b"a run now");
+    let listed = list_by_folders(&p);
+    assert!(run(&listed, "gru").is_some(), "raw/gru is a run now");
+    assert_eq!(listed, list(&p, "off"));
 }
