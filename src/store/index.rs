@@ -222,10 +222,11 @@ pub struct Header {
     /// Runs in the folder that are not indexed (legacy layouts), by id.
     #[serde(default)]
     pub unindexed: Vec<String>,
-    /// Child namespace folders, with their stamps: a folder that became a
-    /// run (a file dropped into it) changes its own stamp, not its parent's.
+    /// Child namespace folders. One that became a run (a file dropped into
+    /// it) changes its own stamp, not its parent's: readers classify it
+    /// again when its own index file does not vouch for it.
     #[serde(default)]
-    pub namespaces: Vec<(String, DirStamp)>,
+    pub namespaces: Vec<String>,
 }
 
 /// One entry as a writer writes it.
@@ -459,25 +460,19 @@ pub fn refreshed(store: &Store, stage: Stage, ns: &Namespace) -> Option<Vec<u8>>
             .ok()
         })
         .collect();
-    let namespaces: Vec<(String, DirStamp)> = scan
-        .namespaces
-        .iter()
-        .filter_map(|name| Some((name.clone(), DirStamp::of(&dir.join(name))?)))
-        .collect();
-    // A child's stamp vouches for it being a namespace only if it was taken
-    // after the child was classified (so: classified again now) and has
-    // settled like the folder's own.
-    let children_hold = namespaces.len() == scan.namespaces.len()
-        && namespaces.iter().all(|(name, stamp)| {
-            stamp.ctime_age().is_some_and(|age| age >= SETTLE)
-                && !crate::store::discover::is_run_dir(&dir.join(name), name)
-        });
+    // Readers take a folder whose stamp holds for a namespace without
+    // classifying it again: so it must not be a run (the root of a stage
+    // never is one).
+    let is_run = ns
+        .segments()
+        .last()
+        .is_some_and(|name| crate::store::discover::is_run_dir(&dir, name));
     let header = Header {
         version: INDEX_VERSION,
         stage,
         namespace: ns.to_string(),
         dir: stamp,
-        trusted: trusted && children_hold,
+        trusted: trusted && !is_run,
         entries: lines.iter().flatten().count(),
         unindexed: scan
             .runs
@@ -486,7 +481,7 @@ pub fn refreshed(store: &Store, stage: Stage, ns: &Namespace) -> Option<Vec<u8>>
             .filter(|(_, line)| line.is_none())
             .map(|((id, _), _)| id.clone())
             .collect(),
-        namespaces,
+        namespaces: scan.namespaces.clone(),
     };
     let mut out = serde_json::to_vec(&header).ok()?;
     out.push(b'\n');

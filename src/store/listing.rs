@@ -449,6 +449,8 @@ struct Folder {
     header: Option<Header>,
     /// The folder's listing when its index file does not vouch for it.
     scan: Option<Scan>,
+    /// Child folders the index file took for namespaces that are runs now.
+    extra_runs: Vec<String>,
 }
 
 /// Everything at or below `under` in `stages`.
@@ -471,7 +473,7 @@ pub fn list(
             stage,
             under.clone(),
             dir,
-            None,
+            false,
             refs::MAX_NAMESPACE_DEPTH,
             mode,
             &mut listing.groups,
@@ -508,93 +510,96 @@ fn run_checks_up_to() -> usize {
     RUN_CHECKS_UP_TO
 }
 
+/// Find the folders to list at and below `dir`. A child namespace folder
+/// (`check_run`) that its index file does not vouch for is classified
+/// again: `false` when it turned out to be a run of its parent (a file
+/// dropped into it changes its own stamp, not its parent's).
 #[allow(clippy::too_many_arguments)]
 fn visit(
     store: &Store,
     stage: Stage,
     ns: Namespace,
     dir: PathBuf,
-    known: Option<DirStamp>,
+    check_run: bool,
     depth: usize,
     mode: index::Mode,
     groups: &mut Vec<Group>,
     folders: &mut Vec<Folder>,
-) {
-    let Some(stamp) = known.or_else(|| DirStamp::of(&dir)) else {
-        return;
+) -> bool {
+    let Some(stamp) = DirStamp::of(&dir) else {
+        return true;
     };
     let header = if mode == index::Mode::Off {
         None
     } else {
         read_header(store.dir(), stage, &ns)
     };
-    // The index file vouches for the folder's entries when its stamp holds,
-    // and so do those of its child namespace folders.
-    let mut children: Option<Vec<(String, Option<DirStamp>)>> = None;
-    if let Some(h) = header.as_ref().filter(|h| h.trusted && h.dir == stamp) {
-        let current: Vec<(String, Option<DirStamp>)> = h
-            .namespaces
-            .iter()
-            .map(|(name, _)| (name.clone(), DirStamp::of(&dir.join(name))))
-            .collect();
-        let same = h
-            .namespaces
-            .iter()
-            .zip(&current)
-            .all(|((_, was), (_, now))| Some(*was) == *now);
-        if same {
-            children = Some(current);
+    // The index file vouches for the folder's entries when its stamp holds.
+    let trusted = header.as_ref().is_some_and(|h| h.trusted && h.dir == stamp);
+    let name = ns.segments().last().cloned().unwrap_or_default();
+    if !trusted && check_run && crate::store::discover::is_run_dir(&dir, &name) {
+        return false;
+    }
+    let scan = if trusted {
+        None
+    } else {
+        match store.scan(stage, &ns, &dir) {
+            Some(scan) => Some(scan),
+            None => return true,
+        }
+    };
+    let children: Vec<String> = match (&scan, &header) {
+        (Some(scan), _) => scan.namespaces.clone(),
+        (None, Some(h)) => h.namespaces.clone(),
+        (None, None) => Vec::new(),
+    };
+    // A fresh scan just classified the children; an index file's list of
+    // them is checked child by child.
+    let mut extra_runs = Vec::new();
+    for child in children {
+        let child_dir = dir.join(&child);
+        let is_namespace = if depth == 0 {
+            !trusted || !crate::store::discover::is_run_dir(&child_dir, &child)
+        } else {
+            visit(
+                store,
+                stage,
+                ns.child(&child),
+                child_dir,
+                trusted,
+                depth - 1,
+                mode,
+                groups,
+                folders,
+            )
+        };
+        if !is_namespace {
+            extra_runs.push(child);
         }
     }
-    let scan = match children {
-        Some(_) => None,
-        None => match store.scan(stage, &ns, &dir) {
-            Some(scan) => Some(scan),
-            None => return,
-        },
-    };
-    let children = children.unwrap_or_else(|| {
-        scan.as_ref()
-            .map(|s| s.namespaces.iter().map(|n| (n.clone(), None)).collect())
-            .unwrap_or_default()
-    });
-    let group = groups.len() as u32;
-    let has_runs = match &scan {
-        Some(scan) => !scan.runs.is_empty(),
-        None => header
-            .as_ref()
-            .is_some_and(|h| h.entries > 0 || !h.unindexed.is_empty()),
-    };
+    let has_runs = !extra_runs.is_empty()
+        || match &scan {
+            Some(scan) => !scan.runs.is_empty(),
+            None => header
+                .as_ref()
+                .is_some_and(|h| h.entries > 0 || !h.unindexed.is_empty()),
+        };
     if has_runs {
+        let group = groups.len() as u32;
         groups.push(Group {
             stage,
             ns_text: ns.to_string(),
-            namespace: ns.clone(),
-            dir: dir.clone(),
+            namespace: ns,
+            dir,
         });
         folders.push(Folder {
             group,
             header,
             scan,
+            extra_runs,
         });
     }
-    if depth == 0 {
-        return;
-    }
-    for (name, known) in children {
-        let child_dir = dir.join(&name);
-        visit(
-            store,
-            stage,
-            ns.child(&name),
-            child_dir,
-            known,
-            depth - 1,
-            mode,
-            groups,
-            folders,
-        );
-    }
+    true
 }
 
 /// The header of an index file, read without its body.
@@ -687,6 +692,7 @@ fn read_folder(
         (None, Some(h)) if read_whole => {
             let mut ids: Vec<String> = stale;
             ids.extend(h.unindexed.iter().cloned());
+            ids.extend(folder.extra_runs.iter().cloned());
             ids
         }
         // The index file vouched for the folder but could not be read

@@ -530,7 +530,7 @@ fn a_large_listing_sees_folder_changes_and_leaves_edits_inside_runs_to_show_and_
     // files of its own): its own stamp changes, not its parent's.
     let (_, header, _) = index_holding(&p, &id_of(&c));
     assert_eq!(header["trusted"], true, "{header}");
-    assert_eq!(header["namespaces"][0][0], "gru", "{header}");
+    assert_eq!(header["namespaces"][0], "gru", "{header}");
     crate::support::write(&p.store().join("raw/gru/notes.txt"), b"a run now");
     let listed = list_by_folders(&p);
     assert!(run(&listed, "gru").is_some(), "raw/gru is a run now");
