@@ -362,6 +362,24 @@ impl Listing {
             .collect()
     }
 
+    /// The row `latest` means in `group` when no link names one, as
+    /// [`crate::store::latest`] picks it: the highest release in
+    /// production, else the newest complete, healthy run; `except` aside.
+    pub fn preferred(&self, group: u32, except: Option<&str>) -> Option<&Row> {
+        let production = self.groups[group as usize].stage == Stage::Production;
+        self.rows
+            .iter()
+            .filter(|r| r.group == group && Some(r.id()) != except)
+            .filter(|r| r.status == RunStatus::Complete && !r.has_problems())
+            .max_by(|a, b| {
+                if production {
+                    ReleaseKey::of(a.id()).cmp(&ReleaseKey::of(b.id()))
+                } else {
+                    (a.created_at, a.id()).cmp(&(b.created_at, b.id()))
+                }
+            })
+    }
+
     /// Mark each namespace's `latest` as [`crate::store::latest`] does.
     fn mark_latest(&mut self) {
         let mut chosen: Vec<Option<usize>> = vec![None; self.groups.len()];
@@ -461,6 +479,35 @@ pub fn list(
     opts: &ReadOptions,
     checks: RunChecks,
 ) -> Listing {
+    list_at(
+        store,
+        stages,
+        under,
+        refs::MAX_NAMESPACE_DEPTH,
+        opts,
+        checks,
+    )
+}
+
+/// The runs directly in one namespace (not below it).
+pub fn list_in(
+    store: &Store,
+    stage: Stage,
+    ns: &Namespace,
+    opts: &ReadOptions,
+    checks: RunChecks,
+) -> Listing {
+    list_at(store, &[stage], ns, 0, opts, checks)
+}
+
+fn list_at(
+    store: &Store,
+    stages: &[Stage],
+    under: &Namespace,
+    depth: usize,
+    opts: &ReadOptions,
+    checks: RunChecks,
+) -> Listing {
     let mode = index::mode();
     let mut listing = Listing::default();
     let mut folders = Vec::new();
@@ -474,7 +521,7 @@ pub fn list(
             under.clone(),
             dir,
             false,
-            refs::MAX_NAMESPACE_DEPTH,
+            depth,
             mode,
             &mut listing.groups,
             &mut folders,
@@ -492,7 +539,15 @@ pub fn list(
     listing.sort_as_discovered();
     listing.mark_latest();
     if mode == index::Mode::Check {
-        compare_with_scan(store, stages, under, opts, &listing, check_runs);
+        let locations = if depth == 0 {
+            stages
+                .iter()
+                .flat_map(|&stage| store.locations_in(stage, under))
+                .collect()
+        } else {
+            store.locations(stages, under)
+        };
+        compare_with_scan(store, locations, opts, &listing, check_runs);
     }
     listing
 }
@@ -802,14 +857,12 @@ fn stream_entries(
 /// one).
 fn compare_with_scan(
     store: &Store,
-    stages: &[Stage],
-    under: &Namespace,
+    locations: Vec<RunLocation>,
     opts: &ReadOptions,
     listing: &Listing,
     check_runs: bool,
 ) {
-    let mut scanned: Vec<RunInfo> = store
-        .locations(stages, under)
+    let mut scanned: Vec<RunInfo> = locations
         .into_par_iter()
         .map(|loc| read_run(loc, opts))
         .collect();

@@ -24,14 +24,13 @@ pub mod refs;
 pub mod version;
 
 use discover::walk_namespace;
+use latest::mark_latest;
 pub use latest::read_latest;
-use latest::{mark_latest, newest_complete_among};
 use layout::detect_layout;
 pub use layout::Layout;
 pub use model::*;
 pub use read::read_run;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -184,15 +183,6 @@ impl Store {
             .into_infos()
     }
 
-    /// Read runs in parallel, from the run index where it still holds them
-    /// (see [`index`]), else from their metadata.
-    pub fn read_many(&self, locations: Vec<RunLocation>, opts: &ReadOptions) -> Vec<RunInfo> {
-        self.read_many_flagged(locations, opts)
-            .into_iter()
-            .map(|(run, _)| run)
-            .collect()
-    }
-
     /// The complete, healthy raw runs of `ns` whose metadata may hold
     /// refresh step records (the index rules out those that do not),
     /// newest first.
@@ -200,94 +190,14 @@ impl Store {
         let Ok(opts) = ReadOptions::new(&[], false) else {
             return Vec::new();
         };
-        let mut runs: Vec<RunInfo> = self
-            .read_many_flagged(self.locations_in(Stage::Raw, ns), &opts)
-            .into_iter()
-            .filter(|(r, steps)| *steps && r.status == RunStatus::Complete && r.problems.is_empty())
-            .map(|(r, _)| r)
-            .collect();
-        runs.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-        runs
-    }
-
-    /// [`Store::read_many`], with whether each run may hold refresh step
-    /// records: `false` only when its index entry says it does not. Each
-    /// entry is used only while its `metadata.json` stamp holds.
-    fn read_many_flagged(
-        &self,
-        locations: Vec<RunLocation>,
-        opts: &ReadOptions,
-    ) -> Vec<(RunInfo, bool)> {
-        let mode = if opts.detail {
-            index::Mode::Off
-        } else {
-            index::mode()
-        };
-        if mode == index::Mode::Off {
-            return locations
-                .into_par_iter()
-                .map(|loc| (read_run(loc, opts), true))
-                .collect();
-        }
-        let mut files: HashMap<(Stage, &Namespace), Option<index::Loaded>> = HashMap::new();
-        for loc in &locations {
-            files
-                .entry((loc.stage, &loc.namespace))
-                .or_insert_with(|| index::load(&self.dir, loc.stage, &loc.namespace));
-        }
-        let entries: HashMap<(Stage, &Namespace), HashMap<&str, index::EntryIn<'_>>> = files
+        let listing = listing::list_in(self, Stage::Raw, ns, &opts, listing::RunChecks::Always);
+        let mut rows: Vec<&listing::Row> = listing
+            .rows
             .iter()
-            .map(|(key, file)| {
-                let by_id = file
-                    .as_ref()
-                    .and_then(index::Loaded::entries)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(e, _)| e)
-                    .collect::<Vec<_>>();
-                let by_id: HashMap<&str, index::EntryIn<'_>> = by_id
-                    .into_iter()
-                    .map(|e| {
-                        // The id borrows from the file, which outlives the map.
-                        let id: &str = match &e.id {
-                            std::borrow::Cow::Borrowed(s) => s,
-                            std::borrow::Cow::Owned(_) => "",
-                        };
-                        (id, e)
-                    })
-                    .filter(|(id, _)| !id.is_empty())
-                    .collect();
-                (*key, by_id)
-            })
+            .filter(|r| r.steps && r.status == RunStatus::Complete && !r.has_problems())
             .collect();
-        let runs: Vec<(RunInfo, bool)> = locations
-            .par_iter()
-            .map(|loc| {
-                let entry = entries
-                    .get(&(loc.stage, &loc.namespace))
-                    .and_then(|m| m.get(loc.id.as_str()));
-                match entry {
-                    Some(e) if index::Stamp::current(&loc.path) == Some(e.stamp) => {
-                        let row = listing::Row::from_entry(0, e, opts);
-                        (listing::row_info(loc.clone(), &row), e.steps)
-                    }
-                    _ => (read_run(loc.clone(), opts), true),
-                }
-            })
-            .collect();
-        if mode == index::Mode::Check {
-            let json = |r: &RunInfo| serde_json::to_value(r).unwrap_or_default();
-            for ((a, _), loc) in runs.iter().zip(&locations) {
-                let b = read_run(loc.clone(), opts);
-                assert_eq!(
-                    json(a),
-                    json(&b),
-                    "the run index disagrees with the full scan on {}",
-                    b.reference
-                );
-            }
-        }
-        runs
+        rows.sort_by(|a, b| listing::newest_first(a, b));
+        rows.into_iter().map(|r| listing.info(r)).collect()
     }
 
     pub fn read_run(&self, location: RunLocation, opts: &ReadOptions) -> RunInfo {
@@ -301,14 +211,9 @@ impl Store {
         run.latest = match read_latest(&ns_dir) {
             state @ (LatestState::Link(_) | LatestState::Pointer(_)) => state.id() == Some(&run.id),
             LatestState::Escaping(_) => false,
-            _ => {
-                let summary = ReadOptions::new(&[], false).ok();
-                let siblings = self.locations_in(run.stage, &run.location.namespace);
-                summary.is_some_and(|o| {
-                    newest_complete_among(run.stage, self.read_many(siblings, &o))
-                        .is_some_and(|n| n.id == run.id)
-                })
-            }
+            _ => self
+                .newest_complete(run.stage, &run.location.namespace, None)
+                .is_some_and(|n| n.id == run.id),
         };
         run
     }
@@ -338,12 +243,11 @@ impl Store {
         except: Option<&str>,
     ) -> Option<RunInfo> {
         let opts = ReadOptions::new(&[], false).ok()?;
-        let candidates = self
-            .locations_in(stage, ns)
-            .into_iter()
-            .filter(|l| Some(l.id.as_str()) != except)
-            .collect();
-        newest_complete_among(stage, self.read_many(candidates, &opts))
+        let listing = listing::list_in(self, stage, ns, &opts, listing::RunChecks::Always);
+        let group = listing.groups.iter().position(|g| g.namespace == *ns)?;
+        listing
+            .preferred(group as u32, except)
+            .map(|row| listing.info(row))
     }
 
     /// Turn a ref into a run directory, directly: a ref with an id costs one
