@@ -634,6 +634,43 @@ mod tests {
     }
 
     #[test]
+    fn json_array_prints_what_json_prints() {
+        let items = [
+            serde_json::json!({
+                "ref": "raw/a\"b\\c", "n": 1, "f": 0.30000000000000004, "none": null,
+                "empty": {}, "list": [], "nested": {"a": [1, {"b": "x,y:z"}], "é": "ü\n"},
+                "tags": ["a", "b"], "weird": {"k": [[], {}, [1, [2]]]}
+            }),
+            serde_json::json!({"only": true}),
+            serde_json::json!({}),
+        ];
+        // Past the size of the chunks formatted in parallel.
+        let items: Vec<serde_json::Value> = items.iter().cycle().take(700).cloned().collect();
+        let (p, expected, _) = printer(Mode::default());
+        p.json(&serde_json::json!({ "runs": items })).unwrap();
+        let (p, out, _) = printer(Mode::default());
+        p.json_array("runs", &items, |item, buf| {
+            let mut o = PrettyAt::object(buf, 2);
+            for (key, value) in item.as_object().unwrap() {
+                if value.is_object() || value.is_array() {
+                    o.raw(key, &value.to_string());
+                } else {
+                    o.field(key, value);
+                }
+            }
+            o.end();
+        })
+        .unwrap();
+        assert_eq!(out.text(), expected.text());
+        let (p, out, _) = printer(Mode::default());
+        let none: [u8; 0] = [];
+        p.json_array("runs", &none, |_, _| {}).unwrap();
+        let (q, expected, _) = printer(Mode::default());
+        q.json(&serde_json::json!({ "runs": [] })).unwrap();
+        assert_eq!(out.text(), expected.text());
+    }
+
+    #[test]
     fn errors_and_warnings_are_coloured_only_on_request() {
         let (p, out, err) = printer(Mode {
             color_err: true,
