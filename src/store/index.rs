@@ -349,7 +349,12 @@ pub fn load(store_dir: &Path, stage: Stage, ns: &Namespace) -> Option<Loaded> {
     if !real(&internal) || !real(&internal.join(INDEX_DIR)) {
         return None;
     }
-    let mut bytes = metadata::read_no_follow(&file_path(store_dir, stage, ns)).ok()?;
+    let mut file = metadata::open_regular(&file_path(store_dir, stage, ns), false).ok()?;
+    // Sized up front: an index file is tens of megabytes at 100,000 runs,
+    // and growing a buffer to that by doubling holds it twice.
+    let size = file.metadata().ok()?.len() as usize;
+    let mut bytes = Vec::with_capacity(size + 1);
+    std::io::Read::read_to_end(&mut file, &mut bytes).ok()?;
     let head_len = bytes.iter().position(|&b| b == b'\n')? + 1;
     let header: Header = serde_json::from_slice(&bytes[..head_len]).ok()?;
     // A torn file ends mid-line.
@@ -431,7 +436,8 @@ pub fn refreshed(store: &Store, stage: Stage, ns: &Namespace) -> Option<Vec<u8>>
     let old_entries = old.as_ref().and_then(Loaded::entries).unwrap_or_default();
     let old_by_id: BTreeMap<&str, &(EntryIn<'_>, &[u8])> =
         old_entries.iter().map(|e| (e.0.id.as_ref(), e)).collect();
-    let lines: Vec<Option<Vec<u8>>> = scan
+    // Kept lines are borrowed from the old file, not copied.
+    let lines: Vec<Option<std::borrow::Cow<'_, [u8]>>> = scan
         .runs
         .par_iter()
         .map(|(id, dino)| {
@@ -442,7 +448,7 @@ pub fn refreshed(store: &Store, stage: Stage, ns: &Namespace) -> Option<Vec<u8>>
                     None => Stamp::current(&path),
                 };
                 if entry.dino == *dino && now == Some(entry.stamp) {
-                    return Some(line.to_vec());
+                    return Some(std::borrow::Cow::Borrowed(*line));
                 }
             }
             let location = RunLocation {
@@ -458,6 +464,7 @@ pub fn refreshed(store: &Store, stage: Stage, ns: &Namespace) -> Option<Vec<u8>>
                 run: &run,
             })
             .ok()
+            .map(std::borrow::Cow::Owned)
         })
         .collect();
     // Readers take a folder whose stamp holds for a namespace without
@@ -484,6 +491,7 @@ pub fn refreshed(store: &Store, stage: Stage, ns: &Namespace) -> Option<Vec<u8>>
         namespaces: scan.namespaces.clone(),
     };
     let mut out = serde_json::to_vec(&header).ok()?;
+    out.reserve(lines.iter().flatten().map(|l| l.len() + 1).sum());
     out.push(b'\n');
     for line in lines.into_iter().flatten() {
         out.extend_from_slice(&line);
