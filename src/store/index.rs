@@ -409,7 +409,13 @@ pub fn summarize(location: &RunLocation) -> Option<(Stamp, RunSummary)> {
             file_count: s.file_count,
             dataset_count,
             models: candidates.into_inner().into_iter().collect(),
-            metrics: metadata::numeric_metrics(&s.metrics),
+            // As the full read takes them (`read::apply_summary`): the
+            // top-level finite numbers, nothing flattened.
+            metrics: s
+                .metrics
+                .iter()
+                .filter_map(|(k, v)| v.as_f64().filter(|f| f.is_finite()).map(|f| (k.clone(), f)))
+                .collect(),
             params: s.params,
             tags: s.tags,
             pinned: s.pinned,

@@ -536,3 +536,25 @@ fn a_large_listing_sees_folder_changes_and_leaves_edits_inside_runs_to_show_and_
     assert!(run(&listed, "gru").is_some(), "raw/gru is a run now");
     assert_eq!(listed, list(&p, "off"));
 }
+
+#[test]
+fn hand_written_native_metadata_reads_the_same_through_the_index() {
+    let p = Project::new();
+    crate::support::NativeRun {
+        extra: serde_json::json!({
+            "metrics": {"sharpe_ratio": 1.5, "nested": {"x": 2.5}, "ok": true, "note": "fine"},
+            "params": {"a": {"b": [1, "é\"x", null]}},
+            "tags": ["ü", "t"],
+        }),
+        ..Default::default()
+    }
+    .write(&p.store());
+    // A writer indexes the namespace, hand-written run included.
+    let out = p.training_output("out");
+    p.register(&out, &[]);
+    index_holding(&p, "20260101_000000");
+    assert_index_equals_scan(&p, "a hand-written native run");
+    let listed = list(&p, "on");
+    let metrics = &run(&listed, "20260101_000000").unwrap()["metrics"];
+    assert_eq!(metrics, &serde_json::json!({"sharpe_ratio": 1.5}));
+}
