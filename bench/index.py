@@ -14,6 +14,8 @@ use."""
 import argparse
 import json
 import os
+import resource
+import statistics
 import shutil
 import subprocess
 import sys
@@ -105,6 +107,18 @@ def peak_rss_mib(cmd, env=None):
     return None
 
 
+def cpu_ms(argv, reps=3, env=None):
+    """Median CPU time (user + system, all threads) of running argv, in ms:
+    next to the wall time it tells a slow run from a busy machine."""
+    samples = []
+    for _ in range(reps):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        samples.append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000)
+    return statistics.median(samples)
+
+
 def drop_caches():
     try:
         subprocess.run(["sync"], check=True)
@@ -127,6 +141,8 @@ def main():
     peer = [sys.executable, os.path.join(here, "peer_manage_models.py")]
     off = dict(os.environ, ARTIFACTCTL_INDEX="off")
     ok = True
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
+          "(wall times below are shared with whatever else runs; CPU times are not)", flush=True)
     work = workdir("index")
     base = os.path.abspath(args.fixture) if args.fixture else work
     try:
@@ -154,6 +170,7 @@ def main():
         theirs = time_cmd(peer + [os.path.join(big, "raw")], reps=1, warmup=0)
         ok &= report(f"list --json, {n} runs, warm", ours, theirs, "peer manage_models.py list", "ratio<=0.03")
         ok &= report(f"list --json, {n} runs, warm (absolute)", ours, target="ms<=300")
+        print(f"  CPU time, list --json: {cpu_ms(art('list', '--json')):.0f} ms", flush=True)
         if drop_caches():
             cold = time_cmd(art("list", "--json"), reps=1, warmup=0, setup=drop_caches)
             cold_peer = time_cmd(peer + [os.path.join(big, "raw")], reps=1, warmup=0, setup=drop_caches)
@@ -173,6 +190,7 @@ def main():
                   f"peer {rss_peer:.1f} MiB (target MiB<=64: {'met' if good else 'MISSED'})", flush=True)
         cleanup = time_cmd(art("cleanup", "--keep", "5", "--dry-run"), reps=3, warmup=1)
         ok &= report(f"cleanup --keep 5 --dry-run, {n} runs", cleanup, target="ms<=500")
+        print(f"  CPU time, cleanup: {cpu_ms(art('cleanup', '--keep', '5', '--dry-run')):.0f} ms", flush=True)
         last = subprocess.run(art("path", "latest"), check=True, capture_output=True, text=True).stdout.strip()
         last = os.path.basename(last)
         for what in (["show", last], ["path", last], ["show", "latest"], ["path", "latest"]):
@@ -202,6 +220,7 @@ def main():
             small = big
         table = time_cmd([binary, "--store", small, "list"], reps=7)
         ok &= report(f"list (table), {count_rows(small)} runs, warm", table, target="ms<=40")
+        print(f"  CPU time, list (table): {cpu_ms([binary, '--store', small, 'list'], reps=7):.0f} ms", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
