@@ -12,6 +12,120 @@ use crate::cli::args::{ColorWhen, GlobalArgs};
 
 pub const JSON_SCHEMA_VERSION: u32 = 1;
 
+/// Pretty JSON as `serde_json::to_writer_pretty` writes it, starting
+/// `depth` levels deep (two spaces a level), for items of
+/// [`Printer::json_array`]: `{`, one `"key": value` line per field, `}`.
+pub struct PrettyAt<'a> {
+    out: &'a mut Vec<u8>,
+    depth: usize,
+    first: bool,
+}
+
+impl<'a> PrettyAt<'a> {
+    pub fn object(out: &'a mut Vec<u8>, depth: usize) -> PrettyAt<'a> {
+        out.push(b'{');
+        PrettyAt {
+            out,
+            depth,
+            first: true,
+        }
+    }
+
+    fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        self.out
+            .extend_from_slice(if self.first { b"\n" } else { b",\n" });
+        self.first = false;
+        indent(self.out, self.depth + 1);
+        let _ = serde_json::to_writer(&mut *self.out, key);
+        self.out.extend_from_slice(b": ");
+        self.out
+    }
+
+    /// A field whose value serde writes (a scalar or a string).
+    pub fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
+        let out = self.key(key);
+        let _ = serde_json::to_writer(out, value);
+    }
+
+    /// A field whose value is already compact JSON (from serde_json).
+    pub fn raw(&mut self, key: &str, compact: &str) {
+        let depth = self.depth + 1;
+        let out = self.key(key);
+        reindent(out, compact, depth);
+    }
+
+    pub fn end(self) {
+        if !self.first {
+            self.out.push(b'\n');
+            indent(self.out, self.depth);
+        }
+        self.out.push(b'}');
+    }
+}
+
+fn indent(out: &mut Vec<u8>, depth: usize) {
+    out.extend(std::iter::repeat_n(b' ', depth * 2));
+}
+
+/// Compact JSON rewritten as pretty JSON `depth` levels deep: the bytes
+/// serde_json's pretty printer writes for the same value.
+pub fn reindent(out: &mut Vec<u8>, compact: &str, mut depth: usize) {
+    let bytes = compact.as_bytes();
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if in_string {
+            out.push(c);
+            if c == b'\\' && i + 1 < bytes.len() {
+                out.push(bytes[i + 1]);
+                i += 1;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' => {
+                in_string = true;
+                out.push(c);
+            }
+            b'{' | b'[' => {
+                let close = if c == b'{' { b'}' } else { b']' };
+                let mut j = i + 1;
+                while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if bytes.get(j) == Some(&close) {
+                    out.push(c);
+                    out.push(close);
+                    i = j;
+                } else {
+                    depth += 1;
+                    out.push(c);
+                    out.push(b'\n');
+                    indent(out, depth);
+                }
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                out.push(b'\n');
+                indent(out, depth);
+                out.push(c);
+            }
+            b',' => {
+                out.extend_from_slice(b",\n");
+                indent(out, depth);
+            }
+            b':' => out.extend_from_slice(b": "),
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+}
+
 /// Where the printer writes: the process's stdout or stderr, or a buffer.
 pub type Sink = Box<dyn Write + Send>;
 
@@ -194,6 +308,53 @@ impl Printer {
         Ok(())
     }
 
+    /// Print a `--json` document whose one field `key` is an array of
+    /// `items`, byte for byte what [`Printer::json`] prints for
+    /// `{key: [...]}`: `write` writes one item as pretty JSON nested two
+    /// levels deep (see [`PrettyAt`]). Items are formatted in parallel, a
+    /// batch at a time, so a long listing is never held whole.
+    pub fn json_array<T: Sync>(
+        &self,
+        key: &str,
+        items: &[T],
+        write: impl Fn(&T, &mut Vec<u8>) + Sync,
+    ) -> anyhow::Result<()> {
+        use rayon::prelude::*;
+        const BATCH: usize = 8192;
+        self.json_written
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut out = lock(&self.stdout);
+        write!(out, "{{\n  \"schema_version\": {JSON_SCHEMA_VERSION},\n  ")?;
+        serde_json::to_writer(&mut *out, key)?;
+        if items.is_empty() {
+            out.write_all(b": []\n}\n")?;
+            out.flush()?;
+            return Ok(());
+        }
+        out.write_all(b": [")?;
+        for (b, batch) in items.chunks(BATCH).enumerate() {
+            let parts: Vec<Vec<u8>> = batch
+                .par_chunks(256)
+                .enumerate()
+                .map(|(c, chunk)| {
+                    let mut buf = Vec::with_capacity(chunk.len() * 640);
+                    for (i, item) in chunk.iter().enumerate() {
+                        let first = b == 0 && c == 0 && i == 0;
+                        buf.extend_from_slice(if first { b"\n    " } else { b",\n    " });
+                        write(item, &mut buf);
+                    }
+                    buf
+                })
+                .collect();
+            for part in parts {
+                out.write_all(&part)?;
+            }
+        }
+        out.write_all(b"\n  ]\n}\n")?;
+        out.flush()?;
+        Ok(())
+    }
+
     // ---- status: stderr ----
     //
     // A failure to write status is ignored: there is nowhere left to report
@@ -314,6 +475,9 @@ pub struct Table {
 }
 
 fn visible_width(s: &str) -> usize {
+    if !s.as_bytes().contains(&0x1b) {
+        return s.chars().count();
+    }
     let mut width = 0;
     let mut in_escape = false;
     for c in s.chars() {
@@ -346,32 +510,30 @@ impl Table {
                 widths[i] = widths[i].max(visible_width(cell));
             }
         }
-        let mut out = String::new();
-        let line = |cells: Vec<&str>, out: &mut String| {
-            let last = cells.len() - 1;
-            for (i, cell) in cells.iter().enumerate() {
+        let line_width: usize = widths.iter().sum::<usize>() + 2 * widths.len() + 1;
+        let mut out = String::with_capacity(line_width * (self.rows.len() + 1));
+        let spaces = |out: &mut String, n: usize| out.extend(std::iter::repeat_n(' ', n));
+        let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut String| {
+            let last = widths.len() - 1;
+            for (i, cell) in cells.enumerate() {
                 let pad = widths[i].saturating_sub(visible_width(cell));
                 let (left, right) = match self.headers[i].1 {
                     Align::Left => (0, pad),
                     Align::Right => (pad, 0),
                 };
-                out.push_str(&" ".repeat(left));
+                spaces(out, left);
                 out.push_str(cell);
                 if i < last {
-                    out.push_str(&" ".repeat(right));
-                    out.push_str("  ");
+                    spaces(out, right + 2);
                 }
             }
             let trimmed = out.trim_end().len();
             out.truncate(trimmed);
             out.push('\n');
         };
-        line(
-            self.headers.iter().map(|(h, _)| h.as_str()).collect(),
-            &mut out,
-        );
+        line(&mut self.headers.iter().map(|(h, _)| h.as_str()), &mut out);
         for row in &self.rows {
-            line(row.iter().map(String::as_str).collect(), &mut out);
+            line(&mut row.iter().map(String::as_str), &mut out);
         }
         out
     }
@@ -469,6 +631,43 @@ mod tests {
         assert_eq!(value["ref"], "raw/a");
         assert!(out.text().ends_with("}\n"));
         assert_eq!(err.text(), "");
+    }
+
+    #[test]
+    fn json_array_prints_what_json_prints() {
+        let items = [
+            serde_json::json!({
+                "ref": "raw/a\"b\\c", "n": 1, "f": 0.30000000000000004, "none": null,
+                "empty": {}, "list": [], "nested": {"a": [1, {"b": "x,y:z"}], "é": "ü\n"},
+                "tags": ["a", "b"], "weird": {"k": [[], {}, [1, [2]]]}
+            }),
+            serde_json::json!({"only": true}),
+            serde_json::json!({}),
+        ];
+        // Past the size of the chunks formatted in parallel.
+        let items: Vec<serde_json::Value> = items.iter().cycle().take(700).cloned().collect();
+        let (p, expected, _) = printer(Mode::default());
+        p.json(&serde_json::json!({ "runs": items })).unwrap();
+        let (p, out, _) = printer(Mode::default());
+        p.json_array("runs", &items, |item, buf| {
+            let mut o = PrettyAt::object(buf, 2);
+            for (key, value) in item.as_object().unwrap() {
+                if value.is_object() || value.is_array() {
+                    o.raw(key, &value.to_string());
+                } else {
+                    o.field(key, value);
+                }
+            }
+            o.end();
+        })
+        .unwrap();
+        assert_eq!(out.text(), expected.text());
+        let (p, out, _) = printer(Mode::default());
+        let none: [u8; 0] = [];
+        p.json_array("runs", &none, |_, _| {}).unwrap();
+        let (q, expected, _) = printer(Mode::default());
+        q.json(&serde_json::json!({ "runs": [] })).unwrap();
+        assert_eq!(out.text(), expected.text());
     }
 
     #[test]

@@ -23,9 +23,11 @@ use crate::ops::removal::{self, Guard, Protection, Request};
 use crate::policy::retention::{self, Candidate, Policy};
 use crate::progress::Progress;
 use crate::store::journal;
+use crate::store::listing::RunChecks;
 use crate::store::metadata::RunStatus;
 use crate::store::refs::{Namespace, Stage};
 use crate::store::{ReadOptions, RunInfo, Store};
+use rayon::prelude::*;
 
 #[derive(Debug, Clone)]
 pub struct CleanupOptions {
@@ -157,6 +159,7 @@ fn config_error(key: &str, e: &str) -> anyhow::Error {
 /// protections `guard` gives. A remote's cleanup plans its runs with this
 /// too, so both apply the same policy and protections.
 pub fn plan_runs(runs: Vec<RunInfo>, guard: &Guard, opts: &CleanupOptions) -> Plan {
+    let count = runs.len();
     let mut groups: BTreeMap<(Stage, Namespace), Vec<RunInfo>> = BTreeMap::new();
     for run in runs {
         groups
@@ -165,7 +168,7 @@ pub fn plan_runs(runs: Vec<RunInfo>, guard: &Guard, opts: &CleanupOptions) -> Pl
             .push(run);
     }
     let mut plan = Plan {
-        runs: Vec::new(),
+        runs: Vec::with_capacity(count),
         freed_bytes: 0,
         remove_all: Vec::new(),
         policy: opts.policy.describe(),
@@ -196,9 +199,12 @@ pub fn plan(store: &Store, opts: &CleanupOptions) -> Result<Plan> {
     require_policy(&opts.policy)?;
     store.stage_dir(opts.stage)?;
     let read = ReadOptions::new(&[], false)?;
-    let runs = store.runs(&[opts.stage], &opts.namespace, &read);
+    // Every run is checked against its metadata.json: the plan decides
+    // what to remove (and execution re-reads each run under the lock).
+    let listing = store.listing(&[opts.stage], &opts.namespace, &read, RunChecks::Always);
     let allow_production = opts.allow_production && opts.stage == Stage::Production;
-    let guard = Guard::load(store, allow_production);
+    let guard = Guard::for_listing(store, allow_production, &listing);
+    let runs = listing.into_infos_without_values();
     let mut plan = plan_runs(runs, &guard, opts);
     for leftover in fsx::find_leftovers(store.dir()) {
         let reference = leftover
@@ -263,54 +269,69 @@ fn plan_namespace(
         verdict_of[i] = Some(&verdicts[k]);
     }
 
+    // Each run's row is decided on its own: in parallel (a namespace may
+    // hold 100,000 runs), then gathered in order.
+    let policy = plan.policy.as_str();
+    let no_rule = format!("no rule of the policy keeps it ({policy})");
+    let limit = retention::format_duration(opts.failed_older_than);
+    let rows: Vec<(PlannedRun, bool)> = runs
+        .into_par_iter()
+        .zip(protections.into_par_iter())
+        .zip(verdict_of.into_par_iter())
+        .map(|((run, protections), verdict)| {
+            let mut reasons: Vec<String> = protections.iter().map(Protection::reason).collect();
+            let mut rule_keeps = false;
+            let mut why_remove = Vec::new();
+            match verdict {
+                Some(verdict) => {
+                    reasons.extend(verdict.kept_by.iter().map(|k| k.describe()));
+                    rule_keeps = verdict.keeps();
+                    if verdict.over_max_size {
+                        why_remove.push("over --max-size: among the oldest that do not fit".into());
+                    } else {
+                        why_remove.push(no_rule.clone());
+                    }
+                }
+                None if run.status == RunStatus::Unknown => {}
+                None => {
+                    let age = run.created_at.map(|t| opts.now - t);
+                    if age.is_some_and(|a| a > opts.failed_older_than) {
+                        why_remove.push(format!("{} run older than {limit}", run.status.as_str()));
+                    } else {
+                        rule_keeps = true;
+                        reasons.push(format!(
+                            "{} run younger than {limit} (--failed-older-than)",
+                            run.status.as_str()
+                        ));
+                    }
+                }
+            }
+            let action = if reasons.is_empty() {
+                reasons = why_remove;
+                Action::Remove
+            } else {
+                Action::Keep
+            };
+            let row = PlannedRun {
+                reference: run.reference.clone(),
+                action,
+                reasons,
+                size_bytes: run.size_bytes,
+                subject: Subject::Run(Box::new(run)),
+            };
+            (row, rule_keeps)
+        })
+        .collect();
     let mut rules_keep_some = false;
     let mut removes_some = false;
     let mut kept_bytes = 0u64;
-    for (i, run) in runs.into_iter().enumerate() {
-        let mut reasons: Vec<String> = protections[i].iter().map(Protection::reason).collect();
-        let mut rule_keeps = false;
-        let mut why_remove = Vec::new();
-        match verdict_of[i] {
-            Some(verdict) => {
-                reasons.extend(verdict.kept_by.iter().map(|k| k.describe()));
-                rule_keeps = verdict.keeps();
-                if verdict.over_max_size {
-                    why_remove.push("over --max-size: among the oldest that do not fit".into());
-                } else {
-                    why_remove.push(format!("no rule of the policy keeps it ({})", plan.policy));
-                }
-            }
-            None if run.status == RunStatus::Unknown => {}
-            None => {
-                let age = run.created_at.map(|t| opts.now - t);
-                let limit = retention::format_duration(opts.failed_older_than);
-                if age.is_some_and(|a| a > opts.failed_older_than) {
-                    why_remove.push(format!("{} run older than {limit}", run.status.as_str()));
-                } else {
-                    rule_keeps = true;
-                    reasons.push(format!(
-                        "{} run younger than {limit} (--failed-older-than)",
-                        run.status.as_str()
-                    ));
-                }
-            }
-        }
-        let action = if reasons.is_empty() {
-            removes_some = true;
-            reasons = why_remove;
-            Action::Remove
-        } else {
-            kept_bytes += run.size_bytes;
-            Action::Keep
-        };
+    for (row, rule_keeps) in rows {
         rules_keep_some |= rule_keeps;
-        plan.runs.push(PlannedRun {
-            reference: run.reference.clone(),
-            action,
-            reasons,
-            size_bytes: run.size_bytes,
-            subject: Subject::Run(Box::new(run)),
-        });
+        match row.action {
+            Action::Remove => removes_some = true,
+            Action::Keep => kept_bytes += row.size_bytes,
+        }
+        plan.runs.push(row);
     }
     let place = if ns.is_root() {
         format!("{stage}/")

@@ -118,8 +118,9 @@ pub fn flush(store: &Store) {
 /// Bring one index file up to date. Errors are dropped on purpose: see the
 /// module comment. A fault injected here still ends the process (`kill`).
 pub fn rewrite(store: &Store, stage: Stage, ns: &Namespace) {
-    let file = index::refreshed(store, stage, ns);
-    let _ = fsx::write_index(store.dir(), &index::file_name(stage, ns), &file.to_bytes());
+    if let Some(bytes) = index::refreshed(store, stage, ns) {
+        let _ = fsx::write_index(store.dir(), &index::file_name(stage, ns), &bytes);
+    }
 }
 
 /// Rebuild every index file of the store from the runs; the caller holds

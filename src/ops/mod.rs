@@ -31,6 +31,7 @@ use chrono::{DateTime, Utc};
 use crate::error::ArtifactError;
 use crate::fsx::{self, Staging, StoreLock};
 use crate::store::journal;
+use crate::store::listing::RunChecks;
 use crate::store::metadata::{Metadata, Producer, RunStatus};
 use crate::store::refs::{qualified_ref, Namespace, Stage};
 use crate::store::{LatestState, ReadOptions, RunLocation, Store};
@@ -382,21 +383,31 @@ fn is_sha(s: &str) -> bool {
 /// Keys and values are qualified refs (`raw/ns/id`).
 pub fn lineage_dependents(store: &Store) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for &stage in store.stages() {
-        if stage == Stage::Raw {
-            continue;
-        }
-        for location in store.locations(&[stage], &Namespace::root()) {
+    let stages: Vec<Stage> = store
+        .stages()
+        .iter()
+        .copied()
+        .filter(|&s| s != Stage::Raw)
+        .collect();
+    let Ok(opts) = ReadOptions::new(&[], false) else {
+        return out;
+    };
+    // Indexed artifacts carry their lineage refs (checked against their
+    // metadata.json); the others are read.
+    let listing = store.listing(&stages, &Namespace::root(), &opts, RunChecks::Always);
+    for row in &listing.rows {
+        let location = listing.location(row);
+        let (parent, promoted_from) = if row.indexed {
+            row.lineage.as_deref().cloned().unwrap_or_default()
+        } else {
             let Ok(meta) = Metadata::read(&location.path) else {
                 continue;
             };
-            let this = qualified_ref(stage, &location.namespace, &location.id);
-            for source in [&meta.lineage.promoted_from, &meta.lineage.parent]
-                .into_iter()
-                .flatten()
-            {
-                out.entry(source.clone()).or_default().push(this.clone());
-            }
+            (meta.lineage.parent, meta.lineage.promoted_from)
+        };
+        let this = qualified_ref(location.stage, &location.namespace, &location.id);
+        for source in [promoted_from, parent].into_iter().flatten() {
+            out.entry(source).or_default().push(this.clone());
         }
     }
     out

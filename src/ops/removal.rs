@@ -20,8 +20,9 @@ use crate::error::ArtifactError;
 use crate::fsx;
 use crate::ops;
 use crate::progress::{Progress, Unit};
-use crate::store::index::RunSummary;
+use crate::store::index::CatalogRun;
 use crate::store::journal;
+use crate::store::listing::Listing;
 use crate::store::metadata::RunStatus;
 use crate::store::refs::{Namespace, Stage};
 use crate::store::{self, ReadOptions, RunInfo, RunLocation, Store};
@@ -108,12 +109,6 @@ pub struct Guard {
 impl Guard {
     /// Read the lineage of every validated and production artifact.
     pub fn load(store: &Store, allow_production: bool) -> Guard {
-        let mut dependents = ops::lineage_dependents(store);
-        // An artifact naming the run as both `promoted_from` and `parent` counts once.
-        for children in dependents.values_mut() {
-            children.sort();
-            children.dedup();
-        }
         let namespaces: BTreeSet<Namespace> = store
             .locations(&[Stage::Raw], &Namespace::root())
             .into_iter()
@@ -124,6 +119,32 @@ impl Guard {
             .filter_map(|ns| ops::refresh::base_run(store, ns))
             .map(|(location, _)| location.qualified())
             .collect();
+        Guard::with_refresh_bases(store, allow_production, refresh_bases)
+    }
+
+    /// [`Guard::load`] for the runs of `listing` alone: the refresh bases
+    /// are found among its rows (a base protects runs of its own namespace
+    /// only), so nothing is listed twice.
+    pub fn for_listing(store: &Store, allow_production: bool, listing: &Listing) -> Guard {
+        let refresh_bases = (0..listing.groups.len())
+            .filter(|&g| listing.groups[g].stage == Stage::Raw)
+            .filter_map(|g| ops::refresh::base_in(listing, g as u32))
+            .map(|location| location.qualified())
+            .collect();
+        Guard::with_refresh_bases(store, allow_production, refresh_bases)
+    }
+
+    fn with_refresh_bases(
+        store: &Store,
+        allow_production: bool,
+        refresh_bases: BTreeSet<String>,
+    ) -> Guard {
+        let mut dependents = ops::lineage_dependents(store);
+        // An artifact naming the run as both `promoted_from` and `parent` counts once.
+        for children in dependents.values_mut() {
+            children.sort();
+            children.dedup();
+        }
         Guard {
             dependents,
             refresh_bases,
@@ -135,16 +156,16 @@ impl Guard {
     /// catalog): lineage from the validated and production runs' `parent`
     /// and `promoted_from`, and each raw namespace's newest complete run
     /// with refresh step records as its refresh base.
-    pub fn from_summaries(runs: &[RunSummary], allow_production: bool) -> Guard {
+    pub fn from_summaries(runs: &[CatalogRun], allow_production: bool) -> Guard {
         let mut dependents: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut bases: BTreeMap<&str, &RunSummary> = BTreeMap::new();
+        let mut bases: BTreeMap<&str, &CatalogRun> = BTreeMap::new();
         for run in runs {
             let Ok(ns) = Namespace::parse(&run.namespace) else {
                 continue;
             };
             if run.stage == Stage::Raw {
-                if run.steps && run.status == RunStatus::Complete && run.problems.is_empty() {
-                    let newer = |b: &&RunSummary| (run.created_at, &run.id) > (b.created_at, &b.id);
+                if run.steps && run.status == RunStatus::Complete {
+                    let newer = |b: &&CatalogRun| (run.created_at, &run.id) > (b.created_at, &b.id);
                     match bases.get(run.namespace.as_str()) {
                         Some(b) if !newer(b) => {}
                         _ => {
@@ -188,13 +209,16 @@ impl Guard {
         if run.pinned {
             found.push(Protection::Pinned);
         }
-        if let Some(children) = self.dependents.get(&run.location.qualified()) {
+        // Most stores have neither: no ref to build for each run then.
+        let qualified = (!self.dependents.is_empty() || !self.refresh_bases.is_empty())
+            .then(|| run.location.qualified());
+        if let Some(children) = qualified.as_ref().and_then(|q| self.dependents.get(q)) {
             found.push(Protection::SourceOf(children.clone()));
         }
         if run.status == RunStatus::Unknown {
             found.push(Protection::UnreadableMetadata);
         }
-        if self.refresh_bases.contains(&run.location.qualified()) {
+        if qualified.is_some_and(|q| self.refresh_bases.contains(&q)) {
             found.push(Protection::RefreshBase);
         }
         found

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::error::ArtifactError;
 use crate::policy::retention;
+use crate::store::metadata::RunStatus;
 use crate::store::refs::Stage;
 use crate::store::RunInfo;
 
@@ -262,6 +263,75 @@ impl FromStr for Filter {
     }
 }
 
+/// What filters, sort keys and the BEST column read of a run: a full
+/// [`RunInfo`] or a compact listing row.
+pub trait RunFields {
+    fn metric(&self, name: &str) -> Option<f64>;
+    /// Every metric, for the per-model BEST values.
+    fn metrics(&self) -> std::borrow::Cow<'_, std::collections::BTreeMap<String, f64>>;
+    fn param(&self, name: &str) -> Option<Value>;
+    fn has_tag(&self, tag: &str) -> bool;
+    fn id(&self) -> &str;
+    fn namespace(&self) -> &str;
+    fn stage(&self) -> Stage;
+    fn status(&self) -> RunStatus;
+    fn created_at(&self) -> Option<DateTime<Utc>>;
+    fn size_bytes(&self) -> u64;
+    fn model_count(&self) -> u64;
+    fn file_count(&self) -> u64;
+    fn latest(&self) -> bool;
+    fn pinned(&self) -> bool;
+    fn reference(&self) -> std::borrow::Cow<'_, str>;
+}
+
+impl RunFields for RunInfo {
+    fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics.get(name).copied()
+    }
+    fn metrics(&self) -> std::borrow::Cow<'_, std::collections::BTreeMap<String, f64>> {
+        std::borrow::Cow::Borrowed(&self.metrics)
+    }
+    fn param(&self, name: &str) -> Option<Value> {
+        self.params.get(name).cloned()
+    }
+    fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    fn stage(&self) -> Stage {
+        self.stage
+    }
+    fn status(&self) -> RunStatus {
+        self.status
+    }
+    fn created_at(&self) -> Option<DateTime<Utc>> {
+        self.created_at
+    }
+    fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+    fn model_count(&self) -> u64 {
+        self.model_count
+    }
+    fn file_count(&self) -> u64 {
+        self.file_count
+    }
+    fn latest(&self) -> bool {
+        self.latest
+    }
+    fn pinned(&self) -> bool {
+        self.pinned
+    }
+    fn reference(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.reference)
+    }
+}
+
 /// A field's value on one run.
 enum Val<'a> {
     Num(f64),
@@ -270,28 +340,28 @@ enum Val<'a> {
     Missing,
 }
 
-fn field_value<'a>(run: &'a RunInfo, field: &Field) -> Val<'a> {
+fn field_value<'a, R: RunFields + ?Sized>(run: &'a R, field: &Field) -> Val<'a> {
     use std::borrow::Cow;
     match field {
-        Field::Metric(name) => run.metrics.get(name).map_or(Val::Missing, |v| Val::Num(*v)),
-        Field::Param(name) => match run.params.get(name) {
+        Field::Metric(name) => run.metric(name).map_or(Val::Missing, Val::Num),
+        Field::Param(name) => match run.param(name) {
             Some(Value::Number(n)) => n.as_f64().map_or(Val::Missing, Val::Num),
-            Some(Value::String(s)) => Val::Text(Cow::Borrowed(s)),
+            Some(Value::String(s)) => Val::Text(Cow::Owned(s)),
             Some(Value::Bool(b)) => Val::Text(Cow::Owned(b.to_string())),
             Some(Value::Null) | None => Val::Missing,
             Some(other) => Val::Text(Cow::Owned(other.to_string())),
         },
         Field::Tags => Val::Missing,
-        Field::Id => Val::Text(Cow::Borrowed(&run.id)),
-        Field::Namespace => Val::Text(Cow::Borrowed(&run.namespace)),
-        Field::Stage => Val::Text(Cow::Borrowed(run.stage.as_str())),
-        Field::Status => Val::Text(Cow::Borrowed(run.status.as_str())),
-        Field::Created => run.created_at.map_or(Val::Missing, Val::Time),
-        Field::Size => Val::Num(run.size_bytes as f64),
-        Field::Models => Val::Num(run.model_count as f64),
-        Field::Files => Val::Num(run.file_count as f64),
-        Field::Latest => Val::Text(Cow::Owned(run.latest.to_string())),
-        Field::Pinned => Val::Text(Cow::Owned(run.pinned.to_string())),
+        Field::Id => Val::Text(Cow::Borrowed(run.id())),
+        Field::Namespace => Val::Text(Cow::Borrowed(run.namespace())),
+        Field::Stage => Val::Text(Cow::Borrowed(run.stage().as_str())),
+        Field::Status => Val::Text(Cow::Borrowed(run.status().as_str())),
+        Field::Created => run.created_at().map_or(Val::Missing, Val::Time),
+        Field::Size => Val::Num(run.size_bytes() as f64),
+        Field::Models => Val::Num(run.model_count() as f64),
+        Field::Files => Val::Num(run.file_count() as f64),
+        Field::Latest => Val::Text(Cow::Owned(run.latest().to_string())),
+        Field::Pinned => Val::Text(Cow::Owned(run.pinned().to_string())),
     }
 }
 
@@ -315,9 +385,9 @@ impl Filter {
     }
 
     /// Whether `run` passes; `now` is what ages and `today` count from.
-    pub fn matches(&self, run: &RunInfo, now: DateTime<Utc>) -> bool {
+    pub fn matches<R: RunFields + ?Sized>(&self, run: &R, now: DateTime<Utc>) -> bool {
         if self.field == Field::Tags {
-            let has = run.tags.iter().any(|t| t == &self.value);
+            let has = run.has_tag(&self.value);
             return has == (self.op == Op::Eq);
         }
         let actual = field_value(run, &self.field);
@@ -386,11 +456,24 @@ impl SortKey {
         )
     }
 
-    pub fn sort(&self, runs: &mut [RunInfo], reverse: bool) {
+    pub fn sort(&self, runs: &mut Vec<RunInfo>, reverse: bool) {
+        let order = self.order(runs, reverse);
+        let mut slots: Vec<Option<RunInfo>> = std::mem::take(runs).into_iter().map(Some).collect();
+        runs.extend(order.into_iter().filter_map(|i| slots[i].take()));
+    }
+
+    /// The positions of `runs` in sorted order; each run's key is read once.
+    pub fn order<R: RunFields + Sync>(&self, runs: &[R], reverse: bool) -> Vec<usize> {
+        use rayon::prelude::*;
         let flip = self.descending() != reverse;
-        runs.sort_by(|a, b| {
-            let (va, vb) = (field_value(a, &self.0), field_value(b, &self.0));
-            let ord = match (&va, &vb) {
+        let keys: Vec<(Val<'_>, std::borrow::Cow<'_, str>)> = runs
+            .par_iter()
+            .map(|r| (field_value(r, &self.0), r.reference()))
+            .collect();
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        order.par_sort_by(|&a, &b| {
+            let ((va, ra), (vb, rb)) = (&keys[a], &keys[b]);
+            let ord = match (va, vb) {
                 (Val::Missing, Val::Missing) => Ordering::Equal,
                 (Val::Missing, _) => return Ordering::Greater,
                 (_, Val::Missing) => return Ordering::Less,
@@ -402,13 +485,14 @@ impl SortKey {
                 (Val::Num(_), Val::Text(_)) => Ordering::Less,
                 (Val::Text(_), Val::Num(_)) => Ordering::Greater,
             };
-            let ord = ord.then_with(|| a.reference.cmp(&b.reference));
+            let ord = ord.then_with(|| ra.cmp(rb));
             if flip {
                 ord.reverse()
             } else {
                 ord
             }
         });
+        order
     }
 }
 
@@ -456,13 +540,13 @@ impl Goal {
 /// The value of the `list` BEST column: the metric itself, or else the best
 /// of the per-model values named `<model>.<metric>` (a refresh records one per
 /// step, seed 003 one per ensemble member), judged by `goal`.
-pub fn best_metric(run: &RunInfo, metric: &str, goal: Goal) -> Option<f64> {
-    if let Some(v) = run.metrics.get(metric) {
+pub fn best_metric<R: RunFields + ?Sized>(run: &R, metric: &str, goal: Goal) -> Option<f64> {
+    let metrics = run.metrics();
+    if let Some(v) = metrics.get(metric) {
         return Some(*v);
     }
     let suffix = format!(".{metric}");
-    let values = run
-        .metrics
+    let values = metrics
         .iter()
         .filter(|(k, _)| k.ends_with(&suffix))
         .map(|(_, v)| *v);

@@ -6,7 +6,7 @@
 //! - **The index** `catalog/index`: every run folded in so far, moved by
 //!   compare-and-swap. Its first line (the header) names the segments
 //!   folded in, with when, and the runs deleted recently (tombstones); then
-//!   one run summary per line, the same [`RunSummary`] records the local
+//!   one run summary per line, the same [`CatalogRun`] records the local
 //!   run index holds (`store::index`).
 //!
 //! A reader lists `catalog/` and reads the index at once, then only the
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::backend::{Mode, Put};
 use super::{checked_location, Remote};
 use crate::error::ArtifactError;
-use crate::store::index::{summary_of, RunSummary};
+use crate::store::index::{summary_of, CatalogRun};
 use crate::store::metadata::Metadata;
 use crate::store::refs::{qualified_ref, Namespace};
 
@@ -56,11 +56,11 @@ fn compact_after() -> usize {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Segment {
     schema_version: u32,
-    runs: Vec<RunSummary>,
+    runs: Vec<CatalogRun>,
 }
 
 impl Segment {
-    pub(crate) fn new(runs: Vec<RunSummary>) -> Segment {
+    pub(crate) fn new(runs: Vec<CatalogRun>) -> Segment {
         Segment {
             schema_version: SCHEMA_VERSION,
             runs,
@@ -92,7 +92,7 @@ struct Header {
 pub(crate) struct Index {
     header: Header,
     /// Qualified ref → summary.
-    runs: BTreeMap<String, RunSummary>,
+    runs: BTreeMap<String, CatalogRun>,
 }
 
 impl Default for Index {
@@ -108,13 +108,13 @@ impl Default for Index {
     }
 }
 
-fn reference(run: &RunSummary) -> String {
+fn reference(run: &CatalogRun) -> String {
     let ns = Namespace::parse(&run.namespace).unwrap_or_else(|_| Namespace::root());
     qualified_ref(run.stage, &ns, &run.id)
 }
 
 /// Untrusted: a summary that names no valid run is left out.
-fn valid(run: &RunSummary) -> bool {
+fn valid(run: &CatalogRun) -> bool {
     checked_location(&run.stage.to_string(), &run.namespace, &run.id).is_ok()
 }
 
@@ -155,7 +155,7 @@ impl Index {
             .collect();
         let runs = lines
             .par_iter()
-            .map(|line| serde_json::from_slice::<RunSummary>(line))
+            .map(|line| serde_json::from_slice::<CatalogRun>(line))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad(e.to_string()))?;
         Ok(Index {
@@ -168,7 +168,7 @@ impl Index {
         })
     }
 
-    fn hides(&self, run: &RunSummary, reference: &str) -> bool {
+    fn hides(&self, run: &CatalogRun, reference: &str) -> bool {
         self.header
             .deleted
             .iter()
@@ -177,7 +177,7 @@ impl Index {
 
     /// Add a segment's run unless a tombstone names it; the index's own
     /// entry stays (records are never overwritten, so both say the same).
-    fn add(&mut self, run: RunSummary) {
+    fn add(&mut self, run: CatalogRun) {
         if !valid(&run) {
             return;
         }
@@ -210,7 +210,7 @@ pub(crate) async fn read_index(remote: &Remote) -> Result<(Index, Option<String>
 }
 
 /// A segment's runs; `None` when it is gone (deleted since it was listed).
-async fn read_segment(remote: &Remote, key: &str) -> Result<Option<Vec<RunSummary>>> {
+async fn read_segment(remote: &Remote, key: &str) -> Result<Option<Vec<CatalogRun>>> {
     let Some(got) = remote.backend.get(key).await? else {
         return Ok(None);
     };
@@ -248,7 +248,7 @@ async fn fold_segments(
 
 /// Every run the catalog lists: the index, plus the segments it has not
 /// folded in.
-pub(crate) async fn runs(remote: &Remote) -> Result<Vec<RunSummary>> {
+pub(crate) async fn runs(remote: &Remote) -> Result<Vec<CatalogRun>> {
     let (listed, index) =
         futures::future::join(remote.backend.list("catalog"), read_index(remote)).await;
     let (mut index, _, _) = index?;
@@ -344,7 +344,7 @@ pub(crate) struct Rebuild {
     /// has its record among `records`, or was deleted.
     pub segments: Vec<String>,
     /// Every run record read, by qualified ref.
-    pub records: BTreeMap<String, RunSummary>,
+    pub records: BTreeMap<String, CatalogRun>,
     /// Runs this cleanup deletes.
     pub deleted: Vec<Tombstone>,
     pub now: DateTime<Utc>,
@@ -415,7 +415,7 @@ pub(crate) async fn segment_keys(remote: &Remote) -> Result<Vec<String>> {
 }
 
 /// The catalog summary of a record.
-pub(crate) fn summary(meta: &Metadata) -> Result<RunSummary> {
+pub(crate) fn summary(meta: &Metadata) -> Result<CatalogRun> {
     let ns = Namespace::parse(&meta.namespace)?;
     summary_of(meta.to_json().as_bytes(), meta.stage, &ns, &meta.id).ok_or_else(|| {
         anyhow::anyhow!(
@@ -431,26 +431,26 @@ mod tests {
     use crate::store::metadata::RunStatus;
     use crate::store::refs::Stage;
 
-    fn run(id: &str) -> RunSummary {
-        RunSummary {
-            id: id.into(),
+    fn run(id: &str) -> CatalogRun {
+        CatalogRun {
             namespace: "gru".into(),
             stage: Stage::Raw,
-            created_at: Some(Utc::now()),
-            status: RunStatus::Complete,
-            size_bytes: 1,
-            file_count: 1,
-            dataset_count: 0,
-            model_candidates: vec![("model.pt".into(), 1)],
-            metrics: BTreeMap::new(),
-            params: BTreeMap::new(),
-            tags: vec![],
-            pinned: false,
-            parent: None,
-            promoted_from: None,
-            layout: crate::store::RunLayout::Native,
-            problems: vec![],
-            steps: false,
+            run: crate::store::index::RunSummary {
+                id: id.into(),
+                created_at: Some(Utc::now()),
+                status: RunStatus::Complete,
+                size_bytes: 1,
+                file_count: 1,
+                dataset_count: 0,
+                models: vec![("model.pt".into(), 1)],
+                metrics: BTreeMap::new(),
+                params: BTreeMap::new(),
+                tags: vec![],
+                pinned: false,
+                parent: None,
+                promoted_from: None,
+                steps: false,
+            },
         }
     }
 
@@ -466,7 +466,7 @@ mod tests {
         index.add(a.clone());
         index.add(b.clone());
         let mut again = b.clone();
-        again.created_at = Some(Utc::now() + Duration::hours(1));
+        again.run.created_at = Some(Utc::now() + Duration::hours(1));
         let mut forged = run("..");
         forged.namespace = "../x".into();
         index.add(forged);

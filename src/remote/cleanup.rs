@@ -29,7 +29,7 @@ use super::{parse_record, unique_key, Remote};
 use crate::error::ArtifactError;
 use crate::ops::cleanup::{plan_runs, require_policy, Action, CleanupOptions, Plan, Subject};
 use crate::ops::removal::Guard;
-use crate::store::index::RunSummary;
+use crate::store::index::CatalogRun;
 use crate::store::journal;
 use crate::store::refs::{qualified_ref, Namespace, Stage};
 use crate::store::{ReadOptions, RunInfo};
@@ -59,7 +59,7 @@ pub struct CleanupReport {
 /// One record read: its summary and the blobs it references.
 struct Record {
     key: String,
-    summary: RunSummary,
+    summary: CatalogRun,
     blobs: Vec<String>,
 }
 
@@ -237,7 +237,7 @@ async fn plan(
     records: &BTreeMap<String, Record>,
     opts: &CleanupOptions,
 ) -> Result<Plan> {
-    let summaries: Vec<RunSummary> = records.values().map(|r| r.summary.clone()).collect();
+    let summaries: Vec<CatalogRun> = records.values().map(|r| r.summary.clone()).collect();
     let allow_production = opts.allow_production && opts.stage == Stage::Production;
     // Lineage and refresh bases are judged over every stage and namespace.
     let guard = Guard::from_summaries(&summaries, allow_production);

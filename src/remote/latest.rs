@@ -235,7 +235,7 @@ fn previous_release(
                 && Namespace::parse(&e.namespace).is_ok_and(|n| &n == ns)
                 && e.status == RunStatus::Complete
         })
-        .filter_map(|e| Version::parse(&e.id).ok().map(|v| (v, e.id)))
+        .filter_map(|e| Version::parse(&e.id).ok().map(|v| (v, e.run.id)))
         .filter(|(v, _)| current.as_ref().is_none_or(|c| v < c))
         .collect();
     below.sort();

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RemoteConfig;
 use crate::error::ArtifactError;
-use crate::store::index::RunSummary;
+use crate::store::index::CatalogRun;
 use crate::store::metadata::{FileEntry, Metadata};
 use crate::store::refs::{validate_id, Namespace, Stage};
 
@@ -73,7 +73,7 @@ impl Remote {
 
     /// The catalog: every run the remote's pushes recorded, one summary
     /// each (the index and the segments not folded in yet).
-    pub fn list(&self) -> Result<Vec<RunSummary>> {
+    pub fn list(&self) -> Result<Vec<CatalogRun>> {
         self.block_on(catalog::runs(self))
     }
 

@@ -59,3 +59,34 @@ pub(crate) fn walk_namespace(
         }
     }
 }
+
+/// What one namespace folder holds: its runs (name and folder inode, as
+/// `readdir` reports them) and its child namespace folders, each sorted by
+/// name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Scan {
+    pub runs: Vec<(String, u64)>,
+    pub namespaces: Vec<String>,
+}
+
+/// List and classify the folder `dir`; `None` if it cannot be listed.
+pub(crate) fn scan_dir(dir: &Path) -> Option<Scan> {
+    use std::os::unix::fs::DirEntryExt;
+    let entries = fs::read_dir(dir).ok()?;
+    let mut dirs: Vec<(String, u64)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.ino()))
+        .filter(|(name, _)| !is_hidden_or_pointer(name))
+        .collect();
+    dirs.sort();
+    let mut scan = Scan::default();
+    for (name, ino) in dirs {
+        if is_run_dir(&dir.join(&name), &name) {
+            scan.runs.push((name, ino));
+        } else {
+            scan.namespaces.push(name);
+        }
+    }
+    Some(scan)
+}

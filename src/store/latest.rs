@@ -87,12 +87,6 @@ pub(crate) fn preferred<'a>(
     }
 }
 
-/// The run among `runs` that `latest` means when no link names one.
-pub(crate) fn newest_complete_among(stage: Stage, runs: Vec<RunInfo>) -> Option<RunInfo> {
-    let id = preferred(stage, runs.iter())?.id.clone();
-    runs.into_iter().find(|r| r.id == id)
-}
-
 pub(crate) fn mark_latest(store: &Store, runs: &mut [RunInfo]) {
     let mut groups: HashMap<(Stage, Namespace), Vec<usize>> = HashMap::new();
     for (i, run) in runs.iter().enumerate() {

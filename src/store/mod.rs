@@ -14,6 +14,7 @@ pub mod index;
 pub mod journal;
 pub mod latest;
 pub mod layout;
+pub mod listing;
 pub mod manifest;
 pub mod metadata;
 pub mod metrics;
@@ -23,14 +24,13 @@ pub mod refs;
 pub mod version;
 
 use discover::walk_namespace;
+use latest::mark_latest;
 pub use latest::read_latest;
-use latest::{mark_latest, newest_complete_among};
 use layout::detect_layout;
 pub use layout::Layout;
 pub use model::*;
 pub use read::read_run;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -142,21 +142,45 @@ impl Store {
         out
     }
 
-    /// Read every run at or below `under`, in parallel, marking each
-    /// namespace's `latest`.
-    pub fn runs(&self, stages: &[Stage], under: &Namespace, opts: &ReadOptions) -> Vec<RunInfo> {
-        let mut runs = self.read_many(self.locations(stages, under), opts);
-        mark_latest(self, &mut runs);
-        runs
+    /// What one namespace folder holds (see [`discover::Scan`]); in a flat
+    /// store the stage folders beside the raw runs are left out.
+    pub fn scan(&self, stage: Stage, ns: &Namespace, dir: &Path) -> Option<discover::Scan> {
+        let mut scan = discover::scan_dir(dir)?;
+        if self.layout == Layout::Flat && stage == Stage::Raw && ns.is_root() {
+            let is_stage = |name: &str| Stage::ALL.iter().any(|s| s.as_str() == name);
+            scan.runs.retain(|(name, _)| !is_stage(name));
+            scan.namespaces.retain(|name| !is_stage(name));
+        }
+        Some(scan)
     }
 
-    /// Read runs in parallel, from the run index where it still holds them
-    /// (see [`index`]), else from their metadata.
-    pub fn read_many(&self, locations: Vec<RunLocation>, opts: &ReadOptions) -> Vec<RunInfo> {
-        self.read_many_flagged(locations, opts)
-            .into_iter()
-            .map(|(run, _)| run)
-            .collect()
+    /// Every run at or below `under`, as compact rows (see [`listing`]).
+    pub fn listing(
+        &self,
+        stages: &[Stage],
+        under: &Namespace,
+        opts: &ReadOptions,
+        checks: listing::RunChecks,
+    ) -> listing::Listing {
+        if opts.detail {
+            // Rows never carry detail.
+            let mut runs: Vec<RunInfo> = self
+                .locations(stages, under)
+                .into_par_iter()
+                .map(|l| read_run(l, opts))
+                .collect();
+            mark_latest(self, &mut runs);
+            return listing::Listing::from_infos(runs);
+        }
+        listing::list(self, stages, under, opts, checks)
+    }
+
+    /// Read every run at or below `under`, marking each namespace's
+    /// `latest`; every run is checked against its `metadata.json` (see
+    /// [`listing`]).
+    pub fn runs(&self, stages: &[Stage], under: &Namespace, opts: &ReadOptions) -> Vec<RunInfo> {
+        self.listing(stages, under, opts, listing::RunChecks::Always)
+            .into_infos()
     }
 
     /// The complete, healthy raw runs of `ns` whose metadata may hold
@@ -166,84 +190,14 @@ impl Store {
         let Ok(opts) = ReadOptions::new(&[], false) else {
             return Vec::new();
         };
-        let mut runs: Vec<RunInfo> = self
-            .read_many_flagged(self.locations_in(Stage::Raw, ns), &opts)
-            .into_iter()
-            .filter(|(r, steps)| *steps && r.status == RunStatus::Complete && r.problems.is_empty())
-            .map(|(r, _)| r)
+        let listing = listing::list_in(self, Stage::Raw, ns, &opts, listing::RunChecks::Always);
+        let mut rows: Vec<&listing::Row> = listing
+            .rows
+            .iter()
+            .filter(|r| r.steps && r.status == RunStatus::Complete && !r.has_problems())
             .collect();
-        runs.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-        runs
-    }
-
-    /// [`Store::read_many`], with whether each run may hold refresh step
-    /// records: `false` only when its index entry says it does not.
-    fn read_many_flagged(
-        &self,
-        locations: Vec<RunLocation>,
-        opts: &ReadOptions,
-    ) -> Vec<(RunInfo, bool)> {
-        let mode = if opts.detail {
-            index::Mode::Off
-        } else {
-            index::mode()
-        };
-        if mode == index::Mode::Off {
-            return locations
-                .into_par_iter()
-                .map(|loc| (read_run(loc, opts), true))
-                .collect();
-        }
-        // Each namespace's entries, consumed in id order as its runs come
-        // (discovery yields each namespace's runs sorted by id, as the
-        // index keeps them), so every entry moves into its row uncopied.
-        let mut cursors: HashMap<
-            (Stage, &Namespace),
-            std::iter::Peekable<std::vec::IntoIter<index::Entry>>,
-        > = HashMap::new();
-        let mut paired: Vec<(RunLocation, Option<index::Entry>)> =
-            Vec::with_capacity(locations.len());
-        for loc in &locations {
-            let cursor = cursors
-                .entry((loc.stage, &loc.namespace))
-                .or_insert_with(|| {
-                    index::load(&self.dir, loc.stage, &loc.namespace)
-                        .map(|f| f.runs)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .peekable()
-                });
-            while cursor.next_if(|e| e.run.id < loc.id).is_some() {}
-            let entry = cursor.next_if(|e| e.run.id == loc.id);
-            paired.push((loc.clone(), entry));
-        }
-        drop(cursors);
-        let runs: Vec<(RunInfo, bool)> = paired
-            .into_par_iter()
-            .map(|(loc, entry)| match entry {
-                Some(e) if index::Stamp::current(&loc.path) == Some(e.stamp) => {
-                    let steps = e.run.steps;
-                    (e.run.into_run(loc, opts), steps)
-                }
-                _ => (read_run(loc, opts), true),
-            })
-            .collect();
-        if mode == index::Mode::Check {
-            let scanned: Vec<RunInfo> = locations
-                .into_par_iter()
-                .map(|loc| read_run(loc, opts))
-                .collect();
-            let json = |r: &RunInfo| serde_json::to_value(r).unwrap_or_default();
-            for ((a, _), b) in runs.iter().zip(&scanned) {
-                assert_eq!(
-                    json(a),
-                    json(b),
-                    "the run index disagrees with the full scan on {}",
-                    b.reference
-                );
-            }
-        }
-        runs
+        rows.sort_by(|a, b| listing::newest_first(a, b));
+        rows.into_iter().map(|r| listing.info(r)).collect()
     }
 
     pub fn read_run(&self, location: RunLocation, opts: &ReadOptions) -> RunInfo {
@@ -257,14 +211,9 @@ impl Store {
         run.latest = match read_latest(&ns_dir) {
             state @ (LatestState::Link(_) | LatestState::Pointer(_)) => state.id() == Some(&run.id),
             LatestState::Escaping(_) => false,
-            _ => {
-                let summary = ReadOptions::new(&[], false).ok();
-                let siblings = self.locations_in(run.stage, &run.location.namespace);
-                summary.is_some_and(|o| {
-                    newest_complete_among(run.stage, self.read_many(siblings, &o))
-                        .is_some_and(|n| n.id == run.id)
-                })
-            }
+            _ => self
+                .newest_complete(run.stage, &run.location.namespace, None)
+                .is_some_and(|n| n.id == run.id),
         };
         run
     }
@@ -294,12 +243,11 @@ impl Store {
         except: Option<&str>,
     ) -> Option<RunInfo> {
         let opts = ReadOptions::new(&[], false).ok()?;
-        let candidates = self
-            .locations_in(stage, ns)
-            .into_iter()
-            .filter(|l| Some(l.id.as_str()) != except)
-            .collect();
-        newest_complete_among(stage, self.read_many(candidates, &opts))
+        let listing = listing::list_in(self, stage, ns, &opts, listing::RunChecks::Always);
+        let group = listing.groups.iter().position(|g| g.namespace == *ns)?;
+        listing
+            .preferred(group as u32, except)
+            .map(|row| listing.info(row))
     }
 
     /// Turn a ref into a run directory, directly: a ref with an id costs one

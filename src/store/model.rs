@@ -94,8 +94,9 @@ pub struct RunInfo {
     pub problems: Vec<String>,
     #[serde(skip)]
     pub location: RunLocation,
+    /// Boxed: listings hold many rows without it.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<RunDetail>,
+    pub detail: Option<Box<RunDetail>>,
 }
 
 /// How to read runs: which files count as models, and whether to gather the

@@ -203,7 +203,7 @@ pub(crate) fn apply_native(run: &mut RunInfo, meta: Metadata, opts: &ReadOptions
     if opts.detail {
         let files = meta.files.iter().map(file_row).collect();
         let extra = meta.extra.clone();
-        run.detail = Some(RunDetail {
+        run.detail = Some(Box::new(RunDetail {
             path: run.location.path.clone(),
             files,
             features,
@@ -211,7 +211,7 @@ pub(crate) fn apply_native(run: &mut RunInfo, meta: Metadata, opts: &ReadOptions
             config: Value::Object(meta.config.clone()),
             producer: serde_json::to_value(&meta.producer).unwrap_or_default(),
             extra,
-        });
+        }));
     }
 }
 
@@ -350,7 +350,7 @@ pub(crate) fn read_plain(run: &mut RunInfo, opts: &ReadOptions, mut rest: Map<St
             .or_else(|| rest.remove("configs"))
             .unwrap_or_else(|| Value::Object(Map::new()));
         rest.remove("metrics");
-        run.detail = Some(RunDetail {
+        run.detail = Some(Box::new(RunDetail {
             path: dir,
             files,
             features: None,
@@ -358,6 +358,6 @@ pub(crate) fn read_plain(run: &mut RunInfo, opts: &ReadOptions, mut rest: Map<St
             config,
             producer: Value::Object(Map::new()),
             extra: rest,
-        });
+        }));
     }
 }

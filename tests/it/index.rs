@@ -70,7 +70,7 @@ fn index_holding(p: &Project, id: &str) -> (PathBuf, Value, Vec<Value>) {
             let (header, entries) = read_index(&f);
             (f, header, entries)
         })
-        .find(|(_, _, entries)| entries.iter().any(|e| e["run"]["id"] == id))
+        .find(|(_, _, entries)| entries.iter().any(|e| e["id"] == id))
         .unwrap_or_else(|| panic!("no index file holds {id}"))
 }
 
@@ -161,8 +161,8 @@ fn readers_use_the_index_while_its_stamps_hold() {
     // shows the change read the index.
     let (file, header, mut entries) = index_holding(&p, &id);
     for entry in &mut entries {
-        if entry["run"]["id"] == id.as_str() {
-            entry["run"]["metrics"]["sharpe_ratio"] = 9.5.into();
+        if entry["id"] == id.as_str() {
+            entry["metrics"]["sharpe_ratio"] = 9.5.into();
         }
     }
     write_index(&file, &header, &entries);
@@ -279,7 +279,7 @@ fn a_corrupted_or_linked_index_is_ignored_and_rebuilt_by_the_next_writer() {
     let entries: Vec<Value> = entries
         .into_iter()
         .map(|mut e| {
-            e["run"]["metrics"]["sharpe_ratio"] = 9.5.into();
+            e["metrics"]["sharpe_ratio"] = 9.5.into();
             e
         })
         .collect();
@@ -299,7 +299,7 @@ fn a_corrupted_or_linked_index_is_ignored_and_rebuilt_by_the_next_writer() {
     assert_index_equals_scan(&p, "an index of another namespace");
     p.register(&out, &[]);
     let (_, rebuilt, _) = index_holding(&p, &id_of(&a));
-    assert_eq!(rebuilt["version"], 1);
+    assert_eq!(rebuilt["version"], 2);
     assert_index_equals_scan(&p, "the rebuild");
 
     // The index folder replaced by a link elsewhere: never followed.
@@ -425,10 +425,136 @@ fn register_all_leaves_an_index_holding_every_imported_run() {
     let ids = legacy_versions(&legacy, 12, None);
     p.json(&["register", "--all", legacy.to_str().unwrap()]);
     let (_, _, entries) = index_holding(&p, &ids[0]);
-    let indexed: Vec<&str> = entries
-        .iter()
-        .map(|e| e["run"]["id"].as_str().unwrap())
-        .collect();
+    let indexed: Vec<&str> = entries.iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(indexed, ids.iter().map(String::as_str).collect::<Vec<_>>());
     assert_index_equals_scan(&p, "register --all");
+}
+
+/// `list --json` with per-run checks switched off, as a listing of more
+/// than `RUN_CHECKS_UP_TO` runs reads the index.
+fn list_by_folders(p: &Project) -> Value {
+    let out = p
+        .cmd()
+        .args(["list", "--json", "--stage", "all"])
+        .env("ARTIFACTCTL_INDEX_RUN_CHECKS", "0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "ARTIFACTCTL_INDEX_RUN_CHECKS exists only in debug builds"
+)]
+fn a_large_listing_sees_folder_changes_and_leaves_edits_inside_runs_to_show_and_writers() {
+    let p = Project::new();
+    let out = p.training_output("out");
+    let a = p.register(
+        &out,
+        &[
+            "--created-at",
+            "2026-01-01T00:00:00Z",
+            "--metric",
+            "sharpe_ratio=0.7",
+        ],
+    );
+    let b = p.register(&out, &["--created-at", "2026-01-02T00:00:00Z"]);
+    p.register(
+        &out,
+        &["--created-at", "2026-01-03T00:00:00Z", "--namespace", "gru"],
+    );
+    // The writer waited until the folder's stamp could be trusted.
+    let (_, header, _) = index_holding(&p, &id_of(&a));
+    assert_eq!(header["trusted"], true, "{header}");
+    assert_eq!(list_by_folders(&p), list(&p, "off"));
+
+    // Added by a legacy tool, removed with rm -rf, replaced by another
+    // folder of the same name: each changes the namespace folder.
+    let legacy = p.store().join("raw/20250724_150800");
+    crate::support::write(&legacy.join("lstm_model.h5"), b"weights");
+    crate::support::write(
+        &legacy.join("training_metadata.json"),
+        r#"{"timestamp": "20250724_150800", "models": ["lstm"]}"#,
+    );
+    let b_dir = run_dir(&p, &format!("raw/{}", id_of(&b)));
+    std::process::Command::new("rm")
+        .arg("-rf")
+        .arg(&b_dir)
+        .status()
+        .unwrap();
+    let a_dir = run_dir(&p, &format!("raw/{}", id_of(&a)));
+    let moved = p.path("a-moved");
+    std::fs::rename(&a_dir, &moved).unwrap();
+    crate::support::write(&a_dir.join("model.pt"), b"another run");
+    let listed = list_by_folders(&p);
+    assert!(run(&listed, "20250724_150800").is_some());
+    assert!(run(&listed, &id_of(&b)).is_none());
+    assert_eq!(run(&listed, &id_of(&a)).unwrap()["layout"], "plain");
+    assert_eq!(listed, list(&p, "off"));
+
+    // An edit in place inside a run folder changes no folder: a large
+    // listing keeps the indexed summary, `show` reads the file itself, and
+    // the next writer in the namespace reads it again.
+    let c = p.register(
+        &out,
+        &[
+            "--created-at",
+            "2026-01-04T00:00:00Z",
+            "--metric",
+            "sharpe_ratio=0.7",
+        ],
+    );
+    let meta_path = run_dir(&p, &format!("raw/{}", id_of(&c))).join("metadata.json");
+    let text = std::fs::read_to_string(&meta_path).unwrap();
+    make_writable(&meta_path);
+    std::fs::write(&meta_path, text.replace("0.7", "0.8")).unwrap();
+    let sharpe = |v: &Value| run(v, &id_of(&c)).unwrap()["metrics"]["sharpe_ratio"].clone();
+    assert_eq!(sharpe(&list_by_folders(&p)), 0.7);
+    assert_eq!(
+        sharpe(&list(&p, "on")),
+        0.8,
+        "a small listing checks each run"
+    );
+    let shown = p.json(&["show", &c]);
+    assert_eq!(shown["run"]["metrics"]["sharpe_ratio"], 0.8);
+    p.register(&out, &["--created-at", "2026-01-05T00:00:00Z"]);
+    assert_eq!(sharpe(&list_by_folders(&p)), 0.8);
+
+    // A file dropped into a namespace folder makes it a run (a folder with
+    // files of its own): its own stamp changes, not its parent's.
+    let (_, header, _) = index_holding(&p, &id_of(&c));
+    assert_eq!(header["trusted"], true, "{header}");
+    assert_eq!(header["namespaces"][0], "gru", "{header}");
+    crate::support::write(&p.store().join("raw/gru/notes.txt"), b"a run now");
+    let listed = list_by_folders(&p);
+    assert!(run(&listed, "gru").is_some(), "raw/gru is a run now");
+    assert_eq!(listed, list(&p, "off"));
+}
+
+#[test]
+fn hand_written_native_metadata_reads_the_same_through_the_index() {
+    let p = Project::new();
+    crate::support::NativeRun {
+        extra: serde_json::json!({
+            "metrics": {"sharpe_ratio": 1.5, "nested": {"x": 2.5}, "ok": true, "note": "fine"},
+            "params": {"a": {"b": [1, "é\"x", null]}},
+            "tags": ["ü", "t"],
+        }),
+        ..Default::default()
+    }
+    .write(&p.store());
+    // A writer indexes the namespace, hand-written run included.
+    let out = p.training_output("out");
+    p.register(&out, &[]);
+    index_holding(&p, "20260101_000000");
+    assert_index_equals_scan(&p, "a hand-written native run");
+    let listed = list(&p, "on");
+    let metrics = &run(&listed, "20260101_000000").unwrap()["metrics"];
+    assert_eq!(metrics, &serde_json::json!({"sharpe_ratio": 1.5}));
 }

@@ -1,12 +1,17 @@
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use anyhow::Result;
-use artifactctl::policy::query::{best_metric, Filter, SortKey};
+use artifactctl::policy::query::{best_metric, Filter, RunFields, SortKey};
+use artifactctl::store::listing::{Listing, Row, RunChecks};
 use artifactctl::store::metadata::RunStatus;
 use artifactctl::store::refs::Stage;
-use artifactctl::store::RunInfo;
 use artifactctl::{ArtifactError, ExitCode};
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use rayon::prelude::*;
+use serde_json::Value;
 
-use crate::cli::printer::{human_number, human_size, Align, Printer, Table, Tone};
+use crate::cli::printer::{human_number, human_size, Align, PrettyAt, Printer, Table, Tone};
 use crate::cli::settings::{Context, ListSettings};
 
 /// List runs with creation time, model count, size and best metric
@@ -61,9 +66,80 @@ pub struct Args {
     pub json: bool,
 }
 
-#[derive(Serialize)]
-struct ListJson<'a> {
-    runs: &'a [RunInfo],
+/// One row of a listing, as filters, sort keys and the BEST column read it.
+struct View<'a>(&'a Listing, &'a Row);
+
+impl RunFields for View<'_> {
+    fn metric(&self, name: &str) -> Option<f64> {
+        self.1.metrics().get(name).copied()
+    }
+    fn metrics(&self) -> Cow<'_, BTreeMap<String, f64>> {
+        Cow::Owned(self.1.metrics())
+    }
+    fn param(&self, name: &str) -> Option<Value> {
+        self.1.params().remove(name)
+    }
+    fn has_tag(&self, tag: &str) -> bool {
+        self.1.tags().iter().any(|t| t == tag)
+    }
+    fn id(&self) -> &str {
+        self.1.id()
+    }
+    fn namespace(&self) -> &str {
+        &self.0.group(self.1).ns_text
+    }
+    fn stage(&self) -> Stage {
+        self.0.group(self.1).stage
+    }
+    fn status(&self) -> RunStatus {
+        self.1.status
+    }
+    fn created_at(&self) -> Option<DateTime<Utc>> {
+        self.1.created_at
+    }
+    fn size_bytes(&self) -> u64 {
+        self.1.size_bytes
+    }
+    fn model_count(&self) -> u64 {
+        self.1.model_count
+    }
+    fn file_count(&self) -> u64 {
+        self.1.file_count
+    }
+    fn latest(&self) -> bool {
+        self.1.latest
+    }
+    fn pinned(&self) -> bool {
+        self.1.pinned
+    }
+    fn reference(&self) -> Cow<'_, str> {
+        Cow::Owned(self.0.reference(self.1))
+    }
+}
+
+/// One row as `list --json` prints it: the fields of a serialized
+/// `RunInfo`, in its order.
+fn write_row(listing: &Listing, row: &Row, out: &mut Vec<u8>) {
+    let group = listing.group(row);
+    let mut o = PrettyAt::object(out, 2);
+    o.field("ref", &listing.reference(row));
+    o.field("id", row.id());
+    o.field("namespace", &group.ns_text);
+    o.field("stage", &group.stage);
+    o.field("created_at", &row.created_at);
+    o.field("status", &row.status);
+    o.field("size_bytes", &row.size_bytes);
+    o.field("file_count", &row.file_count);
+    o.field("model_count", &row.model_count);
+    o.field("dataset_count", &row.dataset_count);
+    o.raw("metrics", row.metrics_json());
+    o.raw("params", row.params_json());
+    o.raw("tags", row.tags_json());
+    o.field("latest", &row.latest);
+    o.field("pinned", &row.pinned);
+    o.field("layout", &row.layout);
+    o.raw("problems", row.problems_json());
+    o.end();
 }
 
 pub fn stages_for(ctx: &Context, text: &str) -> Result<Vec<Stage>> {
@@ -87,7 +163,7 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         remote,
         json,
     } = ListSettings::resolve(args, ctx)?;
-    let (mut runs, source) = match &remote {
+    let (listing, source) = match &remote {
         Some(name) => {
             let remote = super::open_remote(ctx, Some(name))?;
             // A remote holds every stage, whatever the local layout.
@@ -98,16 +174,16 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
             };
             let runs = remote.runs(&stages, &under, &ctx.read_options(false)?)?;
             let source = format!("remote '{}' ({})", remote.name, remote.backend.shown);
-            (runs, source)
+            (Listing::from_infos(runs), source)
         }
         None => {
             let stages = stages_for(ctx, &stage)?;
             let opts = ctx.read_options(false)?;
-            let runs = ctx.store.runs(&stages, &under, &opts);
-            (runs, ctx.store.dir().display().to_string())
+            let listing = ctx.store.listing(&stages, &under, &opts, RunChecks::Auto);
+            (listing, ctx.store.dir().display().to_string())
         }
     };
-    if runs.is_empty() && !under.is_root() && remote.is_none() {
+    if listing.rows.is_empty() && !under.is_root() && remote.is_none() {
         if let Some(text) = &namespace {
             let err = ArtifactError::usage(format!(
                 "no runs in namespace {under} ({stage}) of {}",
@@ -119,14 +195,23 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
             }
         }
     }
-    let total = runs.len();
-    runs.retain(|r| filters.iter().all(|f| f.matches(r, ctx.invocation.now)));
-    sort.sort(&mut runs, reverse);
+    let total = listing.rows.len();
+    let views: Vec<View<'_>> = listing
+        .rows
+        .iter()
+        .map(|r| View(&listing, r))
+        .filter(|v| filters.iter().all(|f| f.matches(v, ctx.invocation.now)))
+        .collect();
+    let mut order = sort.order(&views, reverse);
     if let Some(limit) = limit {
-        runs.truncate(limit);
+        order.truncate(limit);
     }
+    let runs: Vec<&Row> = order.into_iter().map(|i| views[i].1).collect();
     if json {
-        out.json(&ListJson { runs: &runs })?;
+        out.json_array("runs", &runs, |row, buf| write_row(&listing, row, buf))?;
+        // As below: the process ends here.
+        std::mem::forget(runs);
+        std::mem::forget(listing);
         return Ok(ExitCode::Success);
     }
     if runs.is_empty() {
@@ -168,52 +253,84 @@ pub fn run(ctx: &Context, out: &Printer, args: Args) -> Result<ExitCode> {
         ("NOTE", Align::Left),
     ]);
     let mut table = Table::new(&headers);
-    for run in &runs {
-        let mut row = vec![
-            if run.latest {
-                out.paint_out(Tone::Good, "*")
-            } else {
-                String::new()
-            },
-            run.reference.clone(),
-            run.created_at
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                .unwrap_or_else(|| "-".into()),
-        ];
-        if show_status {
-            let tone = if run.status == RunStatus::Complete {
-                Tone::Dim
-            } else {
-                Tone::Bad
-            };
-            row.push(out.paint_out(tone, run.status.as_str()));
-        }
-        row.push(run.model_count.to_string());
-        row.push(human_size(run.size_bytes));
-        row.push(
-            best_metric(run, metric, ctx.config.list.metric_goal)
-                .map(human_number)
-                .unwrap_or_else(|| "-".into()),
-        );
-        row.push(note(run, out));
+    let cells: Vec<Vec<String>> = runs
+        .par_iter()
+        .map(|run| {
+            let mut row = vec![
+                if run.latest {
+                    out.paint_out(Tone::Good, "*")
+                } else {
+                    String::new()
+                },
+                listing.reference(run),
+                run.created_at.map(created).unwrap_or_else(|| "-".into()),
+            ];
+            if show_status {
+                let tone = if run.status == RunStatus::Complete {
+                    Tone::Dim
+                } else {
+                    Tone::Bad
+                };
+                row.push(out.paint_out(tone, run.status.as_str()));
+            }
+            row.push(run.model_count.to_string());
+            row.push(human_size(run.size_bytes));
+            row.push(
+                best_metric(&View(&listing, run), metric, ctx.config.list.metric_goal)
+                    .map(human_number)
+                    .unwrap_or_else(|| "-".into()),
+            );
+            row.push(note(run, out));
+            row
+        })
+        .collect();
+    for row in cells {
         table.row(row);
     }
     out.text(&table.render())?;
+    // The process ends here: freeing thousands of rows and cells one
+    // allocation at a time would only delay the exit.
+    std::mem::forget(table);
+    std::mem::forget(runs);
+    std::mem::forget(listing);
     Ok(ExitCode::Success)
 }
 
-fn note(run: &RunInfo, out: &Printer) -> String {
+/// `%Y-%m-%d %H:%M:%S`, written out directly: chrono's formatter is most of
+/// a long table's cost.
+fn created(t: DateTime<Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    if !(0..=9999).contains(&t.year()) {
+        return t.format("%Y-%m-%d %H:%M:%S").to_string();
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn note(run: &Row, out: &Printer) -> String {
     let mut parts = Vec::new();
     if run.pinned {
         parts.push("pinned".to_string());
     }
-    if let Some(first) = run.problems.first() {
+    let problems = if run.has_problems() {
+        run.problems()
+    } else {
+        Vec::new()
+    };
+    if let Some(first) = problems.first() {
         let mut text: String = first.chars().take(70).collect();
         if first.chars().count() > 70 {
             text.push('…');
         }
-        if run.problems.len() > 1 {
-            text.push_str(&format!(" (+{} more)", run.problems.len() - 1));
+        if problems.len() > 1 {
+            text.push_str(&format!(" (+{} more)", problems.len() - 1));
         }
         parts.push(out.paint_out(Tone::Warn, &format!("! {text}")));
     }

@@ -12,6 +12,7 @@ use crate::error::ArtifactError;
 use crate::policy::pipeline::{self, Action, Base, StepRecord, StepStatus};
 use crate::progress::Silent;
 use crate::store::layout::INTERNAL_DIR;
+use crate::store::listing::{newest_first, Listing, Row};
 use crate::store::manifest;
 use crate::store::metadata::{self, Metadata, RunStatus};
 use crate::store::refs::Namespace;
@@ -72,6 +73,23 @@ pub fn base_run(store: &Store, ns: &Namespace) -> Option<(RunLocation, Metadata)
         meta.extra
             .contains_key("steps")
             .then_some((run.location, meta))
+    })
+}
+
+/// [`base_run`] among the rows of one group of a listing (which must have
+/// checked each run against its `metadata.json`), without its metadata.
+pub fn base_in(listing: &Listing, group: u32) -> Option<RunLocation> {
+    let mut candidates: Vec<&Row> = listing
+        .rows
+        .iter()
+        .filter(|r| r.group == group)
+        .filter(|r| r.steps && r.status == RunStatus::Complete && !r.has_problems())
+        .collect();
+    candidates.sort_by(|a, b| newest_first(a, b));
+    candidates.into_iter().find_map(|row| {
+        let location = listing.location(row);
+        let meta = Metadata::read(&location.path).ok()?;
+        meta.extra.contains_key("steps").then_some(location)
     })
 }
 

@@ -34,8 +34,8 @@ use crate::store::{RunLocation, Store};
 mod base;
 mod reaper;
 mod runner;
-pub use base::base_run;
 use base::*;
+pub use base::{base_in, base_run};
 use runner::*;
 
 /// The file a step writes to have its numbers merged into the run's metrics.
