@@ -87,7 +87,11 @@ pub fn hash_pending(
 /// [`seal`] for a run with artifactctl's own metadata; a run in a legacy
 /// layout (no hashes to record) or with unreadable metadata is left to
 /// whoever reads it next, which reports it.
-pub fn seal_if_native(store: &Store, location: &RunLocation, reporter: &dyn Progress) -> Result<()> {
+pub fn seal_if_native(
+    store: &Store,
+    location: &RunLocation,
+    reporter: &dyn Progress,
+) -> Result<()> {
     if Metadata::read(&location.path).is_ok() {
         seal(store, location, reporter)?;
     }

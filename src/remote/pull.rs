@@ -164,7 +164,13 @@ fn pull_one(
     // files get it from the staged copy afterwards.
     let mut first: HashMap<&str, &crate::store::metadata::FileEntry> = HashMap::new();
     let (unique, again): (Vec<_>, Vec<_>) = meta.files.iter().partition(|f| {
-        f.symlink.is_some() || std::ptr::eq(*first.entry(f.blake3.as_deref().unwrap_or_default()).or_insert(f), *f)
+        f.symlink.is_some()
+            || std::ptr::eq(
+                *first
+                    .entry(f.blake3.as_deref().unwrap_or_default())
+                    .or_insert(f),
+                *f,
+            )
     });
     let transferred = remote.block_on(async {
         let dir = &dir;
