@@ -510,6 +510,16 @@ impl Backend {
         }
     }
 
+    /// What a listed object's location starts with before its key: the
+    /// remote's prefix and a `/`, or nothing.
+    fn listed_prefix(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        }
+    }
+
     /// Every key under `prefix` with its size and last change.
     pub async fn list_meta(&self, prefix: &str) -> Result<Vec<Listed>> {
         let store = match self.object() {
@@ -517,11 +527,7 @@ impl Backend {
             Err(root) => return super::dir::list_meta(root, prefix),
         };
         let root = self.path(prefix);
-        let strip = if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        };
+        let strip = self.listed_prefix();
         let mut stream = store.list(Some(&root));
         let mut out = Vec::new();
         while let Some(meta) = stream.next().await {
@@ -546,11 +552,7 @@ impl Backend {
             Err(root) => return Ok((super::dir::list(root, prefix)?, true)),
         };
         let root = self.path(prefix);
-        let strip = if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        };
+        let strip = self.listed_prefix();
         let mut stream = store.list(Some(&root));
         let mut keys = Vec::new();
         while let Some(meta) = stream.next().await {
@@ -571,11 +573,7 @@ impl Backend {
             Err(root) => return super::dir::list(root, prefix),
         };
         let root = self.path(prefix);
-        let strip = if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        };
+        let strip = self.listed_prefix();
         let mut stream = store.list(Some(&root));
         let mut keys = Vec::new();
         while let Some(meta) = stream.next().await {
