@@ -152,6 +152,25 @@ pub(crate) fn read_tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// `c` pulls production `latest` of gru/BTCEUR and the raw run it came
+/// from; both must be `version` and its source, byte for byte as in `a`.
+fn pull_release_and_its_source(a: &Project, c: &Project, version: &str) {
+    let pulled = c.json(&[
+        "pull",
+        "production/gru/BTCEUR/latest",
+        "gru/BTCEUR/20261123_101500",
+    ]);
+    let release = format!("production/gru/BTCEUR/{version}");
+    assert_eq!(pulled["runs"][0]["ref"], release.as_str(), "{pulled}");
+    for sub in [release.as_str(), "raw/gru/BTCEUR/20261123_101500"] {
+        assert_eq!(
+            read_tree(&a.store().join(sub)),
+            read_tree(&c.store().join(sub)),
+            "{sub}"
+        );
+    }
+}
+
 #[test]
 fn a_raw_run_and_a_release_go_up_and_come_back_whole() {
     let b = bucket();
@@ -174,25 +193,7 @@ fn a_raw_run_and_a_release_go_up_and_come_back_whole() {
     assert_eq!(again["uploaded_bytes"], 0);
 
     let c = project(&b);
-    let pulled = c.json(&[
-        "pull",
-        "production/gru/BTCEUR/latest",
-        "gru/BTCEUR/20261123_101500",
-    ]);
-    assert_eq!(
-        pulled["runs"][0]["ref"], "production/gru/BTCEUR/1.0.0",
-        "{pulled}"
-    );
-    for sub in [
-        "production/gru/BTCEUR/1.0.0",
-        "raw/gru/BTCEUR/20261123_101500",
-    ] {
-        assert_eq!(
-            read_tree(&a.store().join(sub)),
-            read_tree(&c.store().join(sub)),
-            "{sub}"
-        );
-    }
+    pull_release_and_its_source(&a, &c, "1.0.0");
     let latest = c.json(&["show", "production/gru/BTCEUR/latest"]);
     assert_eq!(latest["run"]["id"], "1.0.0");
     c.assert_verifies_clean();
@@ -546,25 +547,7 @@ fn a_file_remote_on_a_shared_mount_round_trips_with_the_same_layout() {
     let c = file_project(&shared);
     let listed = c.json(&["list", "production", "--remote", "origin"]);
     assert_eq!(listed["runs"].as_array().unwrap().len(), 2, "{listed}");
-    let pulled = c.json(&[
-        "pull",
-        "production/gru/BTCEUR/latest",
-        "gru/BTCEUR/20261123_101500",
-    ]);
-    assert_eq!(
-        pulled["runs"][0]["ref"], "production/gru/BTCEUR/1.1.0",
-        "{pulled}"
-    );
-    for sub in [
-        "production/gru/BTCEUR/1.1.0",
-        "raw/gru/BTCEUR/20261123_101500",
-    ] {
-        assert_eq!(
-            read_tree(&a.store().join(sub)),
-            read_tree(&c.store().join(sub)),
-            "{sub}"
-        );
-    }
+    pull_release_and_its_source(&a, &c, "1.1.0");
     c.assert_verifies_clean();
     let h = c.json(&["history", "--remote", "origin"]);
     assert_eq!(h["entries"].as_array().unwrap().len(), 1, "{h}");
