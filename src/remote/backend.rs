@@ -488,6 +488,25 @@ impl Backend {
         Ok(Some((hasher.finalize().to_hex().to_string(), size)))
     }
 
+    /// The bytes of `key` in each of `ranges` (near ranges are fetched in
+    /// one request), `None` when it is absent. A range reaching past the
+    /// end comes back short.
+    pub async fn get_ranges(
+        &self,
+        key: &str,
+        ranges: &[std::ops::Range<u64>],
+    ) -> Result<Option<Vec<Vec<u8>>>> {
+        let store = match self.object() {
+            Ok(store) => store,
+            Err(root) => return super::dir::get_ranges(root, key, ranges),
+        };
+        match store.get_ranges(&self.path(key), ranges).await {
+            Ok(parts) => Ok(Some(parts.into_iter().map(|b| b.to_vec()).collect())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.fail(key, e)),
+        }
+    }
+
     /// Remove `key`; absent is fine.
     pub async fn delete(&self, key: &str) -> Result<()> {
         fault::hit(Point::RemoteWrite)?;

@@ -56,7 +56,7 @@ pub struct CleanupReport {
     pub kept_since_planning: Vec<(String, String)>,
 }
 
-/// One record read: its summary and the blobs it references.
+/// One record read: its summary and the blobs and packs it references.
 struct Record {
     key: String,
     summary: CatalogRun,
@@ -74,7 +74,15 @@ async fn run(remote: &Remote, opts: &RemoteCleanup) -> Result<CleanupReport> {
     let backend = &remote.backend;
     let (marks, marks_etag, marks_exist) = gc::read_marks(remote).await?;
     let segments = catalog::segment_keys(remote).await?;
-    let blobs = backend.list_meta("blobs").await?;
+    // Loose blobs and packs are judged alike (a pack by its own hash).
+    let mut blobs = backend.list_meta("blobs").await?;
+    blobs.extend(
+        backend
+            .list_meta("packs")
+            .await?
+            .into_iter()
+            .filter(|p| super::pack::toc_of(&p.key).is_some()),
+    );
     let records = read_records(remote).await?;
 
     let mut plan = match &opts.retention {
@@ -214,11 +222,11 @@ async fn read_records(remote: &Remote) -> Result<BTreeMap<String, Record>> {
         };
         let (stage, ns, id) =
             record_location(&key).ok_or_else(|| unreadable("not a run record's name".into()))?;
-        let meta = parse_record(&got.bytes, stage, &ns, &id, &key)
+        let (meta, packed) = parse_record(&got.bytes, stage, &ns, &id, &key)
             .map_err(|e| unreadable(format!("{e:#}")))?;
         let summary = crate::store::index::summary_of(&got.bytes, stage, &ns, &id)
             .ok_or_else(|| unreadable("no summary the catalog can hold".into()))?;
-        let blobs = meta.files.into_iter().filter_map(|f| f.blake3).collect();
+        let blobs = super::pack::referenced(&meta, &packed);
         out.insert(
             qualified_ref(stage, &ns, &id),
             Record {

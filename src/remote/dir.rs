@@ -204,6 +204,34 @@ pub fn get_into(
     Ok(Some((hasher.finalize().to_hex().to_string(), size)))
 }
 
+/// The bytes of `key` in each of `ranges`, short where the file ends.
+pub fn get_ranges(
+    root: &Path,
+    key: &str,
+    ranges: &[std::ops::Range<u64>],
+) -> Result<Option<Vec<Vec<u8>>>> {
+    use std::os::unix::fs::FileExt;
+    let path = root.join(key);
+    let file = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let size = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    let mut out = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        let end = range.end.min(size);
+        let mut buf = vec![0u8; end.saturating_sub(range.start) as usize];
+        file.read_exact_at(&mut buf, range.start)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        out.push(buf);
+    }
+    Ok(Some(out))
+}
+
 /// Every key under `prefix` with its size and modification time.
 pub fn list_meta(root: &Path, prefix: &str) -> Result<Vec<super::backend::Listed>> {
     let mut out = Vec::new();

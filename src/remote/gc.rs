@@ -202,6 +202,11 @@ pub(crate) async fn collect(
                 Some(modified) if modified.timestamp() <= doomed.modified.timestamp() => {}
                 _ => return anyhow::Ok(None),
             }
+            // A pack's table of contents goes first: one left without its
+            // pack would send a push to content that is gone.
+            if let Some(toc) = super::pack::toc_of(&doomed.key) {
+                backend.delete(&toc).await?;
+            }
             backend.delete(&doomed.key).await?;
             Ok(Some(doomed.size))
         })

@@ -3,6 +3,8 @@
 //!
 //! The layout under the remote's prefix:
 //! - `blobs/<h[0..2]>/<h>`: file content under its BLAKE3, written create-only;
+//! - `packs/<p[0..2]>/<p>` and `<p>.toc`: many small files in one object,
+//!   and which blob lies where in it (see `pack`);
 //! - `runs/<stage>/ns=<a,b>/<id>.json`: a run's record (its `metadata.json`,
 //!   manifest included), written create-only after all its blobs;
 //! - `latest/<stage>/ns=<a,b>`: `{"id": ...}`, moved by compare-and-swap;
@@ -22,9 +24,12 @@ mod cleanup;
 mod dir;
 mod gc;
 mod latest;
+mod pack;
 mod pull;
 mod push;
 mod read;
+
+use std::collections::HashMap;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -88,6 +93,16 @@ impl Remote {
 
     /// One run's record, validated.
     pub fn record(&self, stage: Stage, ns: &Namespace, id: &str) -> Result<Metadata> {
+        Ok(self.record_packed(stage, ns, id)?.0)
+    }
+
+    /// One run's record, validated, and where its packed content lies.
+    pub(crate) fn record_packed(
+        &self,
+        stage: Stage,
+        ns: &Namespace,
+        id: &str,
+    ) -> Result<(Metadata, HashMap<String, pack::PackedAt>)> {
         let key = record_key(stage, ns, id);
         let got = self.block_on(self.backend.get(&key))?;
         let Some(got) = got else {
@@ -152,22 +167,24 @@ fn checked_location(stage: &str, ns: &str, id: &str) -> Result<(Stage, Namespace
 }
 
 /// A record read from `key`, refused unless it is the run it is stored as
-/// and every path in it stays inside the run.
+/// and every path in it stays inside the run; with where its packed content
+/// lies.
 fn parse_record(
     bytes: &[u8],
     stage: Stage,
     ns: &Namespace,
     id: &str,
     key: &str,
-) -> Result<Metadata> {
+) -> Result<(Metadata, HashMap<String, pack::PackedAt>)> {
     let refuse = |why: String| -> anyhow::Error {
         ArtifactError::refused(format!(
             "the remote's record {key} is refused: {why}; nothing was written locally"
         ))
         .into()
     };
-    let meta: Metadata =
+    let mut meta: Metadata =
         serde_json::from_slice(bytes).map_err(|e| refuse(format!("not a valid record: {e}")))?;
+    let packed = pack::take_packed(&mut meta).map_err(&refuse)?;
     let (m_stage, m_ns) = checked_location(&meta.stage.to_string(), &meta.namespace, &meta.id)
         .map_err(|e| refuse(e.to_string()))?;
     if m_stage != stage || &m_ns != ns || meta.id != id {
@@ -183,7 +200,7 @@ fn parse_record(
             return Err(refuse(format!("{} is listed twice", f.path)));
         }
     }
-    Ok(meta)
+    Ok((meta, packed))
 }
 
 fn check_file(f: &FileEntry) -> Result<(), String> {

@@ -2,20 +2,21 @@
 //! content already in local runs, downloading the rest), check every file
 //! against its BLAKE3, and only then publish through `publish_run`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::pack::{self, PackedAt};
 use super::{blob_key, same_run, Remote};
 use crate::error::ArtifactError;
 use crate::fsx::{self, Staging};
 use crate::ops::{publish_run, IdRequest, LatestPolicy};
 use crate::progress::TransferReporter;
 use crate::store::journal;
-use crate::store::metadata::Metadata;
+use crate::store::metadata::{FileEntry, Metadata};
 use crate::store::refs::{qualified_ref, RunRef, Stage, Target};
 use crate::store::Store;
 
@@ -73,7 +74,7 @@ pub fn pull(
                 ))
             })?,
         };
-        let meta = remote.record(stage, &r.namespace, &id)?;
+        let (meta, packed) = remote.record_packed(stage, &r.namespace, &id)?;
         let location = store.location(stage, &r.namespace, &id)?;
         if location.path.symlink_metadata().is_ok() {
             let ours = Metadata::read(&location.path).ok();
@@ -97,7 +98,7 @@ pub fn pull(
             .into());
         }
         let local = local.get_or_insert_with(|| local_content(store));
-        let pulled = pull_one(remote, store, meta, local, opts.jobs, reporter)?;
+        let pulled = pull_one(remote, store, meta, &packed, local, opts.jobs, reporter)?;
         report.downloaded_files += pulled.downloaded_files;
         report.downloaded_bytes += pulled.downloaded_bytes;
         report.linked_files += pulled.linked_files;
@@ -128,6 +129,7 @@ fn pull_one(
     remote: &Remote,
     store: &Store,
     mut meta: Metadata,
+    packed: &HashMap<String, PackedAt>,
     local: &HashMap<String, PathBuf>,
     jobs: usize,
     reporter: &dyn TransferReporter,
@@ -180,7 +182,7 @@ fn pull_one(
                 let rel = f.rel_path();
                 if let Some(target) = &f.symlink {
                     fsx::remote::symlink_in(dir, &rel, std::path::Path::new(target))?;
-                    return anyhow::Ok((0u64, 0u64, 0u64));
+                    return anyhow::Ok(Step::Done(0, 0, 0));
                 }
                 // Checked by `record_problem` when the record was read.
                 let expected = f.blake3.as_deref().unwrap_or_default();
@@ -192,10 +194,13 @@ fn pull_one(
                     {
                         reporter.transfer_bytes(f.size);
                         reporter.transfer_file();
-                        return Ok((0, 0, 1));
+                        return Ok(Step::Done(0, 0, 1));
                     }
                     // Changed locally: download it instead.
                     fsx::remote::discard_in(dir, &rel)?;
+                }
+                if let Some(at) = packed.get(expected) {
+                    return Ok(Step::InPack(f, at));
                 }
                 let key = blob_key(expected);
                 fsx::fault::hit(fsx::fault::Point::Download)?;
@@ -219,14 +224,28 @@ fn pull_one(
                 reporter.transfer_file();
                 // Made durable with the whole run when it is published
                 // (an fsync here would stall every transfer in flight).
-                Ok((1, size, 0))
+                Ok(Step::Done(1, size, 0))
             })
             .buffer_unordered(jobs.max(1));
+        let mut by_pack: BTreeMap<&str, Vec<(&FileEntry, u64)>> = BTreeMap::new();
         while let Some(done) = work.next().await {
-            let (files, bytes, linked) = done?;
+            match done? {
+                Step::Done(files, bytes, linked) => {
+                    pulled.downloaded_files += files;
+                    pulled.downloaded_bytes += bytes;
+                    pulled.linked_files += linked;
+                }
+                Step::InPack(f, at) => by_pack.entry(&at.pack).or_default().push((f, at.offset)),
+            }
+        }
+        drop(work);
+        let mut packs = futures::stream::iter(by_pack)
+            .map(|(pack, files)| fetch_packed(remote, dir, pack, files, reporter))
+            .buffer_unordered(jobs.max(1));
+        while let Some(done) = packs.next().await {
+            let (files, bytes) = done?;
             pulled.downloaded_files += files;
             pulled.downloaded_bytes += bytes;
-            pulled.linked_files += linked;
         }
         for f in again {
             // Checked when it was staged; a copy of it needs no new check.
@@ -274,4 +293,73 @@ fn pull_one(
     pulled.path = published.location.path;
     pulled.became_latest = published.became_latest;
     Ok(pulled)
+}
+
+/// What staging one file came to: done (files and bytes downloaded, files
+/// linked), or its content lies in a pack and is fetched with the pack's
+/// other files.
+enum Step<'a> {
+    Done(u64, u64, u64),
+    InPack(&'a FileEntry, &'a PackedAt),
+}
+
+/// Stage the `files` whose content lies in `pack` (at the offsets given),
+/// in byte ranges of the pack, each checked against its BLAKE3: the files
+/// and bytes downloaded.
+async fn fetch_packed(
+    remote: &Remote,
+    dir: &std::path::Path,
+    pack: &str,
+    files: Vec<(&FileEntry, u64)>,
+    reporter: &dyn TransferReporter,
+) -> Result<(u64, u64)> {
+    use std::io::Write;
+    let key = pack::pack_key(pack);
+    let shown = &remote.backend.shown;
+    let damaged = |f: &FileEntry, why: String| -> anyhow::Error {
+        ArtifactError::corrupt(format!(
+            "remote {shown}: pack {key} does not hold the content of {} ({why}); nothing was published",
+            f.path
+        ))
+        .into()
+    };
+    let mut ranges = Vec::with_capacity(files.len());
+    for (f, offset) in &files {
+        let end = offset
+            .checked_add(f.size)
+            .ok_or_else(|| damaged(f, format!("offset {offset} is out of range")))?;
+        ranges.push(*offset..end);
+    }
+    crate::interrupt::check()?;
+    fsx::fault::hit(fsx::fault::Point::Download)?;
+    let Some(parts) = pack::fetch(remote, pack, &ranges).await? else {
+        return Err(ArtifactError::corrupt(format!(
+            "remote {shown}: pack {key} of {} is missing; nothing was published",
+            files[0].0.path
+        ))
+        .into());
+    };
+    let mut bytes = 0;
+    for ((f, _), content) in files.iter().zip(parts) {
+        let expected = f.blake3.as_deref().unwrap_or_default();
+        let hash = crate::store::manifest::hash_bytes(&content);
+        if content.len() as u64 != f.size || hash != expected {
+            return Err(damaged(
+                f,
+                format!(
+                    "{} bytes with BLAKE3 {hash} where it should be",
+                    content.len()
+                ),
+            ));
+        }
+        let mut file = fsx::remote::create_in(dir, &f.rel_path())
+            .with_context(|| format!("cannot create {} in the staging folder", f.path))?;
+        fsx::fault::hit(fsx::fault::Point::Write)?;
+        file.write_all(&content)
+            .context("cannot write a pulled file")?;
+        bytes += f.size;
+        reporter.transfer_bytes(f.size);
+        reporter.transfer_file();
+    }
+    Ok((files.len() as u64, bytes))
 }

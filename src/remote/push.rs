@@ -9,12 +9,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 
 use super::backend::{Mode, Put};
 use super::catalog::{self, Segment};
-use super::{blob_key, latest_key, parse_latest, record_key, same_run, unique_key, Remote};
+use super::{blob_key, latest_key, pack, parse_latest, record_key, same_run, unique_key, Remote};
 use crate::error::ArtifactError;
 use crate::progress::TransferReporter;
 use crate::store::journal;
@@ -117,6 +117,13 @@ pub fn push(
     Ok(report)
 }
 
+/// What one upload of a push sent.
+enum Sent {
+    /// One file's blob, with its size when this push wrote it.
+    Loose(Option<u64>),
+    Pack(pack::Uploaded),
+}
+
 /// `pending/<stage>/ns=<a,b>/<id>`: a run whose push has not finished.
 fn pending_key(stage: Stage, ns: &Namespace, id: &str) -> String {
     format!("pending/{stage}/ns={}/{id}", ns.segments().join(","))
@@ -155,7 +162,7 @@ async fn push_one(
     if let Some(got) = record? {
         // The same bytes need no parsing (the record of a run pushed from
         // here and not changed since).
-        let same = got.bytes == ours
+        let same = pack::same_record_bytes(&got.bytes, &ours)
             || serde_json::from_slice::<Metadata>(&got.bytes).is_ok_and(|t| same_run(&t, meta));
         if !same {
             return Err(taken(remote, &reference));
@@ -191,17 +198,68 @@ async fn push_one(
     let settled = |hash: &str| {
         listed.contains(&hash[..2]) && present.contains(hash) && !marks.contains_key(hash)
     };
-    let (files, bytes) = blobs
+    // Small files the remote lacks go up in packs when there are enough of
+    // them; those its packs already hold are referenced where they lie.
+    let mut packed = pack::PackedField::new();
+    let small: Vec<&str> = blobs
+        .iter()
+        .filter(|(hash, (_, size))| *size < pack::PACKED_FILE_MAX && !settled(hash))
+        .map(|(hash, _)| *hash)
+        .collect();
+    if !small.is_empty() {
+        let in_packs = pack::packed_blobs(remote, marks, jobs).await?;
+        for hash in small {
+            if let Some(at) = in_packs.get(hash) {
+                packed
+                    .entry(at.pack.clone())
+                    .or_default()
+                    .insert(hash.to_string(), at.offset);
+            }
+        }
+    }
+    let in_a_pack = |hash: &str| packed.values().any(|blobs| blobs.contains_key(hash));
+    let mut loose = Vec::new();
+    let mut to_pack = Vec::new();
+    for (hash, (path, size)) in blobs {
+        if in_a_pack(hash) {
+            pushed.present_files += 1;
+        } else if size < pack::PACKED_FILE_MAX && !settled(hash) {
+            to_pack.push((hash, path, size));
+        } else {
+            loose.push((hash, (path, size)));
+        }
+    }
+    if to_pack.len() < pack::PACK_MIN_FILES {
+        loose.extend(
+            to_pack
+                .drain(..)
+                .map(|(hash, path, size)| (hash, (path, size))),
+        );
+    }
+    let (files, bytes) = loose
         .iter()
         .filter(|(hash, _)| !settled(hash))
-        .fold((0, 0), |(n, b), (_, (_, size))| (n + 1, b + size));
+        .map(|(_, (_, size))| *size)
+        .chain(to_pack.iter().map(|(_, _, size)| *size))
+        .fold((0, 0), |(n, b), size| (n + 1, b + size));
     reporter.transfer_started(&format!("pushing {reference}"), files, bytes);
     let on_bytes = |n: u64| reporter.transfer_bytes(n);
     let on_bytes = &on_bytes;
-    let mut uploads = futures::stream::iter(blobs)
-        .map(|(hash, (path, size))| async move {
+    let packs = futures::stream::iter(pack::group(to_pack)).map(|files| {
+        async move {
+            let uploaded = pack::upload(remote, &files, marks).await?;
+            reporter.transfer_bytes(uploaded.bytes);
+            for _ in &files {
+                reporter.transfer_file();
+            }
+            anyhow::Ok(Sent::Pack(uploaded))
+        }
+        .boxed_local()
+    });
+    let loose = futures::stream::iter(loose).map(|(hash, (path, size))| {
+        async move {
             if settled(hash) {
-                return anyhow::Ok(None);
+                return anyhow::Ok(Sent::Loose(None));
             }
             let key = blob_key(hash);
             let marked = marks.contains_key(hash);
@@ -209,7 +267,7 @@ async fn push_one(
             if there {
                 reporter.transfer_bytes(size);
                 reporter.transfer_file();
-                return Ok(None);
+                return Ok(Sent::Loose(None));
             }
             crate::interrupt::check()?;
             crate::fsx::fault::hit(crate::fsx::fault::Point::Upload)?;
@@ -218,19 +276,34 @@ async fn push_one(
                 .await?;
             reporter.transfer_file();
             match put {
-                Put::Done => Ok(Some(size)),
-                _ => Ok(None),
+                Put::Done => Ok(Sent::Loose(Some(size))),
+                _ => Ok(Sent::Loose(None)),
             }
-        })
-        .buffer_unordered(jobs.max(1));
+        }
+        .boxed_local()
+    });
+    let mut uploads = futures::stream::select(packs, loose).buffer_unordered(jobs.max(1));
     let mut failed = None;
     while let Some(done) = uploads.next().await {
         match done {
-            Ok(Some(size)) => {
+            Ok(Sent::Loose(Some(size))) => {
                 pushed.uploaded_files += 1;
                 pushed.uploaded_bytes += size;
             }
-            Ok(None) => pushed.present_files += 1,
+            Ok(Sent::Loose(None)) => pushed.present_files += 1,
+            Ok(Sent::Pack(uploaded)) => {
+                let n = uploaded.blobs.len() as u64;
+                if uploaded.written {
+                    pushed.uploaded_files += n;
+                    pushed.uploaded_bytes += uploaded.bytes;
+                } else {
+                    pushed.present_files += n;
+                }
+                packed
+                    .entry(uploaded.pack)
+                    .or_default()
+                    .extend(uploaded.blobs);
+            }
             Err(e) => {
                 failed = Some(e);
                 break;
@@ -247,7 +320,10 @@ async fn push_one(
     // killed after the record leaves the marker, and the next push of the
     // run finds it and completes the work.
     let marked_here = backend.put(&pending, b"{}".to_vec(), Mode::Create).await? == Put::Done;
-    match backend.put(&key, ours, Mode::Create).await? {
+    match backend
+        .put(&key, pack::record_bytes(meta, &packed)?, Mode::Create)
+        .await?
+    {
         Put::Done => {}
         _ => {
             // Another writer created it meanwhile, or this put's own first

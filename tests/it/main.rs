@@ -32,6 +32,7 @@ mod remote;
 mod remote_catalog;
 mod remote_faults;
 mod remote_layouts;
+mod remote_packs;
 mod remote_safety;
 mod report;
 mod rollback;

@@ -107,6 +107,22 @@ fn record_key_of(reference: &str) -> String {
     format!("runs/{stage}/ns={}/{id}.json", parts.join(","))
 }
 
+/// An object's bytes in `bucket`.
+pub(crate) fn get_object(bucket: &str, key: &str) -> Vec<u8> {
+    Side::Bucket(bucket.to_string()).get(key)
+}
+
+/// Delete an object of `bucket` behind artifactctl's back.
+pub(crate) fn delete_object(bucket: &str, key: &str) {
+    let (status, _) = signed_bytes("DELETE", bucket, key);
+    assert!(status.starts_with("HTTP/1.1 204"), "DELETE {key}: {status}");
+}
+
+/// The remote in `bucket` consistent, as [`assert_consistent`] checks.
+pub(crate) fn assert_remote_consistent(p: &Project, bucket: &str, what: &str) {
+    assert_consistent(p, &Side::Bucket(bucket.to_string()), what);
+}
+
 /// Both sides consistent (see the module's notes); `what` names the case.
 fn assert_consistent(p: &Project, side: &Side, what: &str) {
     let keys = side.keys();
@@ -122,11 +138,41 @@ fn assert_consistent(p: &Project, side: &Side, what: &str) {
     for key in &records {
         let meta: Value = serde_json::from_slice(&side.get(key))
             .unwrap_or_else(|e| panic!("{what}: record {key} is not JSON: {e}"));
+        // Packed content: its pack and the pack's table of contents are
+        // there, and the bytes at the offset are the file's.
+        let mut packed = BTreeSet::new();
+        if let Some(packs) = meta["packed"].as_object() {
+            for (pack, blobs) in packs {
+                let pack_key = format!("packs/{}/{pack}", &pack[..2]);
+                assert!(
+                    keys.contains(&pack_key) && keys.contains(&format!("{pack_key}.toc")),
+                    "{what}: record {key} names pack {pack}, which is missing or has no table of contents"
+                );
+                let bytes = side.get(&pack_key);
+                for f in meta["files"].as_array().unwrap() {
+                    let hash = f["blake3"].as_str().unwrap_or_default();
+                    if let Some(offset) = blobs.get(hash).and_then(Value::as_u64) {
+                        let size = f["size"].as_u64().unwrap() as usize;
+                        let at = offset as usize;
+                        assert_eq!(
+                            blake3::hash(&bytes[at..at + size]).to_hex().as_str(),
+                            hash,
+                            "{what}: pack {pack} does not hold {} at {offset}",
+                            f["path"]
+                        );
+                        packed.insert(hash.to_string());
+                    }
+                }
+            }
+        }
         for f in meta["files"].as_array().unwrap() {
             if f["symlink"].is_string() {
                 continue;
             }
             let hash = f["blake3"].as_str().unwrap();
+            if packed.contains(hash) {
+                continue;
+            }
             assert!(
                 blobs.contains(hash),
                 "{what}: record {key} names blob {hash} ({}), which is missing",
