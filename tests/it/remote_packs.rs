@@ -7,7 +7,9 @@
 use serde_json::Value;
 
 use crate::remote::{bucket, fails, http, project, read_tree, server};
-use crate::remote_safety::{assert_remote_consistent, delete_object, get_object};
+use crate::remote_safety::{
+    assert_dir_remote_consistent, assert_remote_consistent, delete_object, get_object,
+};
 use crate::support::*;
 
 const ONE: &str = "20261101_000000";
@@ -245,4 +247,34 @@ fn a_push_killed_between_packs_uploads_only_the_missing_ones_when_run_again() {
     let q = project(&b);
     q.json(&["pull", ONE]);
     q.assert_verifies_clean();
+}
+
+#[test]
+fn on_a_file_remote_small_files_go_up_in_a_pack_and_come_back_whole() {
+    let shared = tempfile::tempdir().unwrap();
+    let p = crate::remote::file_project(shared.path());
+    small_files(&p, "one", 40, "a");
+    p.register(&p.path("one"), &["--id", ONE]);
+    let pushed = p.json(&["push", ONE]);
+    assert_eq!(pushed["uploaded_files"], 40, "{pushed}");
+    let packs: Vec<_> = walkdir::WalkDir::new(shared.path().join("packs"))
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .collect();
+    assert_eq!(
+        packs.len(),
+        2,
+        "a pack and its table of contents: {packs:?}"
+    );
+    assert!(!shared.path().join("blobs").exists());
+    assert_dir_remote_consistent(&p, shared.path(), "after the push");
+    let q = crate::remote::file_project(shared.path());
+    let pulled = q.json(&["pull", ONE]);
+    assert_eq!(pulled["downloaded_files"], 40, "{pulled}");
+    q.assert_verifies_clean();
+    assert_eq!(
+        read_tree(&p.store().join("raw").join(ONE)),
+        read_tree(&q.store().join("raw").join(ONE))
+    );
 }

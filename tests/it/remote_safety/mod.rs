@@ -123,6 +123,12 @@ pub(crate) fn assert_remote_consistent(p: &Project, bucket: &str, what: &str) {
     assert_consistent(p, &Side::Bucket(bucket.to_string()), what);
 }
 
+/// The `file://` remote at `root` consistent, as [`assert_consistent`]
+/// checks.
+pub(crate) fn assert_dir_remote_consistent(p: &Project, root: &std::path::Path, what: &str) {
+    assert_consistent(p, &Side::Dir(root.to_path_buf()), what);
+}
+
 /// Both sides consistent (see the module's notes); `what` names the case.
 fn assert_consistent(p: &Project, side: &Side, what: &str) {
     let keys = side.keys();
