@@ -369,6 +369,9 @@ impl TransferReporter for TransferBar {
         self.total_files.store(files, Ordering::Relaxed);
         let bar = transfer_bar(label, bytes, &self.files, &self.total_files);
         bar.set_draw_target(ProgressDrawTarget::stderr());
+        // Drawn at once: a transfer shorter than a tick (a pack of small
+        // files) still shows what it moved.
+        bar.tick();
         bar.enable_steady_tick(Duration::from_millis(120));
         if let Some(old) = lock(&self.bar).replace(bar) {
             old.finish_and_clear();
