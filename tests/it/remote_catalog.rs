@@ -75,7 +75,7 @@ fn run(p: &Project, ns: &str, id: &str, content: &str) {
     p.register(&p.path(&dir), &args);
 }
 
-fn json_at(p: &Project, now: chrono::DateTime<chrono::Utc>, args: &[&str]) -> Value {
+pub(crate) fn json_at(p: &Project, now: chrono::DateTime<chrono::Utc>, args: &[&str]) -> Value {
     let out = p
         .cmd()
         .env("ARTIFACTCTL_NOW", now.to_rfc3339())

@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use crate::remote::{bucket, fails, http, project, read_tree, server};
+use crate::remote_catalog::json_at;
 use crate::remote_safety::{
     assert_dir_remote_consistent, assert_remote_consistent, delete_object, get_object,
 };
@@ -183,21 +184,7 @@ fn a_pack_goes_with_its_table_of_contents_once_no_record_references_it() {
     p.json(&["push", TWO]);
     assert_eq!(keys(&b, "packs/").len(), 4);
 
-    let at = |now: chrono::DateTime<chrono::Utc>, args: &[&str]| -> Value {
-        let out = p
-            .cmd()
-            .env("ARTIFACTCTL_NOW", now.to_rfc3339())
-            .args(args)
-            .arg("--json")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let at = |now, args: &[&str]| json_at(&p, now, args);
     let now = chrono::Utc::now();
     let hours = chrono::Duration::hours;
     // The older run goes: its pack is marked, not deleted.
