@@ -99,6 +99,10 @@ pub fn pull(
         }
         let local = local.get_or_insert_with(|| local_content(store));
         let pulled = pull_one(remote, store, meta, &packed, local, opts.jobs, reporter)?;
+        // The next runs of this pull take what this one brought.
+        if let Ok(meta) = Metadata::read(&pulled.path) {
+            add_content(local, &pulled.path, meta);
+        }
         report.downloaded_files += pulled.downloaded_files;
         report.downloaded_bytes += pulled.downloaded_bytes;
         report.linked_files += pulled.linked_files;
@@ -111,18 +115,22 @@ pub fn pull(
 fn local_content(store: &Store) -> HashMap<String, PathBuf> {
     let mut out = HashMap::new();
     for location in store.locations(&Stage::ALL, &crate::store::refs::Namespace::root()) {
-        let Ok(meta) = Metadata::read(&location.path) else {
-            continue;
-        };
-        // A pending hash (imported by link, not yet read) cannot vouch for
-        // content: that file is downloaded instead.
-        for f in meta.files.into_iter().filter(|f| f.symlink.is_none()) {
-            let Some(hash) = &f.blake3 else { continue };
-            out.entry(hash.clone())
-                .or_insert_with(|| location.path.join(f.rel_path()));
+        if let Ok(meta) = Metadata::read(&location.path) {
+            add_content(&mut out, &location.path, meta);
         }
     }
     out
+}
+
+/// Add where the files of the run at `dir` lie, by content hash.
+fn add_content(out: &mut HashMap<String, PathBuf>, dir: &std::path::Path, meta: Metadata) {
+    // A pending hash (imported by link, not yet read) cannot vouch for
+    // content: that file is downloaded instead.
+    for f in meta.files.into_iter().filter(|f| f.symlink.is_none()) {
+        let Some(hash) = &f.blake3 else { continue };
+        out.entry(hash.clone())
+            .or_insert_with(|| dir.join(f.rel_path()));
+    }
 }
 
 fn pull_one(
