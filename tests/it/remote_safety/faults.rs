@@ -337,6 +337,93 @@ fn cleanups(s3: bool) {
     assert_eq!(reached["remote-write"], 4, "{reached:?}");
 }
 
+/// Garbage collection of packs: four runs of many small files (a pack
+/// each); a cleanup keeping 3 removes the oldest and marks its pack, and
+/// the faulted cleanup, a grace later, deletes that pack's table of
+/// contents, then the pack.
+fn packed_cleanups(s3: bool) {
+    let bench = Bench::new(s3);
+    for (i, id) in [
+        "20261101_000000",
+        "20261102_000000",
+        "20261103_000000",
+        "20261104_000000",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let dir = format!("src-{id}");
+        for f in 0..20 {
+            bench.p.write(
+                &format!("{dir}/data/{f:02}.csv"),
+                format!("run {i} row {f}\n"),
+            );
+        }
+        bench.p.register(&bench.p.path(&dir), &["--id", id]);
+    }
+    let setup = |b: &Bench| {
+        b.ok(&["push", "--all"], NOW);
+        b.ok(
+            &["cleanup", "--remote", "origin", "--keep", "3", "--yes"],
+            NOW,
+        );
+    };
+    let three_packs = |b: &Bench, what: &str| {
+        let listed = b.p.json(&["list", "--remote", "origin"]);
+        assert_eq!(listed["runs"].as_array().unwrap().len(), 3, "{what}");
+        let out = b.run(&["cleanup", "--remote", "origin", "--json"], LATER, None);
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (plan["blobs"].clone(), plan["referenced"].clone()),
+            (3.into(), 3.into()),
+            "{what}: {plan}"
+        );
+    };
+    let case = Case {
+        name: "cleanup --remote of packs",
+        setup: &setup,
+        args: &["cleanup", "--remote", "origin", "--yes"],
+        now: LATER,
+        check: &|b: &Bench, what: &str| {
+            let listed = b.p.json(&["list", "--remote", "origin"]);
+            assert_eq!(listed["runs"].as_array().unwrap().len(), 3, "{what}");
+        },
+        settled: &three_packs,
+    };
+    let reached = sweep(
+        &bench,
+        &case,
+        &[
+            "remote-write",
+            "remote-written",
+            "remote-write:eio",
+            "mid-removal",
+        ],
+    );
+    // The index, the marks, the table of contents, the pack, the segment,
+    // the journal object.
+    assert_eq!(reached["remote-write"], 6, "{reached:?}");
+    assert_reached(case.name, &reached, &["remote-written", "mid-removal"]);
+}
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn a_remote_cleanup_of_packs_killed_at_every_point_leaves_both_sides_consistent() {
+    packed_cleanups(true);
+}
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the ARTIFACTCTL_FAULT hook exists only in debug builds"
+)]
+fn a_file_remote_cleanup_of_packs_killed_at_every_point_leaves_both_sides_consistent() {
+    packed_cleanups(false);
+}
+
 #[test]
 #[cfg_attr(
     not(debug_assertions),
