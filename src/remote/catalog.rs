@@ -168,24 +168,40 @@ impl Index {
         })
     }
 
-    fn hides(&self, run: &CatalogRun, reference: &str) -> bool {
-        self.header
-            .deleted
-            .iter()
-            .any(|t| t.reference == reference && t.created_at == run.created_at)
+    /// Whether a tombstone names the run of a segment written at `written`:
+    /// the same ref and creation time, deleted after the segment was
+    /// written (the same run pushed again after its deletion is listed).
+    fn hides(&self, run: &CatalogRun, reference: &str, written: Option<DateTime<Utc>>) -> bool {
+        self.header.deleted.iter().any(|t| {
+            t.reference == reference
+                && t.created_at == run.created_at
+                && written.is_none_or(|w| w <= t.deleted_at)
+        })
     }
 
-    /// Add a segment's run unless a tombstone names it; the index's own
-    /// entry stays (records are never overwritten, so both say the same).
-    fn add(&mut self, run: CatalogRun) {
+    /// Add the run of a segment written at `written` unless a tombstone
+    /// names it; the index's own entry stays (records are never
+    /// overwritten, so both say the same).
+    fn add(&mut self, run: CatalogRun, written: Option<DateTime<Utc>>) {
         if !valid(&run) {
             return;
         }
         let reference = reference(&run);
-        if !self.hides(&run, &reference) {
+        if !self.hides(&run, &reference, written) {
             self.runs.entry(reference).or_insert(run);
         }
     }
+}
+
+/// When a segment was written, from its name
+/// (`catalog/<%Y%m%dT%H%M%S%.6fZ>-<unique>.json`); `None` for a name
+/// without a time, which any tombstone of its runs hides.
+fn segment_time(key: &str) -> Option<DateTime<Utc>> {
+    let name = key.strip_prefix("catalog/")?;
+    let (time, _) = name.split_once('-')?;
+    chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S%.fZ")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 pub(crate) fn is_segment(key: &str) -> bool {
@@ -238,8 +254,9 @@ async fn fold_segments(
         .buffer_unordered(16);
     while let Some((runs, key)) = reads.next().await {
         let Some(runs) = runs? else { continue };
+        let written = segment_time(&key);
         for run in runs {
-            index.add(run);
+            index.add(run, written);
         }
         index.header.folded.insert(key, now);
     }
@@ -463,20 +480,33 @@ mod tests {
             created_at: b.created_at,
             deleted_at: Utc::now(),
         });
-        index.add(a.clone());
-        index.add(b.clone());
+        let before = Some(Utc::now() - Duration::minutes(1));
+        index.add(a.clone(), before);
+        index.add(b.clone(), before);
+        index.add(b.clone(), None);
         let mut again = b.clone();
         again.run.created_at = Some(Utc::now() + Duration::hours(1));
         let mut forged = run("..");
         forged.namespace = "../x".into();
-        index.add(forged);
+        index.add(forged, before);
         assert_eq!(index.runs.len(), 1);
-        index.add(again);
+        index.add(again, before);
         assert_eq!(
             index.runs.len(),
             2,
             "the same ref pushed again is another run"
         );
+        // The same run pushed again after its deletion: its new segment
+        // is later than the tombstone.
+        let mut fresh = Index::default();
+        fresh.header.deleted = index.header.deleted.clone();
+        fresh.add(b.clone(), Some(Utc::now() + Duration::minutes(1)));
+        assert_eq!(fresh.runs.len(), 1);
+        assert_eq!(
+            segment_time("catalog/20261101T120000.250000Z-ab12.json"),
+            Some("2026-11-01T12:00:00.25Z".parse().unwrap())
+        );
+        assert_eq!(segment_time("catalog/odd.json"), None);
         let back = Index::parse(&index.to_bytes().unwrap(), "o", "x").unwrap();
         assert_eq!(back.runs, index.runs);
         assert_eq!(back.header.deleted, index.header.deleted);
