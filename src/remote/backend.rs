@@ -25,6 +25,26 @@ const MULTIPART_THRESHOLD: u64 = 32 << 20;
 /// Parts of a multipart upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 8;
 
+/// How a request that failed on the network or with a server error is
+/// tried again: for `retry_timeout` seconds, the budget that binds; the
+/// count `retries` is a cap set high enough not to (pauses average over a
+/// second once grown, so the default 100 last minutes).
+fn retry_config(config: &RemoteConfig) -> RetryConfig {
+    RetryConfig {
+        // Pauses drawn between 0.1 s and four times the last one: a blip is
+        // retried after 0.1 s, and within a few tries they reach 2 s, the
+        // most a server that came back waits to be noticed. The count
+        // alone could not promise a time: ten such pauses can end in 4 s.
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 4.0,
+        },
+        max_retries: config.retries as usize,
+        retry_timeout: Duration::from_secs(config.retry_timeout.into()),
+    }
+}
+
 /// The part size for a file of `size` bytes: 8 MiB, as awscli uses (S3
 /// servers keep parts that size in memory), larger only to stay under the
 /// 10,000 parts S3 allows.
@@ -41,6 +61,9 @@ pub struct Backend {
     prefix: String,
     /// The remote's URL with any secret removed, for messages.
     pub shown: String,
+    /// What a failure message says of retries: the remote's name and its
+    /// `retry_timeout`.
+    retried: (String, u32),
 }
 
 /// Where the objects are.
@@ -186,6 +209,12 @@ pub fn redact_all(text: &str) -> String {
 impl Backend {
     pub fn open(name: &str, config: &RemoteConfig) -> Result<Backend, ArtifactError> {
         let shown = redact(&config.url);
+        if config.retry_timeout == 0 {
+            // 0 reads as "no limit" as easily as "no retries": say which.
+            return Err(ArtifactError::usage(format!(
+                "remote '{name}': retry_timeout = 0 leaves no time to retry a failed request; set the seconds a failing request is retried (default 30), or retries = 0 to fail at the first error"
+            )));
+        }
         check_address(name, "url", &config.url)?;
         if !config.endpoint.is_empty() {
             check_address(name, "endpoint", &config.endpoint)?;
@@ -202,6 +231,7 @@ impl Backend {
                 store: Place::Dir(root),
                 prefix: String::new(),
                 shown,
+                retried: (name.to_string(), config.retry_timeout),
             });
         }
         let Some(rest) = config.url.strip_prefix("s3://") else {
@@ -218,19 +248,7 @@ impl Backend {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
-            .with_retry(RetryConfig {
-                // Pauses drawn between 0.1 s and four times the last one
-                // (up to 15 s): ten of them ride out a server that is down
-                // for half a minute (a restart), where object_store's
-                // default doubling range often gives up within 3 s.
-                backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
-                    max_backoff: Duration::from_secs(15),
-                    base: 4.0,
-                },
-                max_retries: config.retries as usize,
-                retry_timeout: Duration::from_secs(120),
-            });
+            .with_retry(retry_config(config));
         if !config.endpoint.is_empty() {
             let plain = config.endpoint.starts_with("http://");
             builder = builder
@@ -259,6 +277,7 @@ impl Backend {
             store: Place::Object(Arc::new(store)),
             prefix: prefix.trim_matches('/').to_string(),
             shown,
+            retried: (name.to_string(), config.retry_timeout),
         })
     }
 
@@ -271,8 +290,9 @@ impl Backend {
     }
 
     fn fail(&self, key: &str, e: object_store::Error) -> anyhow::Error {
+        let (name, seconds) = &self.retried;
         anyhow::anyhow!(
-            "remote {} failed on {key}: {}; check that the server is reachable, the bucket exists and the AWS credentials are allowed to use it",
+            "remote {} failed on {key}: {}; check that the server is reachable (network errors are retried for {seconds} s, [remotes.{name}] retry_timeout), the bucket exists and the AWS credentials are allowed to use it",
             self.shown,
             redact_all(&e.to_string())
         )
