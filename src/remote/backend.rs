@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, Checksum, S3ConditionalPut};
 use object_store::path::Path;
 use object_store::{
     BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
@@ -248,6 +248,12 @@ impl Backend {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
+            // Every upload carries its SHA-256 (already computed to sign
+            // it), so the server checks each part as it lands. A multipart
+            // upload named no algorithm otherwise, and some servers then
+            // checksum the whole object again on completion (moto buffers
+            // and CRC64s all of it: seconds per GiB).
+            .with_checksum_algorithm(Checksum::SHA256)
             .with_retry(retry_config(config));
         if !config.endpoint.is_empty() {
             let plain = config.endpoint.starts_with("http://");
@@ -436,42 +442,55 @@ impl Backend {
         // The content is hashed as it goes up, and the upload is abandoned
         // before it completes if the hash is not its name.
         fault::hit(Point::RemoteWrite)?;
-        let upload = store
+        let mut upload = store
             .put_multipart(&self.path(key))
             .await
             .map_err(|e| self.fail(key, e))?;
         let part = part_size(size);
-        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, part);
-        let mut file =
+        let file =
             std::fs::File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; part];
-        loop {
-            use std::io::Read;
-            let n = match file.read(&mut buf) {
-                Ok(n) => n,
+        // The disk is read and hashed on a blocking thread, one part ahead
+        // of the uploads: this runtime has one thread, and every moment it
+        // spent reading was one no part went out.
+        let mut reading =
+            tokio::task::spawn_blocking(move || read_part(file, blake3::Hasher::new(), part));
+        let mut parts = tokio::task::JoinSet::new();
+        let hash = loop {
+            let read = match reading.await {
+                Ok(read) => read,
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            let (file, hasher, chunk) = match read {
+                Ok(read) => read,
                 Err(e) => {
-                    let _ = writer.abort().await;
+                    abort(parts, upload).await;
                     return Err(e).with_context(|| format!("cannot read {}", src.display()));
                 }
             };
-            if n == 0 {
-                break;
+            if chunk.is_empty() {
+                break hasher.finalize().to_hex().to_string();
             }
-            hasher.update(&buf[..n]);
-            writer
-                .wait_for_capacity(PARTS_IN_FLIGHT)
-                .await
-                .map_err(|e| self.fail(key, e))?;
-            writer.write(&buf[..n]);
-            on_bytes(n as u64);
-        }
-        let hash = hasher.finalize().to_hex().to_string();
+            reading = tokio::task::spawn_blocking(move || read_part(file, hasher, part));
+            if let Err(e) = capacity(&mut parts, PARTS_IN_FLIGHT).await {
+                abort(parts, upload).await;
+                return Err(self.fail(key, e));
+            }
+            let n = chunk.len() as u64;
+            parts.spawn(upload.put_part(PutPayload::from(chunk)));
+            on_bytes(n);
+        };
         if let Err(e) = check_hash(src, expected, &hash) {
-            let _ = writer.abort().await;
+            abort(parts, upload).await;
             return Err(e);
         }
-        writer.finish().await.map_err(|e| self.fail(key, e))?;
+        if let Err(e) = capacity(&mut parts, 1).await {
+            abort(parts, upload).await;
+            return Err(self.fail(key, e));
+        }
+        if let Err(e) = upload.complete().await {
+            let _ = upload.abort().await;
+            return Err(self.fail(key, e));
+        }
         written(key, Ok(Put::Done))
     }
 
@@ -603,6 +622,47 @@ impl Backend {
         }
         Ok(keys)
     }
+}
+
+/// The next part of `file`: up to `size` bytes (fewer only at its end,
+/// none past it), added to `hasher`.
+fn read_part(
+    mut file: std::fs::File,
+    mut hasher: blake3::Hasher,
+    size: usize,
+) -> std::io::Result<(std::fs::File, blake3::Hasher, Vec<u8>)> {
+    use std::io::Read;
+    let mut chunk = Vec::with_capacity(size);
+    (&mut file).take(size as u64).read_to_end(&mut chunk)?;
+    hasher.update(&chunk);
+    Ok((file, hasher, chunk))
+}
+
+/// Wait until fewer than `limit` part uploads are in flight (1: until all
+/// are done); the first that failed is the error.
+async fn capacity(
+    parts: &mut tokio::task::JoinSet<object_store::Result<()>>,
+    limit: usize,
+) -> object_store::Result<()> {
+    while parts.len() >= limit {
+        match parts.join_next().await {
+            Some(Ok(done)) => done?,
+            Some(Err(source)) => return Err(object_store::Error::JoinError { source }),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// Give up a multipart upload: stop its parts in flight and ask the server
+/// to drop the parts it holds (best effort: an upload never completed is
+/// never visible).
+async fn abort(
+    mut parts: tokio::task::JoinSet<object_store::Result<()>>,
+    mut upload: Box<dyn object_store::MultipartUpload>,
+) {
+    parts.shutdown().await;
+    let _ = upload.abort().await;
 }
 
 /// Reach `remote-written` after a write that succeeded (fault tests stop
