@@ -689,6 +689,22 @@ mod tests {
     use super::{redact, redact_all};
 
     #[test]
+    fn the_retry_budget_is_the_configured_time_with_short_capped_pauses() {
+        let config = crate::config::RemoteConfig {
+            retry_timeout: 7,
+            ..Default::default()
+        };
+        let retry = super::retry_config(&config);
+        assert_eq!(retry.retry_timeout, std::time::Duration::from_secs(7));
+        assert_eq!(retry.max_retries, 100);
+        assert_eq!(
+            retry.backoff.init_backoff,
+            std::time::Duration::from_millis(100)
+        );
+        assert_eq!(retry.backoff.max_backoff, std::time::Duration::from_secs(2));
+    }
+
+    #[test]
     fn parts_are_8_mib_until_a_file_needs_more_than_9000() {
         assert_eq!(super::part_size(1 << 30), 8 << 20);
         let huge: u64 = 200 << 30;
