@@ -23,10 +23,11 @@ virtual environments under bench/.work/venv-remote-*. Without moto nothing
 can run (the benchmark says so and exits 0); a peer that cannot be
 installed has its figure skipped with a message. Each figure is one timed
 run (a push needs an empty bucket): this is a side-by-side comparison, not
-a statistic. A quick smoke run: --files 500 --big-mib 16.
+a statistic. A quick smoke run: --files 500 --big-mib 16. --only-big runs
+push_big and pull_big alone (the multipart path), --only-list list_remote.
 
 Usage: bench/remote.py --bin target/release/artifactctl [--files N] [--big-mib N]
-       [--list-runs N] [--only-list]
+       [--list-runs N] [--only-list | --only-big]
 """
 import argparse
 import concurrent.futures
@@ -269,6 +270,30 @@ def list_remote(bin_, work, server, n):
     return time_cmd([bin_, "list", "--remote", "origin"], reps=5, warmup=1, cwd=b, env=env()), rebuild
 
 
+def small_cases(bin_, work, server, files):
+    """push_small, pull_small and repush; whether their targets are met."""
+    ok = True
+    small = os.path.join(work, "small")
+    small_files(small, files)
+    push, pull, repush = ours_push_pull(bin_, work, server, small, "small")
+    dvc = venv_tool("dvc", "dvc[s3]")
+    if dvc is None:
+        print("skipped: push_small and pull_small need dvc")
+        report(f"push_small ({files} files)", push)
+        report(f"pull_small ({files} files)", pull)
+    else:
+        dpush, dpull = dvc_push_pull(dvc, work, server, small)
+        ok &= report(f"push_small ({files} files)", push, dpush, "dvc push", "ratio<=0.5")
+        ok &= report(f"pull_small ({files} files)", pull, dpull, "dvc pull", "ratio<=0.5")
+    rt = round_trip(server)
+    beyond = repush - rt
+    print(f"repush: artifactctl {repush * 1000:.2f} ms, one round trip {rt * 1000:.2f} ms, "
+          f"{beyond * 1000:.2f} ms beyond (target <= 50 ms: {'met' if beyond <= 0.05 else 'MISSED'})")
+    ok &= beyond <= 0.05
+
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", default="target/release/artifactctl")
@@ -277,7 +302,11 @@ def main():
     ap.add_argument("--list-runs", type=int, default=10_000,
                     help="runs on the remote for list_remote (0 skips it)")
     ap.add_argument("--only-list", action="store_true", help="run list_remote only")
+    ap.add_argument("--only-big", action="store_true",
+                    help="run push_big and pull_big only (the multipart path)")
     args = ap.parse_args()
+    if args.only_list and args.only_big:
+        ap.error("--only-list and --only-big exclude each other")
     bin_ = os.path.abspath(args.bin)
     moto = venv_tool("moto_server", "moto[server]")
     if moto is None:
@@ -287,31 +316,15 @@ def main():
     server = Server(moto)
     ok = True
     try:
-        if args.list_runs > 0:
+        if args.list_runs > 0 and not args.only_big:
             listed, rebuild = list_remote(bin_, work, server, args.list_runs)
             print(f"catalog rebuild by cleanup --remote over {args.list_runs} records: "
                   f"{rebuild * 1000:.2f} ms", flush=True)
             ok &= report(f"list_remote ({args.list_runs + 3} runs)", listed, target="ms<=2000")
         if args.only_list:
             return 0 if ok else 1
-        small = os.path.join(work, "small")
-        small_files(small, args.files)
-        push, pull, repush = ours_push_pull(bin_, work, server, small, "small")
-        dvc = venv_tool("dvc", "dvc[s3]")
-        if dvc is None:
-            print("skipped: push_small and pull_small need dvc")
-            report(f"push_small ({args.files} files)", push)
-            report(f"pull_small ({args.files} files)", pull)
-        else:
-            dpush, dpull = dvc_push_pull(dvc, work, server, small)
-            ok &= report(f"push_small ({args.files} files)", push, dpush, "dvc push", "ratio<=0.5")
-            ok &= report(f"pull_small ({args.files} files)", pull, dpull, "dvc pull", "ratio<=0.5")
-        rt = round_trip(server)
-        beyond = repush - rt
-        print(f"repush: artifactctl {repush * 1000:.2f} ms, one round trip {rt * 1000:.2f} ms, "
-              f"{beyond * 1000:.2f} ms beyond (target <= 50 ms: {'met' if beyond <= 0.05 else 'MISSED'})")
-        ok &= beyond <= 0.05
-
+        if not args.only_big:
+            ok &= small_cases(bin_, work, server, args.files)
         big = os.path.join(work, "big")
         big_file(big, args.big_mib)
         bpush, bpull, _ = ours_push_pull(bin_, work, server, big, "big")

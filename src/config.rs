@@ -63,10 +63,13 @@ pub struct RemoteConfig {
     pub endpoint: String,
     /// The region ("" for the environment's or the default).
     pub region: String,
-    /// How many times a request that failed on the network or with a server
-    /// error is tried again, after growing pauses (0.1 s up to 15 s each,
-    /// two minutes at most in all), before the command fails.
+    /// How many times at most a request that failed on the network or with
+    /// a server error is tried again. A cap only: `retry_timeout` is what
+    /// ends the retries in practice (see docs/remote.md).
     pub retries: u32,
+    /// For how many seconds a failing request keeps being tried again,
+    /// after pauses growing from 0.1 s to 2 s, before the command fails.
+    pub retry_timeout: u32,
 }
 
 impl Default for RemoteConfig {
@@ -75,7 +78,11 @@ impl Default for RemoteConfig {
             url: String::new(),
             endpoint: String::new(),
             region: String::new(),
-            retries: 10,
+            // Pauses grow to 2 s, so 100 of them last about three minutes:
+            // the 30 s budget ends the retries first.
+            retries: 100,
+            // A server restart takes a few seconds to a few tens.
+            retry_timeout: 30,
         }
     }
 }
@@ -390,7 +397,8 @@ gc_grace = "24h"
 # url = "s3://ml-artifacts/bondtrader"   # or file:///mnt/shared/artifacts
 # endpoint = "http://127.0.0.1:9000"     # optional: S3-compatible servers
 # region = "eu-west-1"                   # optional
-# retries = 10                           # tries again on network errors
+# retry_timeout = 30                     # seconds a failing request is retried
+# retries = 100                          # at most this many times
 "#;
 
 /// A loaded configuration and where it came from.
@@ -862,6 +870,37 @@ mod tests {
         assert_eq!(remote.endpoint, "http://127.0.0.1:1");
         let err = loaded.config.remote(Some("backup")).unwrap_err();
         assert!(err.to_string().contains("known: origin"), "{err}");
+    }
+
+    #[test]
+    fn a_remotes_retry_budget_comes_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[remotes.origin]\nurl = \"s3://b/p\"\nretry_timeout = 5\n",
+        )
+        .unwrap();
+        let loaded = Config::load(dir.path(), env(&[])).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let (_, remote) = loaded.config.remote(Some("origin")).unwrap();
+        assert_eq!((remote.retry_timeout, remote.retries), (5, 100));
+        let loaded = Config::load(
+            dir.path(),
+            env(&[("ARTIFACTCTL_REMOTES_ORIGIN_RETRY_TIMEOUT", "90")]),
+        )
+        .unwrap();
+        assert_eq!(loaded.config.remotes["origin"].retry_timeout, 90);
+        let err = Config::load(
+            dir.path(),
+            env(&[("ARTIFACTCTL_REMOTES_ORIGIN_RETRY_TIMEOUT", "30s")]),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("ARTIFACTCTL_REMOTES_ORIGIN_RETRY_TIMEOUT")
+                && text.contains("whole number"),
+            "{text}"
+        );
     }
 
     #[test]

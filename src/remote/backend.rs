@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, Checksum, S3ConditionalPut};
 use object_store::path::Path;
 use object_store::{
     BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
@@ -24,6 +24,26 @@ const MULTIPART_THRESHOLD: u64 = 32 << 20;
 
 /// Parts of a multipart upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 8;
+
+/// How a request that failed on the network or with a server error is
+/// tried again: for `retry_timeout` seconds, the budget that binds; the
+/// count `retries` is a cap set high enough not to (pauses average over a
+/// second once grown, so the default 100 last minutes).
+fn retry_config(config: &RemoteConfig) -> RetryConfig {
+    RetryConfig {
+        // Pauses drawn between 0.1 s and four times the last one: a blip is
+        // retried after 0.1 s, and within a few tries they reach 2 s, the
+        // most a server that came back waits to be noticed. The count
+        // alone could not promise a time: ten such pauses can end in 4 s.
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 4.0,
+        },
+        max_retries: config.retries as usize,
+        retry_timeout: Duration::from_secs(config.retry_timeout.into()),
+    }
+}
 
 /// The part size for a file of `size` bytes: 8 MiB, as awscli uses (S3
 /// servers keep parts that size in memory), larger only to stay under the
@@ -41,6 +61,9 @@ pub struct Backend {
     prefix: String,
     /// The remote's URL with any secret removed, for messages.
     pub shown: String,
+    /// What a failure message says of retries: the remote's name and its
+    /// `retry_timeout`.
+    retried: (String, u32),
 }
 
 /// Where the objects are.
@@ -186,6 +209,12 @@ pub fn redact_all(text: &str) -> String {
 impl Backend {
     pub fn open(name: &str, config: &RemoteConfig) -> Result<Backend, ArtifactError> {
         let shown = redact(&config.url);
+        if config.retry_timeout == 0 {
+            // 0 reads as "no limit" as easily as "no retries": say which.
+            return Err(ArtifactError::usage(format!(
+                "remote '{name}': retry_timeout = 0 leaves no time to retry a failed request; set the seconds a failing request is retried (default 30), or retries = 0 to fail at the first error"
+            )));
+        }
         check_address(name, "url", &config.url)?;
         if !config.endpoint.is_empty() {
             check_address(name, "endpoint", &config.endpoint)?;
@@ -202,6 +231,7 @@ impl Backend {
                 store: Place::Dir(root),
                 prefix: String::new(),
                 shown,
+                retried: (name.to_string(), config.retry_timeout),
             });
         }
         let Some(rest) = config.url.strip_prefix("s3://") else {
@@ -218,19 +248,13 @@ impl Backend {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
-            .with_retry(RetryConfig {
-                // Pauses drawn between 0.1 s and four times the last one
-                // (up to 15 s): ten of them ride out a server that is down
-                // for half a minute (a restart), where object_store's
-                // default doubling range often gives up within 3 s.
-                backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
-                    max_backoff: Duration::from_secs(15),
-                    base: 4.0,
-                },
-                max_retries: config.retries as usize,
-                retry_timeout: Duration::from_secs(120),
-            });
+            // Every upload carries its SHA-256 (already computed to sign
+            // it), so the server checks each part as it lands. A multipart
+            // upload named no algorithm otherwise, and some servers then
+            // checksum the whole object again on completion (moto buffers
+            // and CRC64s all of it: seconds per GiB).
+            .with_checksum_algorithm(Checksum::SHA256)
+            .with_retry(retry_config(config));
         if !config.endpoint.is_empty() {
             let plain = config.endpoint.starts_with("http://");
             builder = builder
@@ -259,6 +283,7 @@ impl Backend {
             store: Place::Object(Arc::new(store)),
             prefix: prefix.trim_matches('/').to_string(),
             shown,
+            retried: (name.to_string(), config.retry_timeout),
         })
     }
 
@@ -271,8 +296,9 @@ impl Backend {
     }
 
     fn fail(&self, key: &str, e: object_store::Error) -> anyhow::Error {
+        let (name, seconds) = &self.retried;
         anyhow::anyhow!(
-            "remote {} failed on {key}: {}; check that the server is reachable, the bucket exists and the AWS credentials are allowed to use it",
+            "remote {} failed on {key}: {}; check that the server is reachable (network errors are retried for {seconds} s, [remotes.{name}] retry_timeout), the bucket exists and the AWS credentials are allowed to use it",
             self.shown,
             redact_all(&e.to_string())
         )
@@ -416,42 +442,55 @@ impl Backend {
         // The content is hashed as it goes up, and the upload is abandoned
         // before it completes if the hash is not its name.
         fault::hit(Point::RemoteWrite)?;
-        let upload = store
+        let mut upload = store
             .put_multipart(&self.path(key))
             .await
             .map_err(|e| self.fail(key, e))?;
         let part = part_size(size);
-        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, part);
-        let mut file =
+        let file =
             std::fs::File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; part];
-        loop {
-            use std::io::Read;
-            let n = match file.read(&mut buf) {
-                Ok(n) => n,
+        // The disk is read and hashed on a blocking thread, one part ahead
+        // of the uploads: this runtime has one thread, and every moment it
+        // spent reading was one no part went out.
+        let mut reading =
+            tokio::task::spawn_blocking(move || read_part(file, blake3::Hasher::new(), part));
+        let mut parts = tokio::task::JoinSet::new();
+        let hash = loop {
+            let read = match reading.await {
+                Ok(read) => read,
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            let (file, hasher, chunk) = match read {
+                Ok(read) => read,
                 Err(e) => {
-                    let _ = writer.abort().await;
+                    abort(parts, upload).await;
                     return Err(e).with_context(|| format!("cannot read {}", src.display()));
                 }
             };
-            if n == 0 {
-                break;
+            if chunk.is_empty() {
+                break hasher.finalize().to_hex().to_string();
             }
-            hasher.update(&buf[..n]);
-            writer
-                .wait_for_capacity(PARTS_IN_FLIGHT)
-                .await
-                .map_err(|e| self.fail(key, e))?;
-            writer.write(&buf[..n]);
-            on_bytes(n as u64);
-        }
-        let hash = hasher.finalize().to_hex().to_string();
+            reading = tokio::task::spawn_blocking(move || read_part(file, hasher, part));
+            if let Err(e) = capacity(&mut parts, PARTS_IN_FLIGHT).await {
+                abort(parts, upload).await;
+                return Err(self.fail(key, e));
+            }
+            let n = chunk.len() as u64;
+            parts.spawn(upload.put_part(PutPayload::from(chunk)));
+            on_bytes(n);
+        };
         if let Err(e) = check_hash(src, expected, &hash) {
-            let _ = writer.abort().await;
+            abort(parts, upload).await;
             return Err(e);
         }
-        writer.finish().await.map_err(|e| self.fail(key, e))?;
+        if let Err(e) = capacity(&mut parts, 1).await {
+            abort(parts, upload).await;
+            return Err(self.fail(key, e));
+        }
+        if let Err(e) = upload.complete().await {
+            let _ = upload.abort().await;
+            return Err(self.fail(key, e));
+        }
         written(key, Ok(Put::Done))
     }
 
@@ -604,6 +643,47 @@ impl Backend {
     }
 }
 
+/// The next part of `file`: up to `size` bytes (fewer only at its end,
+/// none past it), added to `hasher`.
+fn read_part(
+    mut file: std::fs::File,
+    mut hasher: blake3::Hasher,
+    size: usize,
+) -> std::io::Result<(std::fs::File, blake3::Hasher, Vec<u8>)> {
+    use std::io::Read;
+    let mut chunk = Vec::with_capacity(size);
+    (&mut file).take(size as u64).read_to_end(&mut chunk)?;
+    hasher.update(&chunk);
+    Ok((file, hasher, chunk))
+}
+
+/// Wait until fewer than `limit` part uploads are in flight (1: until all
+/// are done); the first that failed is the error.
+async fn capacity(
+    parts: &mut tokio::task::JoinSet<object_store::Result<()>>,
+    limit: usize,
+) -> object_store::Result<()> {
+    while parts.len() >= limit {
+        match parts.join_next().await {
+            Some(Ok(done)) => done?,
+            Some(Err(source)) => return Err(object_store::Error::JoinError { source }),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// Give up a multipart upload: stop its parts in flight and ask the server
+/// to drop the parts it holds (best effort: an upload never completed is
+/// never visible).
+async fn abort(
+    mut parts: tokio::task::JoinSet<object_store::Result<()>>,
+    mut upload: Box<dyn object_store::MultipartUpload>,
+) {
+    parts.shutdown().await;
+    let _ = upload.abort().await;
+}
+
 /// Reach `remote-written` after a write that succeeded (fault tests stop
 /// there: the object is on the remote, the caller has not gone on).
 fn written<T>(key: &str, result: Result<T>) -> Result<T> {
@@ -626,6 +706,22 @@ fn check_hash(src: &FsPath, expected: &str, actual: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::{redact, redact_all};
+
+    #[test]
+    fn the_retry_budget_is_the_configured_time_with_short_capped_pauses() {
+        let config = crate::config::RemoteConfig {
+            retry_timeout: 7,
+            ..Default::default()
+        };
+        let retry = super::retry_config(&config);
+        assert_eq!(retry.retry_timeout, std::time::Duration::from_secs(7));
+        assert_eq!(retry.max_retries, 100);
+        assert_eq!(
+            retry.backoff.init_backoff,
+            std::time::Duration::from_millis(100)
+        );
+        assert_eq!(retry.backoff.max_backoff, std::time::Duration::from_secs(2));
+    }
 
     #[test]
     fn parts_are_8_mib_until_a_file_needs_more_than_9000() {

@@ -293,7 +293,9 @@ const AWS: &[(&str, &str)] = &[
     ("AWS_REGION", "us-east-1"),
 ];
 
-fn project_through(b: &str, port: u16, retries: u32) -> Project {
+/// A project whose remote `origin` reaches bucket `b` through `port`, with
+/// `settings` (lines) added to `[remotes.origin]`.
+fn project_through(b: &str, port: u16, settings: &str) -> Project {
     let p = Project::new()
         .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
         .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-secret")
@@ -302,7 +304,7 @@ fn project_through(b: &str, port: u16, retries: u32) -> Project {
     p.write(
         "artifactctl.toml",
         format!(
-            "[remote]\ndefault = \"origin\"\n[remotes.origin]\nurl = \"s3://{b}/proj\"\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nretries = {retries}\n"
+            "[remote]\ndefault = \"origin\"\n[remotes.origin]\nurl = \"s3://{b}/proj\"\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\n{settings}\n"
         ),
     );
     p
@@ -313,7 +315,7 @@ fn a_server_that_stays_down_is_named_without_secrets_and_says_what_to_check() {
     let b = bucket();
     let proxy = Proxy::new();
     // Never started: nothing listens on its port.
-    let p = project_through(&b, proxy.port, 1);
+    let p = project_through(&b, proxy.port, "retries = 1");
     p.write("out/model.pt", b"weights");
     p.register(&p.path("out"), &["--id", ID]);
     for args in [
@@ -337,22 +339,99 @@ fn a_server_that_stays_down_is_named_without_secrets_and_says_what_to_check() {
     }
 }
 
+/// How long the restart tests keep the server down: a restart's few
+/// seconds, longer than ten quick retries can last.
+const OUTAGE: Duration = Duration::from_secs(5);
+
+/// `child` has not ended (it is still retrying); its stderr if it has.
+fn still_running(child: &mut std::process::Child, what: &str) {
+    if let Some(status) = child.try_wait().unwrap() {
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        panic!("the {what} ended ({status}) while the server was down: {err}");
+    }
+}
+
+#[test]
+fn a_remote_that_never_answers_fails_once_its_retry_timeout_is_spent() {
+    let b = bucket();
+    let proxy = Proxy::new();
+    // Never started: nothing listens on its port. A count far beyond what
+    // one second of pauses holds: the time is what ends the retries.
+    let p = project_through(&b, proxy.port, "retry_timeout = 1\nretries = 100000");
+    p.write("out/model.pt", b"weights");
+    p.register(&p.path("out"), &["--id", ID]);
+    for args in [&["push", ID][..], &["list", "--remote", "origin"]] {
+        let (code, err) = fails(&p, args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("remote s3://{b}/proj failed")),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("check that the server is reachable (network errors are retried for 1 s, [remotes.origin] retry_timeout)"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("wJalrXUtnFEMI-secret"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_bad_retry_timeout_is_a_usage_error_naming_it() {
+    // Refused before any request: no bucket is needed.
+    let b = "unused";
+    let cases = [
+        (
+            "retry_timeout = 0",
+            None,
+            "retry_timeout = 0 leaves no time to retry",
+        ),
+        ("retry_timeout = -1", None, "retry_timeout"),
+        ("retry_timeout = \"30s\"", None, "retry_timeout"),
+        (
+            "",
+            Some("soon"),
+            "ARTIFACTCTL_REMOTES_ORIGIN_RETRY_TIMEOUT=\"soon\": expected a whole number",
+        ),
+    ];
+    for (setting, var, says) in cases {
+        let p = project_through(b, 9, setting);
+        let mut cmd = p.cmd();
+        cmd.args(["list", "--remote", "origin"]);
+        if let Some(value) = var {
+            cmd.env("ARTIFACTCTL_REMOTES_ORIGIN_RETRY_TIMEOUT", value);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{setting} {var:?}: {err}");
+        assert!(err.contains(says), "{setting} {var:?}: {err}");
+    }
+}
+
 #[test]
 fn a_push_and_a_pull_retried_across_a_server_restart_succeed() {
     let b = bucket();
     let proxy = Proxy::new();
     proxy.start();
-    let p = project_through(&b, proxy.port, 10);
+    let p = project_through(&b, proxy.port, "");
     p.write("one/model.pt", b"first weights");
     p.register(&p.path("one"), &["--id", ID]);
     p.json(&["push", ID]);
 
-    // Down before the command starts: it retries until the server is back.
+    // Down before the command starts, for longer than ten quick retries
+    // last: it keeps retrying, within its 30 s budget, until the server
+    // is back.
     proxy.stop();
     p.write("two/model.pt", b"second weights");
     p.register(&p.path("two"), &["--id", "20261102_000000"]);
-    let push = p.spawn(&["push", "20261102_000000", "--json"], AWS);
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut push = p.spawn(&["push", "20261102_000000", "--json"], AWS);
+    std::thread::sleep(OUTAGE);
+    still_running(&mut push, "push");
     proxy.start();
     let out = push.wait_with_output().unwrap();
     assert!(
@@ -364,10 +443,11 @@ fn a_push_and_a_pull_retried_across_a_server_restart_succeed() {
     assert_eq!(pushed["runs"][0]["state"], "pushed", "{pushed}");
 
     // And a pull the same way.
-    let q = project_through(&b, proxy.port, 10);
+    let q = project_through(&b, proxy.port, "");
     proxy.stop();
-    let pull = q.spawn(&["pull", "latest", "--json"], AWS);
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut pull = q.spawn(&["pull", "latest", "--json"], AWS);
+    std::thread::sleep(OUTAGE);
+    still_running(&mut pull, "pull");
     proxy.start();
     let out = pull.wait_with_output().unwrap();
     assert!(
@@ -493,7 +573,7 @@ fn a_push_cut_off_midway_by_a_server_restart_completes_when_run_again() {
     let b = bucket();
     let proxy = Proxy::new();
     proxy.start();
-    let p = project_through(&b, proxy.port, 10);
+    let p = project_through(&b, proxy.port, "");
     // Files of a MiB and more go up one blob each (smaller ones would
     // travel in a few packs).
     const MANY: usize = 40;

@@ -117,7 +117,9 @@ fn credentials_never_reach_output_the_journal_metadata_or_the_remote() {
             .local_addr()
             .unwrap()
             .port();
+        // One second of retries is enough to fail the same way.
         with_credentials(&b, &format!("http://127.0.0.1:{port}"))
+            .env("ARTIFACTCTL_REMOTES_ORIGIN_RETRY_TIMEOUT", "1")
     };
     dead.released("gru/BTCEUR", &["1.0.0"]);
     for args in [
