@@ -6,8 +6,8 @@
 
 use serde_json::Value;
 
-use crate::remote::{bucket, fails, http, project, read_tree, server};
-use crate::remote_catalog::json_at;
+use crate::remote::{bucket, fails, project, read_tree};
+use crate::remote_catalog::{json_at, keys};
 use crate::remote_safety::{
     assert_dir_remote_consistent, assert_remote_consistent, delete_object, get_object,
 };
@@ -16,23 +16,6 @@ use crate::support::*;
 const ONE: &str = "20261101_000000";
 const TWO: &str = "20261102_000000";
 const THREE: &str = "20261103_000000";
-
-/// The keys under `prefix` in `bucket` (these tests hold fewer than 1,000).
-fn keys(bucket: &str, prefix: &str) -> Vec<String> {
-    let (code, body) = http(
-        "GET",
-        server(),
-        &format!("/{bucket}?list-type=2&prefix=proj/{prefix}"),
-        b"",
-    )
-    .unwrap();
-    assert_eq!(code, 200, "{body}");
-    body.split("<Key>")
-        .skip(1)
-        .filter_map(|rest| rest.split("</Key>").next())
-        .map(|k| k.strip_prefix("proj/").unwrap_or(k).to_string())
-        .collect()
-}
 
 /// `n` small files under `dir/data/`, their content marked with `tag`: the
 /// bytes written.

@@ -210,8 +210,8 @@ fn promote_and_rollback_on_a_file_remote_killed_at_every_point_leave_both_sides_
     moves_of_latest(false);
 }
 
-/// Four raw runs, one file each.
-fn four_runs(p: &Project) {
+/// Four raw runs, their files written by `files(dir, i)`.
+fn four_runs_of(p: &Project, files: impl Fn(&str, usize)) {
     for (i, id) in [
         "20261101_000000",
         "20261102_000000",
@@ -222,9 +222,16 @@ fn four_runs(p: &Project) {
     .enumerate()
     {
         let dir = format!("src-{id}");
-        p.write(&format!("{dir}/model.pt"), format!("model {i}"));
+        files(&dir, i);
         p.register(&p.path(&dir), &["--id", id]);
     }
+}
+
+/// Four raw runs, one file each.
+fn four_runs(p: &Project) {
+    four_runs_of(p, |dir, i| {
+        p.write(&format!("{dir}/model.pt"), format!("model {i}"));
+    });
 }
 
 fn cleanups(s3: bool) {
@@ -343,24 +350,14 @@ fn cleanups(s3: bool) {
 /// contents, then the pack.
 fn packed_cleanups(s3: bool) {
     let bench = Bench::new(s3);
-    for (i, id) in [
-        "20261101_000000",
-        "20261102_000000",
-        "20261103_000000",
-        "20261104_000000",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let dir = format!("src-{id}");
+    four_runs_of(&bench.p, |dir, i| {
         for f in 0..20 {
             bench.p.write(
                 &format!("{dir}/data/{f:02}.csv"),
                 format!("run {i} row {f}\n"),
             );
         }
-        bench.p.register(&bench.p.path(&dir), &["--id", id]);
-    }
+    });
     let setup = |b: &Bench| {
         b.ok(&["push", "--all"], NOW);
         b.ok(
