@@ -18,6 +18,7 @@
 //! What a remote says is untrusted: ids, namespaces and paths are validated
 //! like user input before anything is written locally.
 
+mod address;
 pub mod backend;
 mod catalog;
 mod cleanup;
