@@ -215,6 +215,12 @@ impl Row {
 /// The full row of the run at `location`, as [`crate::store::read_run`] (without detail)
 /// builds it.
 pub fn row_info(location: RunLocation, row: &Row) -> RunInfo {
+    row_info_of(location, row, true)
+}
+
+/// [`row_info`], with the metrics, params and tags parsed only when
+/// `values` (parsing them is most of a row's cost).
+fn row_info_of(location: RunLocation, row: &Row, values: bool) -> RunInfo {
     RunInfo {
         reference: location.reference(),
         id: location.id.clone(),
@@ -226,13 +232,25 @@ pub fn row_info(location: RunLocation, row: &Row) -> RunInfo {
         file_count: row.file_count,
         model_count: row.model_count,
         dataset_count: row.dataset_count,
-        metrics: row.metrics(),
-        params: row.params(),
-        tags: row.tags(),
+        metrics: if values {
+            row.metrics()
+        } else {
+            Default::default()
+        },
+        params: if values {
+            row.params()
+        } else {
+            Default::default()
+        },
+        tags: if values { row.tags() } else { Vec::new() },
         latest: row.latest,
         pinned: row.pinned,
         layout: row.layout,
-        problems: row.problems(),
+        problems: if row.has_problems() {
+            row.problems()
+        } else {
+            Vec::new()
+        },
         location,
         detail: None,
     }
@@ -289,7 +307,11 @@ impl Listing {
 
     /// The full row, as [`crate::store::read_run`] (without detail) builds it.
     pub fn info(&self, row: &Row) -> RunInfo {
-        let mut info = row_info(self.location(row), row);
+        self.info_of(row, true)
+    }
+
+    fn info_of(&self, row: &Row, values: bool) -> RunInfo {
+        let mut info = row_info_of(self.location(row), row, values);
         info.namespace.clone_from(&self.group(row).ns_text);
         info
     }
@@ -330,34 +352,7 @@ impl Listing {
     pub fn into_infos_without_values(self) -> Vec<RunInfo> {
         self.rows
             .par_iter()
-            .map(|row| {
-                let location = self.location(row);
-                RunInfo {
-                    reference: location.reference(),
-                    id: location.id.clone(),
-                    namespace: self.group(row).ns_text.clone(),
-                    stage: location.stage,
-                    created_at: row.created_at,
-                    status: row.status,
-                    size_bytes: row.size_bytes,
-                    file_count: row.file_count,
-                    model_count: row.model_count,
-                    dataset_count: row.dataset_count,
-                    metrics: Default::default(),
-                    params: Default::default(),
-                    tags: Vec::new(),
-                    latest: row.latest,
-                    pinned: row.pinned,
-                    layout: row.layout,
-                    problems: if row.has_problems() {
-                        row.problems()
-                    } else {
-                        Vec::new()
-                    },
-                    location,
-                    detail: None,
-                }
-            })
+            .map(|row| self.info_of(row, false))
             .collect()
     }
 
