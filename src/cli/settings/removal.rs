@@ -51,6 +51,36 @@ impl CleanupSettings {
             unsafe_allow_remove_all,
             remote,
         } = args;
+        let policy = policy_of(
+            [keep, keep_daily, keep_weekly, keep_monthly],
+            keep_within,
+            max_size,
+            ctx,
+        )?;
+        let retention_flags = [keep, keep_daily, keep_weekly, keep_monthly]
+            .iter()
+            .any(Option::is_some)
+            || keep_within.is_some()
+            || max_size.is_some();
+        let scoped = namespace.is_some()
+            || stage != Stage::Raw
+            || failed_older_than.is_some()
+            || unsafe_allow_production
+            || unsafe_allow_remove_all;
+        let options = |policy: Policy| -> Result<CleanupOptions> {
+            Ok(CleanupOptions {
+                namespace: namespace.unwrap_or_default(),
+                stage,
+                policy,
+                failed_older_than: match failed_older_than {
+                    Some(d) => d,
+                    None => cleanup::failed_older_than_from_config(&ctx.config.cleanup)?,
+                },
+                allow_production: unsafe_allow_production,
+                allow_remove_all: unsafe_allow_remove_all,
+                now: ctx.invocation.now,
+            })
+        };
         if let Some(remote) = remote {
             let text = &ctx.config.remote.gc_grace;
             let grace = artifactctl::policy::retention::parse_duration(text).map_err(|e| {
@@ -59,43 +89,15 @@ impl CleanupSettings {
                 ))
             })?;
             // Retention as locally: the flags' policy, else the config's; with
-            // neither, only garbage is collected.
-            let policy = policy_of(
-                [keep, keep_daily, keep_weekly, keep_monthly],
-                keep_within,
-                max_size,
-                ctx,
-            )?;
-            let retention_flags = [keep, keep_daily, keep_weekly, keep_monthly]
-                .iter()
-                .any(Option::is_some)
-                || keep_within.is_some()
-                || max_size.is_some();
-            let scoped = namespace.is_some()
-                || stage != Stage::Raw
-                || failed_older_than.is_some()
-                || unsafe_allow_production
-                || unsafe_allow_remove_all;
-            // NS, --stage and the like without a policy, or `--keep 0`
-            // alone: refused as locally.
+            // neither, only garbage is collected. NS, --stage and the like
+            // without a policy, or `--keep 0` alone: refused as locally.
             if policy.is_empty() && (scoped || retention_flags) {
                 cleanup::require_policy(&policy)?;
             }
             let retention = if policy.is_empty() {
                 None
             } else {
-                Some(CleanupOptions {
-                    namespace: namespace.unwrap_or_default(),
-                    stage,
-                    policy,
-                    failed_older_than: match failed_older_than {
-                        Some(d) => d,
-                        None => cleanup::failed_older_than_from_config(&ctx.config.cleanup)?,
-                    },
-                    allow_production: unsafe_allow_production,
-                    allow_remove_all: unsafe_allow_remove_all,
-                    now: ctx.invocation.now,
-                })
+                Some(options(policy)?)
             };
             // Without --yes, a cleanup of a remote only shows what it would do.
             return Ok(CleanupMode::Remote {
@@ -111,25 +113,7 @@ impl CleanupSettings {
                 json,
             });
         }
-        let policy = policy_of(
-            [keep, keep_daily, keep_weekly, keep_monthly],
-            keep_within,
-            max_size,
-            ctx,
-        )?;
-        let failed_older_than = match failed_older_than {
-            Some(d) => d,
-            None => cleanup::failed_older_than_from_config(&ctx.config.cleanup)?,
-        };
-        let options = CleanupOptions {
-            namespace: namespace.unwrap_or_default(),
-            stage,
-            policy,
-            failed_older_than,
-            allow_production: unsafe_allow_production,
-            allow_remove_all: unsafe_allow_remove_all,
-            now: ctx.invocation.now,
-        };
+        let options = options(policy)?;
         Ok(CleanupMode::Local(CleanupSettings {
             options,
             dry_run,
