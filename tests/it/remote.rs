@@ -784,20 +784,26 @@ fn a_raw_run_promoted_on_a_file_remote_moves_its_latest_forward_only() {
     assert_eq!(again["ref"], "raw/20261105_000000");
 }
 
-/// A cleanup of the remote at `now` (ARTIFACTCTL_NOW).
-pub(crate) fn gc(p: &Project, now: chrono::DateTime<chrono::Utc>) -> Value {
+/// A command at `now` (ARTIFACTCTL_NOW), with `--json`: its document.
+pub(crate) fn json_at(p: &Project, now: chrono::DateTime<chrono::Utc>, args: &[&str]) -> Value {
     let out = p
         .cmd()
         .env("ARTIFACTCTL_NOW", now.to_rfc3339())
-        .args(["cleanup", "--remote", "origin", "--yes", "--json"])
+        .args(args)
+        .arg("--json")
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A cleanup of the remote at `now` (ARTIFACTCTL_NOW).
+pub(crate) fn gc(p: &Project, now: chrono::DateTime<chrono::Utc>) -> Value {
+    json_at(p, now, &["cleanup", "--remote", "origin", "--yes"])
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::process::{Child, Output};
 
 use serde_json::Value;
 
-use crate::remote::{bucket, fails, file_project, gc, http, project, server};
+use crate::remote::{bucket, fails, file_project, gc, http, json_at, project, server};
 use crate::support::*;
 
 /// The keys under `prefix` in the test bucket (moto answers unsigned
@@ -75,26 +75,8 @@ fn run(p: &Project, ns: &str, id: &str, content: &str) {
     p.register(&p.path(&dir), &args);
 }
 
-pub(crate) fn json_at(p: &Project, now: chrono::DateTime<chrono::Utc>, args: &[&str]) -> Value {
-    let out = p
-        .cmd()
-        .env("ARTIFACTCTL_NOW", now.to_rfc3339())
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-#[test]
-fn pushes_fold_the_catalog_into_its_index_and_cleanup_deletes_folded_segments_after_the_grace() {
-    let b = bucket();
-    let p = project(&b).env("ARTIFACTCTL_REMOTE_COMPACT_AFTER", "2");
+/// Four raw runs in `ns`, one model each, oldest first: their ids.
+fn four_runs(p: &Project, ns: &str) -> [&'static str; 4] {
     let ids = [
         "20261101_000000",
         "20261102_000000",
@@ -102,8 +84,16 @@ fn pushes_fold_the_catalog_into_its_index_and_cleanup_deletes_folded_segments_af
         "20261104_000000",
     ];
     for (i, id) in ids.iter().enumerate() {
-        run(&p, "", id, &format!("model {i}"));
+        run(p, ns, id, &format!("model {i}"));
     }
+    ids
+}
+
+#[test]
+fn pushes_fold_the_catalog_into_its_index_and_cleanup_deletes_folded_segments_after_the_grace() {
+    let b = bucket();
+    let p = project(&b).env("ARTIFACTCTL_REMOTE_COMPACT_AFTER", "2");
+    let ids = four_runs(&p, "");
     // The third push finds three segments written since the (absent)
     // index, more than 2: it folds them in. (The fourth may fold too:
     // object times have whole seconds, and a segment of the index's second
@@ -186,15 +176,7 @@ fn pushes_fold_the_catalog_into_its_index_and_cleanup_deletes_folded_segments_af
 fn retention_on_a_remote_removes_records_from_the_catalog_and_their_content_after_the_grace() {
     let b = bucket();
     let p = project(&b);
-    let ids = [
-        "20261101_000000",
-        "20261102_000000",
-        "20261103_000000",
-        "20261104_000000",
-    ];
-    for (i, id) in ids.iter().enumerate() {
-        run(&p, "gru", id, &format!("model {i}"));
-    }
+    four_runs(&p, "gru");
     p.json(&["push", "--all"]);
     let now = chrono::Utc::now();
 
@@ -646,15 +628,7 @@ fn on_a_file_remote_the_two_writers_of_the_catalog_index_lose_nothing() {
 fn a_remote_cleanup_killed_at_its_swap_or_mid_removal_leaves_every_listed_run_whole() {
     let b = bucket();
     let p = project(&b);
-    let ids = [
-        "20261101_000000",
-        "20261102_000000",
-        "20261103_000000",
-        "20261104_000000",
-    ];
-    for (i, id) in ids.iter().enumerate() {
-        run(&p, "", id, &format!("model {i}"));
-    }
+    four_runs(&p, "");
     p.json(&["push", "--all"]);
     let cleanup = ["cleanup", "--remote", "origin", "--keep", "2", "--yes"];
     // Before its index swap: nothing changed. Mid-removal (the index

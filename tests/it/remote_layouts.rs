@@ -90,29 +90,7 @@ fn seed_002_per_symbol_store_round_trips_a_raw_run_and_a_release() {
     let runs = legacy_models(&store, 2, false);
     let s = store.to_str().unwrap();
     let gru = &runs[1];
-    let validated = run(&p, &["--store", s, "promote", gru, "--to", "validated"]);
-    run(
-        &p,
-        &[
-            "--store",
-            s,
-            "promote",
-            validated.trim(),
-            "--to",
-            "production",
-            "--version",
-            "1.0.0",
-            "--approve",
-        ],
-    );
-    let raw = format!("raw/{gru}");
-    p.json(&["--store", s, "push", &raw, "production/gru/BTCEUR/1.0.0"]);
-
-    let q = project(&b);
-    q.json(&["pull", "production/gru/BTCEUR/latest", &raw]);
-    q.assert_verifies_clean();
-    same_checkout(&p, &["--store", s], &q, "production/gru/BTCEUR/1.0.0");
-    same_checkout(&p, &["--store", s], &q, &raw);
+    release_and_round_trip(&b, &p, s, gru, "production/gru/BTCEUR");
 }
 
 #[test]
@@ -122,9 +100,17 @@ fn seed_003_flat_store_round_trips_a_raw_run_and_a_release() {
     let store = p.path("backend/models");
     let ids = legacy_versions(&store, 3, None);
     let s = store.to_str().unwrap();
-    let validated = run(&p, &["--store", s, "promote", &ids[1], "--to", "validated"]);
+    release_and_round_trip(&b, &p, s, &ids[1], "production");
+}
+
+/// In the legacy store `s`: promote `raw` to validated and release it as
+/// 1.0.0 in `production` (`production` or `production/NS`), push the raw
+/// run and the release, pull both on another machine, and check out the
+/// same bytes there.
+fn release_and_round_trip(b: &str, p: &Project, s: &str, raw: &str, production: &str) {
+    let validated = run(p, &["--store", s, "promote", raw, "--to", "validated"]);
     run(
-        &p,
+        p,
         &[
             "--store",
             s,
@@ -137,14 +123,15 @@ fn seed_003_flat_store_round_trips_a_raw_run_and_a_release() {
             "--approve",
         ],
     );
-    let raw = format!("raw/{}", ids[2]);
-    p.json(&["--store", s, "push", &raw, "production/1.0.0"]);
+    let raw = format!("raw/{raw}");
+    let release = format!("{production}/1.0.0");
+    p.json(&["--store", s, "push", &raw, &release]);
 
-    let q = project(&b);
-    q.json(&["pull", "production/latest", &raw]);
+    let q = project(b);
+    q.json(&["pull", &format!("{production}/latest"), &raw]);
     q.assert_verifies_clean();
-    same_checkout(&p, &["--store", s], &q, "production/1.0.0");
-    same_checkout(&p, &["--store", s], &q, &raw);
+    same_checkout(p, &["--store", s], &q, &release);
+    same_checkout(p, &["--store", s], &q, &raw);
 }
 
 #[test]

@@ -6,8 +6,9 @@
 
 use serde_json::Value;
 
+use crate::remote::json_at;
 use crate::remote::{bucket, fails, project, read_tree};
-use crate::remote_catalog::{json_at, keys};
+use crate::remote_catalog::keys;
 use crate::remote_safety::{
     assert_dir_remote_consistent, assert_remote_consistent, delete_object, get_object,
 };

@@ -234,6 +234,30 @@ fn four_runs(p: &Project) {
     });
 }
 
+/// Every run pushed (one catalog segment), then a cleanup keeping 3
+/// removes the oldest and marks its content.
+fn push_all_then_keep_three(b: &Bench) {
+    b.ok(&["push", "--all"], NOW);
+    b.ok(
+        &["cleanup", "--remote", "origin", "--keep", "3", "--yes"],
+        NOW,
+    );
+}
+
+/// The three runs the first cleanup kept, and only their content (a blob
+/// or a pack each): the first run's is gone.
+fn three_runs_and_only_their_content(b: &Bench, what: &str) {
+    let listed = b.p.json(&["list", "--remote", "origin"]);
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 3, "{what}");
+    let out = b.run(&["cleanup", "--remote", "origin", "--json"], LATER, None);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (plan["blobs"].clone(), plan["referenced"].clone()),
+        (3.into(), 3.into()),
+        "{what}: {plan}"
+    );
+}
+
 fn cleanups(s3: bool) {
     let bench = Bench::new(s3);
     four_runs(&bench.p);
@@ -243,13 +267,6 @@ fn cleanups(s3: bool) {
     // deletes a record, writes the marks, deletes the first run's blob and
     // the folded segment, and writes its journal object: every kind of
     // write a remote cleanup makes.
-    let setup = |b: &Bench| {
-        b.ok(&["push", "--all"], NOW);
-        b.ok(
-            &["cleanup", "--remote", "origin", "--keep", "3", "--yes"],
-            NOW,
-        );
-    };
     let kept = |b: &Bench, what: &str| {
         // The two newest are never touched.
         let listed = b.p.json(&["list", "--remote", "origin"]);
@@ -276,7 +293,7 @@ fn cleanups(s3: bool) {
     };
     let retention = Case {
         name: "cleanup --remote --keep 2",
-        setup: &setup,
+        setup: &push_all_then_keep_three,
         args: &["cleanup", "--remote", "origin", "--keep", "2", "--yes"],
         now: LATER,
         check: &kept,
@@ -302,23 +319,11 @@ fn cleanups(s3: bool) {
     // segment, the journal object.
     let gc_only = Case {
         name: "cleanup --remote (garbage only)",
-        setup: &setup,
+        setup: &push_all_then_keep_three,
         args: &["cleanup", "--remote", "origin", "--yes"],
         now: LATER,
         check: &kept,
-        settled: &|b: &Bench, what: &str| {
-            // The three runs the first cleanup kept, and only their
-            // content: the first run's blob is gone.
-            let listed = b.p.json(&["list", "--remote", "origin"]);
-            assert_eq!(listed["runs"].as_array().unwrap().len(), 3, "{what}");
-            let out = b.run(&["cleanup", "--remote", "origin", "--json"], LATER, None);
-            let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert_eq!(
-                (plan["blobs"].clone(), plan["referenced"].clone()),
-                (3.into(), 3.into()),
-                "{what}: {plan}"
-            );
-        },
+        settled: &three_runs_and_only_their_content,
     };
     let reached = sweep(&bench, &gc_only, &["remote-write", "mid-removal"]);
     assert_eq!(reached["remote-write"], 5, "{reached:?}");
@@ -358,34 +363,16 @@ fn packed_cleanups(s3: bool) {
             );
         }
     });
-    let setup = |b: &Bench| {
-        b.ok(&["push", "--all"], NOW);
-        b.ok(
-            &["cleanup", "--remote", "origin", "--keep", "3", "--yes"],
-            NOW,
-        );
-    };
-    let three_packs = |b: &Bench, what: &str| {
-        let listed = b.p.json(&["list", "--remote", "origin"]);
-        assert_eq!(listed["runs"].as_array().unwrap().len(), 3, "{what}");
-        let out = b.run(&["cleanup", "--remote", "origin", "--json"], LATER, None);
-        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(
-            (plan["blobs"].clone(), plan["referenced"].clone()),
-            (3.into(), 3.into()),
-            "{what}: {plan}"
-        );
-    };
     let case = Case {
         name: "cleanup --remote of packs",
-        setup: &setup,
+        setup: &push_all_then_keep_three,
         args: &["cleanup", "--remote", "origin", "--yes"],
         now: LATER,
         check: &|b: &Bench, what: &str| {
             let listed = b.p.json(&["list", "--remote", "origin"]);
             assert_eq!(listed["runs"].as_array().unwrap().len(), 3, "{what}");
         },
-        settled: &three_packs,
+        settled: &three_runs_and_only_their_content,
     };
     let reached = sweep(
         &bench,

@@ -78,13 +78,7 @@ fn push_in_flight(s3: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_consistent(&b.p, &side, "push resumed after two cleanups");
-    let fresh = Bench::new(s3);
-    fresh.p.write(
-        "artifactctl.toml",
-        std::fs::read(b.p.path("artifactctl.toml")).unwrap(),
-    );
-    fresh.p.json(&["pull", "20261101_000000"]);
-    fresh.p.assert_verifies_clean();
+    pulls_whole_elsewhere(&b, s3, "20261101_000000");
     // Referenced now: the marks go, nothing is ever deleted.
     let third = cleanup_at(&b, &at(now + hours(100)), None);
     assert_eq!(
@@ -115,8 +109,7 @@ fn push_in_flight(s3: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_consistent(&b.p, &side, "push resumed after a cleanup with grace 0");
-    fresh.p.json(&["pull", "20261102_000000"]);
-    fresh.p.assert_verifies_clean();
+    pulls_whole_elsewhere(&b, s3, "20261102_000000");
 
     // By design the grace is the protection: with grace 0, a second
     // cleanup while the push is still held deletes its blob.
@@ -194,13 +187,7 @@ fn cleanup_in_flight(s3: bool) {
     assert_eq!(report["deleted"], 0, "{report}");
     assert!(side.has_blob(&hash));
     assert_consistent(&b.p, &side, "push during a held cleanup");
-    let fresh = Bench::new(s3);
-    fresh.p.write(
-        "artifactctl.toml",
-        std::fs::read(b.p.path("artifactctl.toml")).unwrap(),
-    );
-    fresh.p.json(&["pull", "20261101_000000"]);
-    fresh.p.assert_verifies_clean();
+    pulls_whole_elsewhere(&b, s3, "20261101_000000");
 }
 
 #[test]
@@ -219,4 +206,15 @@ fn a_push_during_a_held_cleanup_uploads_the_blob_it_was_about_to_delete_and_it_s
 )]
 fn on_a_file_remote_a_push_during_a_held_cleanup_keeps_its_blob() {
     cleanup_in_flight(false);
+}
+
+/// Another machine with the same remote pulls `id`, and it verifies clean.
+fn pulls_whole_elsewhere(b: &Bench, s3: bool, id: &str) {
+    let fresh = Bench::new(s3);
+    fresh.p.write(
+        "artifactctl.toml",
+        std::fs::read(b.p.path("artifactctl.toml")).unwrap(),
+    );
+    fresh.p.json(&["pull", id]);
+    fresh.p.assert_verifies_clean();
 }
