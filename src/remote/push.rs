@@ -4,7 +4,7 @@
 //! whose content is missing; a killed push re-run uploads only what is
 //! missing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -70,9 +70,19 @@ pub fn push(
         compacted_segments: 0,
     };
     let mut added = Vec::new();
+    // What the remote's packs hold: read once, at the first run with small
+    // files to upload, and extended with the packs this push writes.
+    let mut in_packs = None;
     for location in &opts.runs {
         let meta = record_of(location, &opts.read)?;
-        let pushed = remote.block_on(push_one(remote, location, &meta, opts.jobs, reporter))?;
+        let pushed = remote.block_on(push_one(
+            remote,
+            location,
+            &meta,
+            &mut in_packs,
+            opts.jobs,
+            reporter,
+        ))?;
         report.uploaded_files += pushed.uploaded_files;
         report.uploaded_bytes += pushed.uploaded_bytes;
         if pushed.state == "pushed" {
@@ -133,6 +143,7 @@ async fn push_one(
     remote: &Remote,
     location: &RunLocation,
     meta: &Metadata,
+    in_packs: &mut Option<HashMap<String, pack::PackedAt>>,
     jobs: usize,
     reporter: &dyn TransferReporter,
 ) -> Result<PushedRun> {
@@ -206,22 +217,27 @@ async fn push_one(
         .filter(|(hash, (_, size))| *size < pack::PACKED_FILE_MAX && !settled(hash))
         .map(|(hash, _)| *hash)
         .collect();
+    let mut in_a_pack = HashSet::new();
     if !small.is_empty() {
-        let in_packs = pack::packed_blobs(remote, marks, jobs).await?;
+        if in_packs.is_none() {
+            *in_packs = Some(pack::packed_blobs(remote, marks, jobs).await?);
+        }
+        let known = in_packs.as_ref().expect("read just above");
         for hash in small {
-            if let Some(at) = in_packs.get(hash) {
+            // A pack marked since it was read is not trusted either.
+            if let Some(at) = known.get(hash).filter(|at| !marks.contains_key(&at.pack)) {
                 packed
                     .entry(at.pack.clone())
                     .or_default()
                     .insert(hash.to_string(), at.offset);
+                in_a_pack.insert(hash);
             }
         }
     }
-    let in_a_pack = |hash: &str| packed.values().any(|blobs| blobs.contains_key(hash));
     let mut loose = Vec::new();
     let mut to_pack = Vec::new();
     for (hash, (path, size)) in blobs {
-        if in_a_pack(hash) {
+        if in_a_pack.contains(hash) {
             pushed.present_files += 1;
         } else if size < pack::PACKED_FILE_MAX && !settled(hash) {
             to_pack.push((hash, path, size));
@@ -298,6 +314,14 @@ async fn push_one(
                     pushed.uploaded_bytes += uploaded.bytes;
                 } else {
                     pushed.present_files += n;
+                }
+                if let Some(known) = in_packs.as_mut() {
+                    for (hash, offset) in &uploaded.blobs {
+                        known.entry(hash.clone()).or_insert(pack::PackedAt {
+                            pack: uploaded.pack.clone(),
+                            offset: *offset,
+                        });
+                    }
                 }
                 packed
                     .entry(uploaded.pack)

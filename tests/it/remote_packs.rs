@@ -249,3 +249,22 @@ fn on_a_file_remote_small_files_go_up_in_a_pack_and_come_back_whole() {
         read_tree(&q.store().join("raw").join(ONE))
     );
 }
+
+#[test]
+fn runs_pushed_together_share_the_packs_the_push_writes() {
+    let b = bucket();
+    let p = project(&b);
+    small_files(&p, "one", 40, "a");
+    small_files(&p, "two", 40, "a");
+    let new_bytes = small_files(&p, "two", 20, "b");
+    p.register(&p.path("one"), &["--id", ONE]);
+    p.register(&p.path("two"), &["--id", TWO]);
+    let pushed = p.json(&["push", "--all"]);
+    let two = &pushed["runs"][1];
+    assert_eq!(two["ref"], format!("raw/{TWO}"), "{pushed}");
+    assert_eq!(two["present_files"], 40, "{pushed}");
+    assert_eq!(two["uploaded_files"], 20, "{pushed}");
+    assert_eq!(two["uploaded_bytes"], new_bytes, "{pushed}");
+    assert_eq!(keys(&b, "packs/").len(), 4, "two packs and their tables");
+    assert_remote_consistent(&p, &b, "after one push of both");
+}
