@@ -268,3 +268,30 @@ fn runs_pushed_together_share_the_packs_the_push_writes() {
     assert_eq!(keys(&b, "packs/").len(), 4, "two packs and their tables");
     assert_remote_consistent(&p, &b, "after one push of both");
 }
+
+#[test]
+fn a_forged_table_of_contents_reaching_past_its_pack_is_not_trusted() {
+    let b = bucket();
+    let p = project(&b);
+    small_files(&p, "one", 20, "a");
+    p.register(&p.path("one"), &["--id", ONE]);
+    // A pack of four bytes whose table claims every file of the run.
+    let evil = blake3::hash(b"evil").to_hex().to_string();
+    let key = format!("packs/{}/{evil}", &evil[..2]);
+    let claims: Vec<Value> = std::fs::read_dir(p.path("one/data"))
+        .unwrap()
+        .map(|e| {
+            let content = std::fs::read(e.unwrap().path()).unwrap();
+            serde_json::json!([blake3::hash(&content).to_hex().as_str(), 0, content.len()])
+        })
+        .collect();
+    let toc = serde_json::json!({ "schema_version": 1, "blobs": claims });
+    crate::remote::put_object(&b, &key, b"evil");
+    crate::remote::put_object(&b, &format!("{key}.toc"), toc.to_string().as_bytes());
+    let pushed = p.json(&["push", ONE]);
+    assert_eq!(pushed["uploaded_files"], 20, "{pushed}");
+    assert_remote_consistent(&p, &b, "after the push");
+    let q = project(&b);
+    q.json(&["pull", ONE]);
+    q.assert_verifies_clean();
+}
