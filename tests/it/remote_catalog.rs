@@ -408,6 +408,17 @@ pub(crate) fn resume(child: Child, gate: &Path) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// [`resume`], and the command must have succeeded.
+pub(crate) fn resumed_ok(child: Child, gate: &Path) -> Output {
+    let out = resume(child, gate);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn remote_latest_id(p: &Project) -> Value {
     p.json(&["show", "production/gru/BTCEUR/latest", "--remote", "origin"])["run"]["id"].clone()
 }
@@ -444,12 +455,7 @@ fn promotions_race(p: &Project) {
         (b["from"].clone(), b["moved"].clone()),
         ("1.0.0".into(), true.into())
     );
-    let out = resume(child, &gate);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = resumed_ok(child, &gate);
     let a_said: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         a_said["from"], "1.1.0",
@@ -571,12 +577,7 @@ fn catalog_writers_race(p: &Project) {
     );
     let pushed = p.json(&["push", "20261103_000000"]);
     assert_eq!(pushed["compacted_segments"], 1, "{pushed}");
-    let out = resume(child, &gate);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    resumed_ok(child, &gate);
     assert_eq!(
         listed(p),
         ["20261101_000000", "20261102_000000", "20261103_000000"]
@@ -593,12 +594,7 @@ fn catalog_writers_race(p: &Project) {
     );
     let done = p.json(&["cleanup", "--remote", "origin", "--keep", "3", "--yes"]);
     assert_eq!(done["freed_bytes"], 1, "{done}");
-    let out = resume(child, &gate);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    resumed_ok(child, &gate);
     assert_eq!(
         listed(p),
         ["20261102_000000", "20261103_000000", "20261104_000000"]

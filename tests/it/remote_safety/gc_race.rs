@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::*;
-use crate::remote_catalog::{paused, resume};
+use crate::remote_catalog::{paused, resume, resumed_ok};
 
 /// Where a push has every blob of its run on the remote and not its record
 /// yet.
@@ -71,12 +71,7 @@ fn push_in_flight(s3: bool) {
         "only marked in the first run: {second}"
     );
     assert_eq!(second["deleted"], 0, "{second}");
-    let out = resume(child, &gate);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    resumed_ok(child, &gate);
     assert_consistent(&b.p, &side, "push resumed after two cleanups");
     pulls_whole_elsewhere(&b, s3, "20261101_000000");
     // Referenced now: the marks go, nothing is ever deleted.
@@ -102,12 +97,7 @@ fn push_in_flight(s3: bool) {
         (1.into(), 0.into()),
         "{once}"
     );
-    let out = resume(child, &gate);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    resumed_ok(child, &gate);
     assert_consistent(&b.p, &side, "push resumed after a cleanup with grace 0");
     pulls_whole_elsewhere(&b, s3, "20261102_000000");
 
@@ -177,12 +167,7 @@ fn cleanup_in_flight(s3: bool) {
         pushed["uploaded_files"], 1,
         "the marked blob is uploaded again, not trusted: {pushed}"
     );
-    let out = resume(child, &gate);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = resumed_ok(child, &gate);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["deleted"], 0, "{report}");
     assert!(side.has_blob(&hash));
